@@ -59,6 +59,9 @@ func TestReadFilePermissions(t *testing.T) {
 	if _, err := ReadFile(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("missing file: err = %v", err)
 	}
+	if err := os.Chmod(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(p, []byte("garbage"), 0o600); err != nil {
 		t.Fatal(err)
 	}
