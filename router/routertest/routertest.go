@@ -1,0 +1,97 @@
+// Package routertest has helpers for testing code around the router:
+// packet builders and a recording Port.
+package routertest
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"sync"
+)
+
+// Packet returns a UDP packet from src to dst (both IPv4 or both IPv6) with
+// the given TTL or hop limit and payload, preceded by headroom zero bytes.
+// IPv4 packets carry a valid header checksum.
+func Packet(headroom int, src, dst netip.Addr, ttl uint8, payload []byte) []byte {
+	const udpLen = 8
+	if src.Is4() {
+		total := 20 + udpLen + len(payload)
+		b := make([]byte, headroom+total)
+		p := b[headroom:]
+		p[0] = 0x45
+		binary.BigEndian.PutUint16(p[2:], uint16(total))
+		p[8] = ttl
+		p[9] = 17
+		s, d := src.As4(), dst.As4()
+		copy(p[12:], s[:])
+		copy(p[16:], d[:])
+		binary.BigEndian.PutUint16(p[10:], Checksum(p[:20]))
+		binary.BigEndian.PutUint16(p[20:], 1234)
+		binary.BigEndian.PutUint16(p[22:], 5678)
+		binary.BigEndian.PutUint16(p[24:], uint16(udpLen+len(payload)))
+		copy(p[28:], payload)
+		return b
+	}
+	total := 40 + udpLen + len(payload)
+	b := make([]byte, headroom+total)
+	p := b[headroom:]
+	p[0] = 0x60
+	binary.BigEndian.PutUint16(p[4:], uint16(udpLen+len(payload)))
+	p[6] = 17
+	p[7] = ttl
+	s, d := src.As16(), dst.As16()
+	copy(p[8:], s[:])
+	copy(p[24:], d[:])
+	binary.BigEndian.PutUint16(p[40:], 1234)
+	binary.BigEndian.PutUint16(p[42:], 5678)
+	binary.BigEndian.PutUint16(p[44:], uint16(udpLen+len(payload)))
+	copy(p[48:], payload)
+	return b
+}
+
+// Checksum is the Internet checksum (RFC 1071) of b.
+func Checksum(b []byte) uint16 {
+	var sum uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(b[i:]))
+	}
+	if len(b)%2 == 1 {
+		sum += uint32(b[len(b)-1]) << 8
+	}
+	for sum>>16 != 0 {
+		sum = (sum & 0xffff) + sum>>16
+	}
+	return ^uint16(sum)
+}
+
+// Sink is a Port that records copies of the packets delivered to it.
+type Sink struct {
+	mu      sync.Mutex
+	packets [][]byte
+	Err     error // returned by Deliver when set
+}
+
+// Deliver records a copy of every packet (without headroom).
+func (s *Sink) Deliver(bufs [][]byte, offset int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.Err != nil {
+		return s.Err
+	}
+	for _, b := range bufs {
+		s.packets = append(s.packets, append([]byte(nil), b[offset:]...))
+	}
+	return nil
+}
+
+// Packets returns the packets recorded so far.
+func (s *Sink) Packets() [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([][]byte(nil), s.packets...)
+}
+
+// Discard is a Port that drops everything without error and without allocating.
+type Discard struct{}
+
+// Deliver does nothing.
+func (Discard) Deliver([][]byte, int) error { return nil }
