@@ -1,0 +1,218 @@
+package device
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+// tunOffset is the headroom TUN queues read at: the virtio-net header needs
+// 10 bytes, and 16 matches what wireguard-go's devices use.
+const tunOffset = 16
+
+// TUN is a Linux multi-queue TUN interface: each queue is its own file
+// descriptor with IFF_VNET_HDR offloads (TSO/GSO and checksum), read by its
+// own goroutine, and packets written back are spread over the queues by
+// flow so that each flow stays in order.
+type TUN struct {
+	name    string
+	queues  []tun.Device
+	forward ForwardFunc
+	logger  *slog.Logger
+	wg      sync.WaitGroup
+	closed  atomic.Bool
+	once    sync.Once
+	vnetHdr bool
+
+	readErrors atomic.Uint64
+	lastLog    atomic.Int64
+}
+
+// OpenTUN creates the interface, configures its MTU, addresses and routes
+// through netlink, brings it up and starts one reader per queue, which hand
+// packets to forward. On error nothing is left behind.
+func OpenTUN(cfg TUNConfig, forward ForwardFunc) (_ *TUN, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	n := cfg.Queues
+	if n <= 0 {
+		n = runtime.NumCPU()
+	}
+	if _, err := netlink.LinkByName(cfg.Name); err == nil {
+		return nil, fmt.Errorf("create TUN %s: %w", cfg.Name, ErrTUNExists)
+	}
+	t := &TUN{name: cfg.Name, forward: forward, logger: cfg.Logger}
+	defer func() {
+		if err != nil {
+			for _, q := range t.queues {
+				q.Close()
+			}
+		}
+	}()
+	for i := range n {
+		q, vnet, err := openQueue(cfg.Name)
+		if err != nil {
+			return nil, fmt.Errorf("create TUN %s queue %d: %w", cfg.Name, i, err)
+		}
+		t.queues = append(t.queues, q)
+		t.vnetHdr = vnet
+	}
+	if err := configureLink(cfg); err != nil {
+		return nil, fmt.Errorf("configure TUN %s: %w", cfg.Name, err)
+	}
+	for _, q := range t.queues {
+		t.wg.Add(1)
+		go t.readLoop(q)
+	}
+	cfg.Logger.Info("TUN egress up", "interface", cfg.Name, "queues", n, "mtu", cfg.MTU, "offloads", t.vnetHdr)
+	return t, nil
+}
+
+// openQueue attaches one more queue to the named multi-queue TUN, creating
+// the interface on the first call.
+func openQueue(name string) (tun.Device, bool, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, false, err
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		unix.Close(fd)
+		return nil, false, err
+	}
+	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_MULTI_QUEUE | unix.IFF_VNET_HDR)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		return nil, false, fmt.Errorf("TUNSETIFF: %w", err)
+	}
+	// CreateUnmonitoredTUNFromFD negotiates TSO/checksum (and USO where the
+	// kernel has it) because IFF_VNET_HDR is set, and owns fd from here on.
+	dev, _, err := tun.CreateUnmonitoredTUNFromFD(fd)
+	if err != nil {
+		unix.Close(fd)
+		return nil, false, err
+	}
+	return dev, dev.BatchSize() > 1, nil
+}
+
+func configureLink(cfg TUNConfig) error {
+	link, err := netlink.LinkByName(cfg.Name)
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkSetMTU(link, cfg.MTU); err != nil {
+		return fmt.Errorf("set MTU %d: %w", cfg.MTU, err)
+	}
+	for _, a := range cfg.Addresses {
+		if err := netlink.AddrReplace(link, &netlink.Addr{IPNet: ipNet(a)}); err != nil {
+			return fmt.Errorf("add address %s: %w", a, err)
+		}
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return fmt.Errorf("set up: %w", err)
+	}
+	for _, r := range cfg.Routes {
+		rt := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(r.Masked()), Scope: netlink.SCOPE_LINK}
+		if err := netlink.RouteReplace(rt); err != nil {
+			return fmt.Errorf("add route %s: %w", r, err)
+		}
+	}
+	return nil
+}
+
+func ipNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+func (t *TUN) readLoop(q tun.Device) {
+	defer t.wg.Done()
+	batch := q.BatchSize()
+	bufs := make([][]byte, batch)
+	pkts := make([][]byte, batch)
+	sizes := make([]int, batch)
+	for i := range bufs {
+		bufs[i] = make([]byte, tunOffset+65535)
+	}
+	for {
+		n, err := q.Read(bufs, sizes, tunOffset)
+		for i := range n {
+			pkts[i] = bufs[i][:tunOffset+sizes[i]]
+		}
+		if n > 0 {
+			t.forward(pkts[:n], tunOffset)
+		}
+		if err != nil {
+			if t.closed.Load() || errors.Is(err, os.ErrClosed) {
+				return
+			}
+			t.readErrors.Add(1)
+			if now := time.Now().Unix(); t.lastLog.Swap(now) != now {
+				t.logger.Warn("TUN read failed", "interface", t.name, "err", err)
+			}
+		}
+	}
+}
+
+// Deliver writes packets into the kernel through one queue, chosen by the
+// first packet's addresses so that a flow keeps its order; wireguard-go's
+// TUN writer coalesces TCP and UDP segments (GRO) when offloads are on.
+func (t *TUN) Deliver(bufs [][]byte, offset int) error {
+	if len(bufs) == 0 {
+		return nil
+	}
+	q := t.queues[flowHash(bufs[0][offset:])%uint32(len(t.queues))]
+	_, err := q.Write(bufs, offset)
+	return err
+}
+
+// flowHash mixes the source and destination addresses of an IP packet.
+func flowHash(p []byte) uint32 {
+	var h uint32 = 2166136261
+	var a []byte
+	switch {
+	case len(p) >= 20 && p[0]>>4 == 4:
+		a = p[12:20]
+	case len(p) >= 40 && p[0]>>4 == 6:
+		a = p[8:40]
+	default:
+		return 0
+	}
+	for len(a) >= 4 {
+		h = (h ^ binary.BigEndian.Uint32(a)) * 16777619
+		a = a[4:]
+	}
+	return h ^ h>>16
+}
+
+// Name returns the interface name.
+func (t *TUN) Name() string { return t.name }
+
+// ReadErrors returns how many reads from the kernel failed.
+func (t *TUN) ReadErrors() uint64 { return t.readErrors.Load() }
+
+// Close closes every queue, which removes the interface, and waits for the
+// readers to stop.
+func (t *TUN) Close() error {
+	var err error
+	t.once.Do(func() {
+		t.closed.Store(true)
+		for _, q := range t.queues {
+			err = errors.Join(err, q.Close())
+		}
+		t.wg.Wait()
+	})
+	return err
+}

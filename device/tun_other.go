@@ -1,0 +1,18 @@
+//go:build !linux
+
+package device
+
+// TUN is unavailable on this platform.
+type TUN struct{}
+
+// OpenTUN returns ErrNoTUN on platforms other than Linux.
+func OpenTUN(TUNConfig, ForwardFunc) (*TUN, error) { return nil, ErrNoTUN }
+
+// Deliver implements router.Port.
+func (*TUN) Deliver([][]byte, int) error { return ErrNoTUN }
+
+// Close does nothing.
+func (*TUN) Close() error { return nil }
+
+// Name returns "".
+func (*TUN) Name() string { return "" }

@@ -1,0 +1,287 @@
+package device
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
+	wgdevice "golang.zx2c4.com/wireguard/device"
+
+	"github.com/anyguard/anyguard/internal/keys"
+)
+
+// ErrPortInUse is returned when the UDP listen port is taken.
+var ErrPortInUse = errors.New("UDP port already in use")
+
+// Peer is the desired configuration of one WireGuard peer.
+type Peer struct {
+	PublicKey    keys.Key
+	PresharedKey keys.Key // zero: none
+	AllowedIPs   []netip.Prefix
+	Endpoint     netip.AddrPort // zero: learnt from the peer's handshake
+	Keepalive    time.Duration  // zero: off
+}
+
+func (p Peer) equal(o Peer) bool {
+	return p.PublicKey == o.PublicKey && p.PresharedKey == o.PresharedKey &&
+		slices.Equal(p.AllowedIPs, o.AllowedIPs) && p.Endpoint == o.Endpoint && p.Keepalive == o.Keepalive
+}
+
+// WireGuardConfig configures an embedded wireguard-go device.
+type WireGuardConfig struct {
+	Name       string // for logs and the UAPI socket
+	PrivateKey keys.Key
+	ListenPort uint16 // 0: a random port
+	Peers      []Peer
+	Bind       conn.Bind    // nil: the standard UDP bind (recvmmsg, GSO/GRO)
+	Logger     *slog.Logger // nil: discard
+}
+
+// WireGuard is an embedded wireguard-go device attached to a Port.
+type WireGuard struct {
+	name   string
+	dev    *wgdevice.Device
+	bind   *ClassifyingBind
+	logger *slog.Logger
+
+	mu    sync.Mutex // serialises SetPeers
+	peers map[keys.Key]Peer
+
+	closeOnce sync.Once
+}
+
+// NewWireGuard creates the device on port, configures it and brings it up.
+// On error nothing is left running.
+func NewWireGuard(cfg WireGuardConfig, port *Port) (*WireGuard, error) {
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	b := cfg.Bind
+	if b == nil {
+		b = conn.NewDefaultBind()
+	}
+	w := &WireGuard{
+		name:   cfg.Name,
+		bind:   NewClassifyingBind(b),
+		logger: logger,
+		peers:  make(map[keys.Key]Peer),
+	}
+	w.dev = wgdevice.NewDevice(port, w.bind, wgLogger(logger, cfg.Name))
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "private_key=%s\nlisten_port=%d\nreplace_peers=true\n", cfg.PrivateKey.Hex(), cfg.ListenPort)
+	for _, p := range cfg.Peers {
+		writePeer(&sb, p, false)
+	}
+	if err := w.dev.IpcSet(sb.String()); err != nil {
+		w.dev.Close()
+		return nil, fmt.Errorf("configure %s: %w", cfg.Name, err)
+	}
+	for _, p := range cfg.Peers {
+		w.peers[p.PublicKey] = p
+	}
+	if err := w.dev.Up(); err != nil {
+		w.dev.Close()
+		if isAddrInUse(err) {
+			return nil, fmt.Errorf("bring up %s: %w: %d", cfg.Name, ErrPortInUse, cfg.ListenPort)
+		}
+		return nil, fmt.Errorf("bring up %s: %w", cfg.Name, err)
+	}
+	return w, nil
+}
+
+func isAddrInUse(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "address already in use")
+}
+
+func writePeer(sb *strings.Builder, p Peer, update bool) {
+	fmt.Fprintf(sb, "public_key=%s\n", p.PublicKey.Hex())
+	if update {
+		sb.WriteString("update_only=true\n")
+	}
+	fmt.Fprintf(sb, "preshared_key=%s\n", p.PresharedKey.Hex())
+	if p.Endpoint.IsValid() {
+		fmt.Fprintf(sb, "endpoint=%s\n", p.Endpoint)
+	}
+	fmt.Fprintf(sb, "persistent_keepalive_interval=%d\n", int(p.Keepalive/time.Second))
+	sb.WriteString("replace_allowed_ips=true\n")
+	for _, a := range p.AllowedIPs {
+		fmt.Fprintf(sb, "allowed_ip=%s\n", a)
+	}
+}
+
+// SetPeers makes the device's peers exactly peers: it adds new ones,
+// updates changed ones in place and removes the rest, so that sessions of
+// unchanged peers are untouched. Calling it twice with the same input does
+// nothing the second time.
+func (w *WireGuard) SetPeers(peers []Peer) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	want := make(map[keys.Key]Peer, len(peers))
+	for _, p := range peers {
+		want[p.PublicKey] = p
+	}
+	var sb strings.Builder
+	for k := range w.peers {
+		if _, ok := want[k]; !ok {
+			fmt.Fprintf(&sb, "public_key=%s\nremove=true\n", k.Hex())
+		}
+	}
+	for _, p := range peers {
+		old, ok := w.peers[p.PublicKey]
+		if ok && old.equal(p) {
+			continue
+		}
+		writePeer(&sb, p, false)
+	}
+	if sb.Len() == 0 {
+		return nil
+	}
+	if err := w.dev.IpcSet(sb.String()); err != nil {
+		return fmt.Errorf("set peers of %s: %w", w.name, err)
+	}
+	w.peers = want
+	return nil
+}
+
+// PeerStatus is what the device reports about one peer.
+type PeerStatus struct {
+	PublicKey     keys.Key
+	Endpoint      netip.AddrPort
+	LastHandshake time.Time // zero: never
+	RxBytes       uint64
+	TxBytes       uint64
+	AllowedIPs    []netip.Prefix
+}
+
+// Status reads the device's view of its peers through its UAPI. It costs
+// time proportional to the number of peers: call it for status pages, not
+// per packet.
+func (w *WireGuard) Status() ([]PeerStatus, error) {
+	text, err := w.dev.IpcGet()
+	if err != nil {
+		return nil, fmt.Errorf("status of %s: %w", w.name, err)
+	}
+	return parseUAPIGet(text)
+}
+
+// parseUAPIGet parses the peer sections of a UAPI "get" reply.
+func parseUAPIGet(text string) ([]PeerStatus, error) {
+	var out []PeerStatus
+	var cur *PeerStatus
+	var sec int64
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), "=")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "public_key":
+			out = append(out, PeerStatus{})
+			cur = &out[len(out)-1]
+			b, err := parseHexKey(v)
+			if err != nil {
+				return nil, err
+			}
+			cur.PublicKey = b
+		case "endpoint":
+			if cur != nil {
+				cur.Endpoint, _ = netip.ParseAddrPort(v)
+			}
+		case "allowed_ip":
+			if cur != nil {
+				if p, err := netip.ParsePrefix(v); err == nil {
+					cur.AllowedIPs = append(cur.AllowedIPs, p)
+				}
+			}
+		case "rx_bytes":
+			if cur != nil {
+				cur.RxBytes, _ = strconv.ParseUint(v, 10, 64)
+			}
+		case "tx_bytes":
+			if cur != nil {
+				cur.TxBytes, _ = strconv.ParseUint(v, 10, 64)
+			}
+		case "last_handshake_time_sec":
+			sec, _ = strconv.ParseInt(v, 10, 64)
+		case "last_handshake_time_nsec":
+			nsec, _ := strconv.ParseInt(v, 10, 64)
+			if cur != nil && (sec != 0 || nsec != 0) {
+				cur.LastHandshake = time.Unix(sec, nsec)
+			}
+		}
+	}
+	return out, sc.Err()
+}
+
+func parseHexKey(s string) (keys.Key, error) {
+	var k keys.Key
+	if len(s) != 2*keys.Len {
+		return k, keys.ErrBadKey
+	}
+	for i := range k {
+		v, err := strconv.ParseUint(s[2*i:2*i+2], 16, 8)
+		if err != nil {
+			return keys.Key{}, keys.ErrBadKey
+		}
+		k[i] = byte(v)
+	}
+	return k, nil
+}
+
+// ListenPort returns the UDP port the device listens on.
+func (w *WireGuard) ListenPort() uint16 {
+	text, err := w.dev.IpcGet()
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(text, "\n") {
+		if v, ok := strings.CutPrefix(line, "listen_port="); ok {
+			n, _ := strconv.ParseUint(v, 10, 16)
+			return uint16(n)
+		}
+	}
+	return 0
+}
+
+// BindStats returns the counters of the device's classifying bind.
+func (w *WireGuard) BindStats() BindStats { return w.bind.Stats() }
+
+// Device returns the wireguard-go device, for the UAPI server.
+func (w *WireGuard) Device() *wgdevice.Device { return w.dev }
+
+// Close takes the device down and waits for its goroutines.
+func (w *WireGuard) Close() {
+	w.closeOnce.Do(func() {
+		w.dev.Close()
+		<-w.dev.Wait()
+	})
+}
+
+// wgLogger adapts wireguard-go's printf logger to slog. Verbose lines are
+// formatted only when debug logging is on.
+func wgLogger(l *slog.Logger, name string) *wgdevice.Logger {
+	l = l.With("device", name)
+	wl := &wgdevice.Logger{
+		Verbosef: wgdevice.DiscardLogf,
+		Errorf: func(format string, args ...any) {
+			l.Warn(fmt.Sprintf(format, args...))
+		},
+	}
+	if l.Enabled(context.Background(), slog.LevelDebug) {
+		wl.Verbosef = func(format string, args ...any) {
+			l.Debug(fmt.Sprintf(format, args...))
+		}
+	}
+	return wl
+}
