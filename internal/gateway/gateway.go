@@ -1,0 +1,246 @@
+// Package gateway wires one anyguard gateway together from its parts: the
+// router, the client-facing WireGuard device on its in-memory port, the
+// egress (kernel TUN or netstack) and the UAPI socket. It turns the typed
+// configuration into each part's own settings.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
+
+	"github.com/anyguard/anyguard/device"
+	"github.com/anyguard/anyguard/internal/config"
+	"github.com/anyguard/anyguard/router"
+)
+
+// Options are the parts of a gateway that are not configuration: hooks for
+// the demo and tests.
+type Options struct {
+	Logger *slog.Logger
+	// ClientBind replaces the UDP socket of the client device (tests).
+	ClientBind conn.Bind
+	// NetstackDial and NetstackPing replace host sockets in netstack mode, so
+	// the demo can map private addresses onto loopback.
+	NetstackDial func(ctx context.Context, network string, dst netip.AddrPort) (net.Conn, error)
+	NetstackPing func(ctx context.Context, dst netip.Addr, id, seq uint16, payload []byte) ([]byte, error)
+}
+
+// egress is the local private network: a TUN or a netstack.
+type egress interface {
+	Deliver(bufs [][]byte, offset int) error
+	Close() error
+}
+
+// Gateway is one running anyguard gateway.
+type Gateway struct {
+	cfg    *config.Config
+	logger *slog.Logger
+
+	router   *router.Router
+	port     *device.Port
+	clients  *device.WireGuard
+	uapi     *device.UAPI
+	egress   egress
+	tun      *device.TUN
+	netstack *device.Netstack
+
+	clientPort, egressPort router.PortID
+}
+
+// ErrStart wraps every error that stops a gateway from starting; the
+// message names the configuration field at fault.
+var ErrStart = errors.New("start gateway")
+
+// New starts a gateway. On error everything it started is stopped again.
+func New(cfg *config.Config, opts Options) (_ *Gateway, err error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	g := &Gateway{cfg: cfg, logger: logger, router: router.New()}
+	defer func() {
+		if err != nil {
+			g.Close()
+		}
+	}()
+	uapiName := cfg.Egress.TunName
+	g.port = device.NewPort(uapiName, cfg.Clients.MTU, func(bufs [][]byte, offset int) {
+		g.router.Forward(g.clientPort, bufs, offset)
+	})
+	g.clientPort = g.router.AddPort("clients", router.KindClient, g.port)
+	forwardEgress := func(bufs [][]byte, offset int) { g.router.Forward(g.egressPort, bufs, offset) }
+
+	switch cfg.Egress.Mode {
+	case config.ModeTUN:
+		g.tun, err = device.OpenTUN(device.TUNConfig{
+			Name:      cfg.Egress.TunName,
+			Queues:    cfg.Egress.Queues,
+			MTU:       cfg.Clients.MTU,
+			Addresses: cfg.Clients.Address,
+			Routes:    routesOutside(cfg.Clients.Address, clientPrefixes(cfg)),
+			Logger:    logger,
+		}, forwardEgress)
+		if err != nil {
+			return nil, fmt.Errorf("%w: egress.tun_name: %w", ErrStart, explainTUN(err))
+		}
+		g.egress = g.tun
+	case config.ModeNetstack:
+		g.netstack, err = device.NewNetstack(device.NetstackConfig{
+			Addresses: cfg.Clients.Address,
+			MTU:       cfg.Clients.MTU,
+			Dial:      opts.NetstackDial,
+			Ping:      opts.NetstackPing,
+			Logger:    logger,
+		}, forwardEgress)
+		if err != nil {
+			return nil, fmt.Errorf("%w: egress.mode netstack: %w", ErrStart, err)
+		}
+		g.egress = g.netstack
+	default:
+		return nil, fmt.Errorf("%w: egress.mode: unknown mode %q", ErrStart, cfg.Egress.Mode)
+	}
+	g.egressPort = g.router.AddPort("egress", router.KindEgress, g.egress)
+	if err := g.setRoutes(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrStart, err)
+	}
+
+	g.clients, err = device.NewWireGuard(device.WireGuardConfig{
+		Name:       uapiName,
+		PrivateKey: cfg.Clients.PrivateKey,
+		ListenPort: cfg.Clients.ListenPort,
+		Peers:      devicePeers(cfg),
+		Bind:       opts.ClientBind,
+		Logger:     logger,
+	}, g.port)
+	if err != nil {
+		if errors.Is(err, device.ErrPortInUse) {
+			return nil, fmt.Errorf("%w: clients.listen_port: UDP port %d is already in use", ErrStart, cfg.Clients.ListenPort)
+		}
+		return nil, fmt.Errorf("%w: clients: %w", ErrStart, err)
+	}
+	if cfg.Clients.UAPI {
+		g.uapi, err = device.ServeUAPI(uapiName, g.clients, logger)
+		if err != nil {
+			return nil, fmt.Errorf("%w: clients.uapi: %w (set clients.uapi: false to run without the wg(8) socket)", ErrStart, err)
+		}
+	}
+	logger.Info("gateway started",
+		"node", cfg.Node.Name, "region", cfg.Node.Region,
+		"listen_port", g.clients.ListenPort(), "egress", cfg.Egress.Mode,
+		"clients", len(cfg.Clients.Peers), "prefixes", fmt.Sprint(cfg.Egress.Prefixes),
+		"uapi", cfg.Clients.UAPI)
+	return g, nil
+}
+
+func explainTUN(err error) error {
+	switch {
+	case errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("%w (tun mode needs CAP_NET_ADMIN and /dev/net/tun; use egress.mode: netstack to run unprivileged)", err)
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("%w (no /dev/net/tun: pass --device /dev/net/tun to the container, or use egress.mode: netstack)", err)
+	}
+	return err
+}
+
+// setRoutes installs the forwarding table and source filters from the
+// configuration: each client's allowed IPs to the client port, the served
+// prefixes and the gateway's own addresses to the egress.
+func (g *Gateway) setRoutes() error {
+	cfg := g.cfg
+	var routes []router.Route
+	var clientSources []router.SourceRule
+	egressSources := []router.SourceRule{
+		{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Allow: true},
+		{Prefix: netip.MustParsePrefix("::/0"), Allow: true},
+	}
+	for _, p := range clientPrefixes(cfg) {
+		routes = append(routes, router.Route{Prefix: p, Port: g.clientPort})
+		clientSources = append(clientSources, router.SourceRule{Prefix: p, Allow: true})
+		egressSources = append(egressSources, router.SourceRule{Prefix: p, Allow: false})
+	}
+	for _, p := range cfg.Egress.Prefixes {
+		routes = append(routes, router.Route{Prefix: p, Port: g.egressPort})
+	}
+	for _, a := range cfg.Clients.Address {
+		routes = append(routes, router.Route{Prefix: netip.PrefixFrom(a.Addr(), a.Addr().BitLen()), Port: g.egressPort})
+	}
+	if err := g.router.SetRoutes(routes); err != nil {
+		return err
+	}
+	if err := g.router.SetSources(g.clientPort, clientSources); err != nil {
+		return err
+	}
+	return g.router.SetSources(g.egressPort, egressSources)
+}
+
+func clientPrefixes(cfg *config.Config) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range cfg.Clients.Peers {
+		out = append(out, p.AllowedIPs...)
+	}
+	return out
+}
+
+// routesOutside returns the prefixes not already covered by the connected
+// routes of the interface addresses.
+func routesOutside(addrs, prefixes []netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+next:
+	for _, p := range prefixes {
+		for _, a := range addrs {
+			if a.Masked().Bits() <= p.Bits() && a.Masked().Contains(p.Addr()) {
+				continue next
+			}
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func devicePeers(cfg *config.Config) []device.Peer {
+	out := make([]device.Peer, 0, len(cfg.Clients.Peers))
+	for _, p := range cfg.Clients.Peers {
+		out = append(out, device.Peer{PublicKey: p.PublicKey, PresharedKey: p.PresharedKey, AllowedIPs: p.AllowedIPs})
+	}
+	return out
+}
+
+// ListenPort is the client device's UDP port.
+func (g *Gateway) ListenPort() uint16 { return g.clients.ListenPort() }
+
+// Router returns the gateway's router (for stats).
+func (g *Gateway) Router() *router.Router { return g.router }
+
+// Clients returns the client device.
+func (g *Gateway) Clients() *device.WireGuard { return g.clients }
+
+// Netstack returns the netstack egress, or nil in tun mode.
+func (g *Gateway) Netstack() *device.Netstack { return g.netstack }
+
+// Close stops everything the gateway started, in reverse order.
+func (g *Gateway) Close() {
+	start := time.Now()
+	if g.uapi != nil {
+		g.uapi.Close()
+	}
+	if g.clients != nil {
+		g.clients.Close()
+	}
+	if g.port != nil {
+		g.port.Close()
+	}
+	if g.egress != nil {
+		g.egress.Close()
+	}
+	if g.clients != nil {
+		g.logger.Info("gateway stopped", "node", g.cfg.Node.Name, "took", time.Since(start).Round(time.Millisecond))
+	}
+}
