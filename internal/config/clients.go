@@ -1,0 +1,110 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/anyguard/anyguard/internal/keys"
+)
+
+func (c *Clients) validate(v *validator) error {
+	if c.PrivateKey.IsZero() {
+		return v.errorf("clients.private_key", ErrMissing, "required: set private_key or private_key_file")
+	}
+	if err := c.validateAddress(v); err != nil {
+		return err
+	}
+	if c.MTU < 1280 || c.MTU > 9000 {
+		return v.errorf("clients.mtu", ErrInvalidValue, "%d is out of range 1280..9000", c.MTU)
+	}
+	return c.validatePeers(v)
+}
+
+func (c *Clients) validateAddress(v *validator) error {
+	if len(c.Address) == 0 {
+		return v.errorf("clients.address", ErrMissing, "required: the gateway's address on the client network, e.g. 10.99.0.1/16")
+	}
+	seen := make(map[bool]string) // Is4 -> path
+	for i, p := range c.Address {
+		path := v.elem("clients.address", i)
+		if err := checkPrefix(v, path, p); err != nil {
+			return err
+		}
+		a, net := p.Addr(), p.Masked()
+		switch {
+		case p.IsSingleIP():
+			return v.errorf(path, ErrInvalidValue, "%s leaves no room for clients: give the gateway's address with the client network's prefix length, e.g. 10.99.0.1/16", p)
+		case a == net.Addr():
+			return v.errorf(path, ErrInvalidValue, "%s is the network address of %s: give the gateway's own address, e.g. %s/%d", p, net, a.Next(), p.Bits())
+		case a.Is4() && p.Bits() < 31 && a == lastAddr(net):
+			return v.errorf(path, ErrInvalidValue, "%s is the broadcast address of %s: give the gateway's own address, e.g. %s/%d", p, net, net.Addr().Next(), p.Bits())
+		}
+		if other, ok := seen[a.Is4()]; ok {
+			family := "IPv6"
+			if a.Is4() {
+				family = "IPv4"
+			}
+			return v.errorf(path, ErrDuplicate, "a second %s address (the first is at %s): give at most one IPv4 and one IPv6 address", family, v.where(other))
+		}
+		seen[a.Is4()] = path
+	}
+	return nil
+}
+
+// lastAddr returns the last address of p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+func (c *Clients) validatePeers(v *validator) error {
+	own := c.PrivateKey.Public()
+	names := make(map[string]string)  // name -> path
+	pubs := make(map[keys.Key]string) // public key -> path
+	var ips []placed
+	for i, p := range c.Peers {
+		path := fmt.Sprintf("clients.peers[%d]", i)
+		if err := checkName(v, path+".name", p.Name, 64, "._@+-", ""); err != nil {
+			return err
+		}
+		if other, ok := names[p.Name]; ok {
+			return v.errorf(path+".name", ErrDuplicate, "peer name %q is also used at %s", p.Name, v.where(other))
+		}
+		names[p.Name] = path + ".name"
+
+		kpath := path + ".public_key"
+		switch other, dup := pubs[p.PublicKey]; {
+		case p.PublicKey.IsZero():
+			return v.errorf(kpath, ErrMissing, "required")
+		case p.PublicKey == own:
+			return v.errorf(kpath, ErrInvalidValue, "is the gateway's own public key (of clients.private_key)")
+		case dup:
+			return v.errorf(kpath, ErrDuplicate, "public key of peer %q is also used at %s", p.Name, v.where(other))
+		}
+		pubs[p.PublicKey] = kpath
+
+		if len(p.AllowedIPs) == 0 {
+			return v.errorf(path+".allowed_ips", ErrMissing, "required: the client's addresses, e.g. 10.99.0.2/32")
+		}
+		for j, ip := range p.AllowedIPs {
+			ipath := fmt.Sprintf("%s.allowed_ips[%d]", path, j)
+			if err := checkNetwork(v, ipath, ip); err != nil {
+				return err
+			}
+			for _, a := range c.Address {
+				if ip.Contains(a.Addr()) {
+					return v.errorf(ipath, ErrOverlap, "%s contains the gateway's own address %s", ip, a.Addr())
+				}
+			}
+			ips = append(ips, placed{p: ip, path: ipath, owner: p.Name, order: len(ips)})
+		}
+	}
+	if a, b, ok := firstOverlap(ips); ok {
+		return v.errorf(b.path, ErrOverlap, "%s of peer %q overlaps %s of peer %q at %s", b.p, b.owner, a.p, a.owner, v.where(a.path))
+	}
+	return nil
+}

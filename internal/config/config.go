@@ -1,0 +1,140 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	"github.com/anyguard/anyguard/internal/keys"
+)
+
+// Egress modes.
+const (
+	ModeTUN      = "tun"      // forward to the private networks through a kernel TUN device
+	ModeNetstack = "netstack" // terminate client flows in a userspace TCP/IP stack
+)
+
+// Defaults applied by [Default] and [Parse].
+const (
+	DefaultRegion     = "default"
+	DefaultListenPort = 51820
+	DefaultMTU        = 1420
+	DefaultTunName    = "ag0"
+	DefaultLogLevel   = "info"
+	DefaultLogFormat  = "text"
+)
+
+// Config is the whole configuration of one gateway. It is built once by
+// [Load] or [Parse] (or in Go, starting from [Default]) and then treated as
+// immutable; a reload builds a new one.
+type Config struct {
+	Node    Node    `yaml:"node"`
+	Clients Clients `yaml:"clients"`
+	Egress  Egress  `yaml:"egress"`
+	Log     Log     `yaml:"log"`
+
+	// Path is the file the configuration was loaded from ("" for Parse).
+	Path string `yaml:"-"`
+
+	// lines maps the dotted path of every field read from the file to its
+	// line, so that Validate can point at it. Nil for a Config built in Go.
+	lines map[string]int
+}
+
+// Node identifies this gateway in its cluster.
+type Node struct {
+	Name   string `yaml:"name"`   // default: os.Hostname(); [A-Za-z0-9._-]{1,63}
+	Region string `yaml:"region"` // default "default"; [A-Za-z0-9._-]{1,63}
+}
+
+// Clients is the WireGuard interface that clients connect to. It is
+// identical on every gateway, so a client may connect to any of them.
+type Clients struct {
+	// PrivateKey comes from private_key (base64) or private_key_file (a path,
+	// relative to the configuration file's directory).
+	PrivateKey keys.Key `yaml:"private_key" config:"file"`
+	// ListenPort is the UDP port; 0 picks a random one (for tests).
+	ListenPort uint16 `yaml:"listen_port"`
+	// Address is the gateway's own address on the client network, with the
+	// network's prefix length (e.g. 10.99.0.1/16): at most one IPv4 and one
+	// IPv6 prefix. In YAML a single string or a list.
+	Address []netip.Prefix `yaml:"address" config:"one"`
+	MTU     int            `yaml:"mtu"`  // 1280..9000, default 1420
+	UAPI    bool           `yaml:"uapi"` // expose a wg(8)-compatible UAPI socket; default true
+	Peers   []Peer         `yaml:"peers"`
+}
+
+// Peer is one client.
+type Peer struct {
+	Name      string   `yaml:"name"` // unique, [A-Za-z0-9._@+-]{1,64}
+	PublicKey keys.Key `yaml:"public_key"`
+	// PresharedKey comes from preshared_key or preshared_key_file; zero
+	// means none.
+	PresharedKey keys.Key       `yaml:"preshared_key" config:"file"`
+	AllowedIPs   []netip.Prefix `yaml:"allowed_ips"`
+}
+
+// Egress is the way out to the private networks this gateway serves.
+type Egress struct {
+	Mode     string         `yaml:"mode"`     // ModeTUN (default) or ModeNetstack
+	TunName  string         `yaml:"tun_name"` // Linux interface name, default "ag0"
+	Queues   int            `yaml:"queues"`   // 0..256; 0 (default) means one per CPU
+	Prefixes []netip.Prefix `yaml:"prefixes"` // canonical, not overlapping
+}
+
+// Log configures the process logger.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info (default), warn or error
+	Format string `yaml:"format"` // text (default) or json
+}
+
+// Default returns a Config with every default filled in and no keys or
+// peers; it does not pass Validate until those are set.
+func Default() *Config {
+	host, _ := os.Hostname()
+	return &Config{
+		Node:    Node{Name: host, Region: DefaultRegion},
+		Clients: Clients{ListenPort: DefaultListenPort, MTU: DefaultMTU, UAPI: true},
+		Egress:  Egress{Mode: ModeTUN, TunName: DefaultTunName},
+		Log:     Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
+	}
+}
+
+// Load reads and parses the configuration file at path. Relative key file
+// paths in it resolve against the file's directory.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := parse(data, filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	c.Path = path
+	return c, nil
+}
+
+// Parse parses a configuration from data, applies defaults to the fields
+// it leaves out, reads the key files it names (relative paths resolve
+// against baseDir) and validates the result.
+func Parse(data []byte, baseDir string) (*Config, error) {
+	c, err := parse(data, baseDir)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return c, nil
+}
+
+func parse(data []byte, baseDir string) (*Config, error) {
+	c := Default()
+	c.lines = make(map[string]int)
+	if err := decode(data, baseDir, c); err != nil {
+		return nil, err
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}

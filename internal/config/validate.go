@@ -1,0 +1,230 @@
+package config
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// Validate checks the whole configuration and returns the first problem
+// as a [*FieldError] (wrapped with the file name). It works on a Config
+// built in Go too, which should start from [Default]; errors then carry no
+// line numbers. Checks that need the file itself (unknown keys, both
+// private_key and private_key_file, unreadable key files) happen in Parse.
+func (c *Config) Validate() error {
+	if err := c.validate(); err != nil {
+		if c.Path != "" {
+			return fmt.Errorf("config %s: %w", c.Path, err)
+		}
+		return fmt.Errorf("config: %w", err)
+	}
+	return nil
+}
+
+// validate runs the checks of each section in file order.
+func (c *Config) validate() error {
+	v := &validator{lines: c.lines}
+	for _, check := range []func(*validator) error{
+		c.Node.validate,
+		c.Clients.validate,
+		c.Egress.validate,
+		c.Log.validate,
+	} {
+		if err := check(v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validator builds FieldErrors with the line each field was read from.
+type validator struct {
+	lines map[string]int // nil for a Config built in Go
+}
+
+// line returns the line of path or, if it was not in the file (a missing
+// field), of the nearest enclosing field that was.
+func (v *validator) line(path string) int {
+	for {
+		if l, ok := v.lines[path]; ok || path == "" {
+			return l
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			i = 0
+		}
+		path = path[:i]
+	}
+}
+
+func (v *validator) errorf(path string, kind error, format string, args ...any) *FieldError {
+	return &FieldError{Path: path, Line: v.line(path), Err: errorf(kind, format, args...)}
+}
+
+// elem returns the path of element i of the list at path, or path itself
+// when the file gave a single scalar instead of a list.
+func (v *validator) elem(path string, i int) string {
+	if i == 0 {
+		_, scalar := v.lines[path]
+		_, listed := v.lines[path+"[0]"]
+		if scalar && !listed {
+			return path
+		}
+	}
+	return fmt.Sprintf("%s[%d]", path, i)
+}
+
+// where names a field for a message about another field.
+func (v *validator) where(path string) string {
+	if l := v.line(path); l > 0 {
+		return fmt.Sprintf("%s on line %d", path, l)
+	}
+	return path
+}
+
+func (n *Node) validate(v *validator) error {
+	if err := checkName(v, "node.name", n.Name, 63, "._-", "defaults to the host name"); err != nil {
+		return err
+	}
+	return checkName(v, "node.region", n.Region, 63, "._-", "")
+}
+
+// checkName checks that s is 1..max characters of A-Z a-z 0-9 and extra.
+func checkName(v *validator, path, s string, max int, extra, why string) error {
+	if s == "" {
+		if why != "" {
+			return v.errorf(path, ErrMissing, "required (%s)", why)
+		}
+		return v.errorf(path, ErrMissing, "required")
+	}
+	ok := len(s) <= max
+	for _, r := range s {
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune(extra, r)) {
+			ok = false
+		}
+	}
+	if !ok {
+		return v.errorf(path, ErrInvalidValue, "%q is not a valid name: use 1 to %d of A-Z a-z 0-9 %s", s, max, strings.Join(strings.Split(extra, ""), " "))
+	}
+	return nil
+}
+
+func (e *Egress) validate(v *validator) error {
+	if e.Mode != ModeTUN && e.Mode != ModeNetstack {
+		return v.errorf("egress.mode", ErrInvalidValue, "%q is not one of %s, %s", e.Mode, ModeTUN, ModeNetstack)
+	}
+	if !validIfName(e.TunName) {
+		return v.errorf("egress.tun_name", ErrInvalidValue, "%q is not a valid interface name: use 1 to 15 bytes without / : or spaces", e.TunName)
+	}
+	if e.Queues < 0 || e.Queues > 256 {
+		return v.errorf("egress.queues", ErrInvalidValue, "%d is out of range 0..256 (0 means one per CPU)", e.Queues)
+	}
+	var ps []placed
+	for i, p := range e.Prefixes {
+		path := fmt.Sprintf("egress.prefixes[%d]", i)
+		if err := checkNetwork(v, path, p); err != nil {
+			return err
+		}
+		ps = append(ps, placed{p: p, path: path, order: i})
+	}
+	if a, b, ok := firstOverlap(ps); ok {
+		if a.p == b.p {
+			return v.errorf(b.path, ErrDuplicate, "%s is also listed at %s", b.p, v.where(a.path))
+		}
+		return v.errorf(b.path, ErrOverlap, "%s overlaps %s at %s", b.p, a.p, v.where(a.path))
+	}
+	return nil
+}
+
+// validIfName reports whether s is a name Linux accepts for an interface
+// (dev_valid_name).
+func validIfName(s string) bool {
+	if s == "" || len(s) > 15 || s == "." || s == ".." {
+		return false
+	}
+	for i := range len(s) {
+		switch c := s[i]; c {
+		case '/', ':', ' ', '\t', '\n', '\v', '\f', '\r', 0:
+			return false
+		}
+	}
+	return true
+}
+
+func (l *Log) validate(v *validator) error {
+	switch l.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return v.errorf("log.level", ErrInvalidValue, "%q is not one of debug, info, warn, error", l.Level)
+	}
+	switch l.Format {
+	case "text", "json":
+	default:
+		return v.errorf("log.format", ErrInvalidValue, "%q is not one of text, json", l.Format)
+	}
+	return nil
+}
+
+// checkPrefix checks a prefix built in Go or parsed from the file.
+func checkPrefix(v *validator, path string, p netip.Prefix) error {
+	switch {
+	case !p.IsValid():
+		return v.errorf(path, ErrMissing, "no valid IP prefix given")
+	case p.Addr().Zone() != "":
+		return v.errorf(path, ErrInvalidValue, "%s has an IPv6 zone, which a prefix cannot have", p)
+	case p.Addr().Is4In6():
+		return v.errorf(path, ErrInvalidValue, "%s is an IPv4-mapped IPv6 prefix; write it in IPv4 form", p)
+	}
+	return nil
+}
+
+// checkNetwork checks a prefix naming a network: no host bits set.
+func checkNetwork(v *validator, path string, p netip.Prefix) error {
+	if err := checkPrefix(v, path, p); err != nil {
+		return err
+	}
+	if m := p.Masked(); m != p {
+		return &FieldError{Path: path, Line: v.line(path),
+			Err:  errorf(ErrInvalidValue, "%s has host bits set", p),
+			Hint: "use " + m.String()}
+	}
+	return nil
+}
+
+// placed is a prefix with where it came from, for overlap reports.
+type placed struct {
+	p     netip.Prefix
+	path  string
+	owner string // peer name, if any
+	order int    // position in the file
+}
+
+// firstOverlap finds two overlapping (or equal) canonical prefixes, b being
+// the later one in the file. Sorted by address then length, prefixes
+// either nest or are disjoint, so while none overlap each one can only
+// overlap its predecessor: checking neighbours finds an overlap if there is
+// one, in O(n log n).
+func firstOverlap(ps []placed) (a, b placed, ok bool) {
+	s := slices.Clone(ps)
+	slices.SortFunc(s, func(x, y placed) int {
+		if c := x.p.Addr().Compare(y.p.Addr()); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(x.p.Bits(), y.p.Bits()); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.order, y.order)
+	})
+	for i := 1; i < len(s); i++ {
+		if s[i-1].p.Overlaps(s[i].p) {
+			a, b = s[i-1], s[i]
+			if a.order > b.order {
+				a, b = b, a
+			}
+			return a, b, true
+		}
+	}
+	return placed{}, placed{}, false
+}
