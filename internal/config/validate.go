@@ -11,7 +11,8 @@ import (
 // Validate checks the whole configuration and returns the first problem
 // as a [*FieldError] (wrapped with the file name). It works on a Config
 // built in Go too, which should start from [Default]; errors then carry no
-// line numbers. Checks that need the file itself (unknown keys, both
+// line numbers, and after Parse they refer to the file as parsed, not to
+// later changes made in Go. Checks that need the file itself (unknown keys, both
 // private_key and private_key_file, unreadable key files) happen in Parse.
 func (c *Config) Validate() error {
 	if err := c.validate(); err != nil {
