@@ -118,6 +118,11 @@ func (p *Port) recycle(b *portBatch) {
 // goroutine: it blocks until packets are delivered, then fills as many of
 // bufs as are ready.
 func (p *Port) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	select {
+	case <-p.closed:
+		return 0, os.ErrClosed
+	default:
+	}
 	if p.cur == nil {
 		select {
 		case p.cur = <-p.ready:
