@@ -1,0 +1,26 @@
+// Package e2e holds the end-to-end tests of anyguard: real processes in
+// network namespaces that the tests create and remove themselves.
+//
+// Each test builds the topology
+//
+//	cli (stock WireGuard client: wg-quick + wireguard-go)
+//	  │ veth, underlay 192.0.2.0/24 (TEST-NET-1, only inside the namespaces)
+//	gw  (the gateway under test, ip_forward=1)
+//	  │ veth, 10.1.0.0/24
+//	srv (the private network: 10.1.0.10, iperf3 -s)
+//
+// and checks ping, iperf3 TCP and UDP and the gateway's UAPI (wg show) from
+// the client side. The gateway is either the anyguard binary, built once per
+// run from ./cmd/anyguard when a test first needs it (tun and netstack
+// egress), or stock wireguard-go as a baseline (startStockGateway), which the
+// benchmarks compare against.
+//
+// The tests need root, /dev/net/tun and the Debian tools wg, wg-quick,
+// wireguard-go, iperf3, ip and ping (`make deps` installs them). Without them
+// they skip, unless ANYGUARD_E2E=require, which turns every such skip into a
+// failure (CI sets it). Traffic only ever goes to addresses inside the
+// namespaces the test made. Namespaces are named agt-<pid>-<n>-<role>; a run
+// removes those left behind by earlier runs whose process is gone.
+//
+// ANYGUARD_BIN=/path/to/anyguard uses a prebuilt binary instead of building.
+package e2e

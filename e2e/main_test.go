@@ -1,0 +1,168 @@
+//go:build linux
+
+package e2e
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// envE2E names the variable that turns skips for missing privileges or
+// tools into failures when set to "require".
+const envE2E = "ANYGUARD_E2E"
+
+// requiredTools are the programs the tests run; all come from Debian's
+// wireguard-tools, wireguard-go, iperf3, iproute2 and iputils-ping.
+var requiredTools = []string{"ip", "ss", "wg", "wg-quick", "wireguard-go", "iperf3", "ping"}
+
+// runDir is where every test of this run keeps files that outlive one test
+// (the anyguard binary). TestMain makes and removes it.
+var runDir string
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if f := flag.Lookup("test.list"); f != nil && f.Value.String() != "" {
+		os.Exit(m.Run()) // listing tests (make fuzz): touch nothing
+	}
+	addSbinToPath()
+	if os.Geteuid() == 0 {
+		sweepStaleNetns()
+	}
+	dir, err := os.MkdirTemp("", "anyguard-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(1)
+	}
+	runDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// requireE2E skips t because of why, or fails it when ANYGUARD_E2E=require,
+// where a test that cannot run must not pass silently.
+func requireE2E(t testing.TB, why string) {
+	t.Helper()
+	if os.Getenv(envE2E) == "require" {
+		t.Fatalf("end-to-end test cannot run and %s=require: %s", envE2E, why)
+	}
+	t.Skipf("skipping end-to-end test: %s (%s=require makes this a failure)", why, envE2E)
+}
+
+var (
+	privOnce   sync.Once
+	privReason string
+)
+
+// requirePrivileged checks once per run that the tests can create network
+// namespaces, TUN devices and run the Debian tools, and calls requireE2E
+// when they cannot.
+func requirePrivileged(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		requireE2E(t, "-short given")
+	}
+	privOnce.Do(func() { privReason = probePrivileges() })
+	if privReason != "" {
+		requireE2E(t, privReason)
+	}
+}
+
+// probePrivileges returns why the tests cannot run here, or "".
+func probePrivileges() string {
+	if os.Geteuid() != 0 {
+		return "needs root for network namespaces and TUN devices"
+	}
+	var missing []string
+	for _, tool := range requiredTools {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Sprintf("missing tools %s (run `make deps` as root, or apt-get install wireguard-tools wireguard-go iperf3 iproute2 iputils-ping)",
+			strings.Join(missing, ", "))
+	}
+	f, err := os.OpenFile("/dev/net/tun", os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Sprintf("cannot open /dev/net/tun: %v", err)
+	}
+	f.Close()
+	name := nsName("probe")
+	if out, err := runCmd(cmdTimeout, "ip", "netns", "add", name); err != nil {
+		return fmt.Sprintf("cannot create a network namespace: %v: %s", err, out)
+	}
+	if out, err := runCmd(cmdTimeout, "ip", "netns", "del", name); err != nil {
+		return fmt.Sprintf("cannot delete network namespace %s: %v: %s", name, err, out)
+	}
+	return ""
+}
+
+// addSbinToPath makes sure ip, ss and sysctl are found (and found by
+// wg-quick) when the caller's PATH is a non-root one.
+func addSbinToPath() {
+	path := os.Getenv("PATH")
+	have := map[string]bool{}
+	for _, d := range filepath.SplitList(path) {
+		have[d] = true
+	}
+	for _, d := range []string{"/usr/local/sbin", "/usr/sbin", "/sbin"} {
+		if !have[d] {
+			path += string(filepath.ListSeparator) + d
+		}
+	}
+	os.Setenv("PATH", path)
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// anyguardBinary returns the anyguard binary, building it from ./cmd/anyguard
+// the first time a test asks, so that tests that do not need it (the stock
+// baseline) run even while it does not build.
+func anyguardBinary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if p := os.Getenv("ANYGUARD_BIN"); p != "" {
+			binPath = p
+			return
+		}
+		root, err := repoRoot()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(runDir, "anyguard")
+		out, err := runCmdIn(root, buildTimeout, "go", "build", "-o", binPath, "./cmd/anyguard")
+		if err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/anyguard in %s: %w\n%s", root, err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("anyguard binary: %v", buildErr)
+	}
+	return binPath
+}
+
+// repoRoot finds the module root from the package directory go test runs in.
+func repoRoot() (string, error) {
+	out, err := runCmd(cmdTimeout, "go", "env", "GOMOD")
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w: %s", err, out)
+	}
+	gomod := strings.TrimSpace(out)
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("go env GOMOD: not inside a module")
+	}
+	return filepath.Dir(gomod), nil
+}
