@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // envE2E names the variable that turns skips for missing privileges or
@@ -143,10 +144,13 @@ func anyguardBinary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(runDir, "anyguard")
+		start := time.Now()
 		out, err := runCmdIn(root, buildTimeout, "go", "build", "-o", binPath, "./cmd/anyguard")
 		if err != nil {
 			buildErr = fmt.Errorf("go build ./cmd/anyguard in %s: %w\n%s", root, err, out)
+			return
 		}
+		t.Logf("built anyguard from %s in %v", root, time.Since(start).Round(time.Millisecond))
 	})
 	if buildErr != nil {
 		t.Fatalf("anyguard binary: %v", buildErr)
