@@ -38,6 +38,9 @@ type TUN struct {
 
 	readErrors atomic.Uint64
 	lastLog    atomic.Int64
+
+	routesMu sync.Mutex
+	routes   map[netip.Prefix]bool // kernel routes we added
 }
 
 // OpenTUN creates the interface, configures its MTU, addresses and routes
@@ -54,7 +57,7 @@ func OpenTUN(cfg TUNConfig, forward ForwardFunc) (_ *TUN, err error) {
 	if _, err := netlink.LinkByName(cfg.Name); err == nil {
 		return nil, fmt.Errorf("create TUN %s: %w", cfg.Name, ErrTUNExists)
 	}
-	t := &TUN{name: cfg.Name, forward: forward, logger: cfg.Logger}
+	t := &TUN{name: cfg.Name, forward: forward, logger: cfg.Logger, routes: make(map[netip.Prefix]bool)}
 	defer func() {
 		if err != nil {
 			for _, q := range t.queues {
@@ -71,6 +74,9 @@ func OpenTUN(cfg TUNConfig, forward ForwardFunc) (_ *TUN, err error) {
 		t.vnetHdr = vnet
 	}
 	if err := configureLink(cfg); err != nil {
+		return nil, fmt.Errorf("configure TUN %s: %w", cfg.Name, err)
+	}
+	if err := t.SetRoutes(cfg.Routes); err != nil {
 		return nil, fmt.Errorf("configure TUN %s: %w", cfg.Name, err)
 	}
 	for _, q := range t.queues {
@@ -123,12 +129,6 @@ func configureLink(cfg TUNConfig) error {
 	}
 	if err := netlink.LinkSetUp(link); err != nil {
 		return fmt.Errorf("set up: %w", err)
-	}
-	for _, r := range cfg.Routes {
-		rt := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(r.Masked()), Scope: netlink.SCOPE_LINK}
-		if err := netlink.RouteReplace(rt); err != nil {
-			return fmt.Errorf("add route %s: %w", r, err)
-		}
 	}
 	return nil
 }
@@ -215,4 +215,41 @@ func (t *TUN) Close() error {
 		t.wg.Wait()
 	})
 	return err
+}
+
+// SetRoutes makes the kernel routes into the TUN beyond its connected
+// networks exactly prefixes: missing ones are added, others removed.
+func (t *TUN) SetRoutes(prefixes []netip.Prefix) error {
+	t.routesMu.Lock()
+	defer t.routesMu.Unlock()
+	link, err := netlink.LinkByName(t.name)
+	if err != nil {
+		return fmt.Errorf("routes of TUN %s: %w", t.name, err)
+	}
+	want := make(map[netip.Prefix]bool, len(prefixes))
+	for _, p := range prefixes {
+		want[p.Masked()] = true
+	}
+	var errs error
+	for p := range t.routes {
+		if !want[p] {
+			rt := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(p), Scope: netlink.SCOPE_LINK}
+			if err := netlink.RouteDel(rt); err != nil && !errors.Is(err, unix.ESRCH) {
+				errs = errors.Join(errs, fmt.Errorf("delete route %s: %w", p, err))
+				continue
+			}
+			delete(t.routes, p)
+		}
+	}
+	for p := range want {
+		if !t.routes[p] {
+			rt := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(p), Scope: netlink.SCOPE_LINK}
+			if err := netlink.RouteReplace(rt); err != nil {
+				errs = errors.Join(errs, fmt.Errorf("add route %s: %w", p, err))
+				continue
+			}
+			t.routes[p] = true
+		}
+	}
+	return errs
 }

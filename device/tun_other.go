@@ -2,6 +2,8 @@
 
 package device
 
+import "net/netip"
+
 // TUN is unavailable on this platform.
 type TUN struct{}
 
@@ -16,3 +18,6 @@ func (*TUN) Close() error { return nil }
 
 // Name returns "".
 func (*TUN) Name() string { return "" }
+
+// SetRoutes returns ErrNoTUN.
+func (*TUN) SetRoutes([]netip.Prefix) error { return ErrNoTUN }

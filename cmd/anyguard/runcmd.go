@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/anyguard/anyguard/internal/config"
 	"github.com/anyguard/anyguard/internal/gateway"
@@ -40,10 +43,32 @@ func cmdRun(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	<-ctx.Done()
-	logger.Info("signal received, stopping")
-	g.Close()
-	return nil
+	defer g.Close()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			logger.Info("signal received, stopping")
+			return nil
+		case <-hup:
+			reload(g, *path, logger)
+		}
+	}
+}
+
+// reload re-reads the configuration file and applies it; a bad file is
+// logged and the running configuration stays.
+func reload(g *gateway.Gateway, path string, logger *slog.Logger) {
+	logger.Info("SIGHUP: reloading configuration", "file", path)
+	cfg, err := config.Load(path)
+	if err == nil {
+		err = g.Reload(cfg)
+	}
+	if err != nil {
+		logger.Error("reload failed, still running the previous configuration", "err", err)
+	}
 }
 
 // newLogger returns a slog logger writing text or JSON to w.

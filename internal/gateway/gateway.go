@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
@@ -41,8 +42,9 @@ type egress interface {
 
 // Gateway is one running anyguard gateway.
 type Gateway struct {
-	cfg    *config.Config
-	logger *slog.Logger
+	reloadMu sync.Mutex // serialises Reload; guards cfg
+	cfg      *config.Config
+	logger   *slog.Logger
 
 	router   *router.Router
 	port     *device.Port

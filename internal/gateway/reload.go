@@ -1,0 +1,94 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/anyguard/anyguard/internal/config"
+)
+
+// ErrRestartNeeded is returned by Reload for a change that only a restart
+// can apply; the running configuration stays in force.
+var ErrRestartNeeded = errors.New("changed, which needs a restart; kept the running configuration")
+
+// Reload applies a new configuration to the running gateway: clients are
+// added, changed and removed without disturbing the sessions of the others,
+// and served prefixes change. Fields that shape the devices themselves
+// (keys, ports, addresses, MTU, egress mode, TUN name and queues) need a
+// restart: Reload refuses such a configuration and changes nothing.
+// Log settings are the caller's to apply.
+func (g *Gateway) Reload(cfg *config.Config) error {
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	old := g.cfg
+	if field := restartField(old, cfg); field != "" {
+		return fmt.Errorf("reload: %s %w", field, ErrRestartNeeded)
+	}
+	if err := g.clients.SetPeers(devicePeers(cfg)); err != nil {
+		// Put back what the device had, so it matches the routes.
+		if rerr := g.clients.SetPeers(devicePeers(old)); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("restoring the previous clients: %w", rerr))
+		}
+		return fmt.Errorf("reload: clients.peers: %w", err)
+	}
+	g.cfg = cfg
+	if err := g.applyRoutes(); err != nil {
+		g.cfg = old
+		err = errors.Join(err, g.clients.SetPeers(devicePeers(old)), g.applyRoutes())
+		return fmt.Errorf("reload: %w", err)
+	}
+	g.logger.Info("configuration reloaded", "node", cfg.Node.Name,
+		"clients", len(cfg.Clients.Peers), "digest", cfg.ClientSetDigest()[:12],
+		"prefixes", fmt.Sprint(cfg.Egress.Prefixes))
+	return nil
+}
+
+// applyRoutes brings the router and the TUN's kernel routes in line with g.cfg.
+func (g *Gateway) applyRoutes() error {
+	if err := g.setRoutes(); err != nil {
+		return err
+	}
+	if g.tun != nil {
+		return g.tun.SetRoutes(routesOutside(g.cfg.Clients.Address, clientPrefixes(g.cfg)))
+	}
+	return nil
+}
+
+// restartField names the first field that differs in a way only a restart
+// can apply, or returns "".
+func restartField(a, b *config.Config) string {
+	switch {
+	case a.Node.Name != b.Node.Name:
+		return "node.name"
+	case a.Node.Region != b.Node.Region:
+		return "node.region"
+	case a.Clients.PrivateKey != b.Clients.PrivateKey:
+		return "clients.private_key"
+	case a.Clients.ListenPort != b.Clients.ListenPort:
+		return "clients.listen_port"
+	case !slices.Equal(a.Clients.Address, b.Clients.Address):
+		return "clients.address"
+	case a.Clients.MTU != b.Clients.MTU:
+		return "clients.mtu"
+	case a.Clients.UAPI != b.Clients.UAPI:
+		return "clients.uapi"
+	case a.Egress.Mode != b.Egress.Mode:
+		return "egress.mode"
+	case a.Egress.TunName != b.Egress.TunName:
+		return "egress.tun_name"
+	case a.Egress.Queues != b.Egress.Queues:
+		return "egress.queues"
+	}
+	return ""
+}
+
+// Config returns the configuration in force.
+func (g *Gateway) Config() *config.Config {
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
+	return g.cfg
+}
