@@ -13,11 +13,9 @@ import (
 	"sync"
 	"testing"
 	"time"
-)
 
-// envE2E names the variable that turns skips for missing privileges or
-// tools into failures when set to "require".
-const envE2E = "ANYGUARD_E2E"
+	"github.com/anyguard/anyguard/internal/e2etest"
+)
 
 // requiredTools are the programs the tests run; all come from Debian's
 // wireguard-tools, wireguard-go, iperf3, iproute2 and iputils-ping.
@@ -51,10 +49,7 @@ func TestMain(m *testing.M) {
 // where a test that cannot run must not pass silently.
 func requireE2E(t testing.TB, why string) {
 	t.Helper()
-	if os.Getenv(envE2E) == "require" {
-		t.Fatalf("end-to-end test cannot run and %s=require: %s", envE2E, why)
-	}
-	t.Skipf("skipping end-to-end test: %s (%s=require makes this a failure)", why, envE2E)
+	e2etest.Skip(t, "skipping end-to-end test: "+why)
 }
 
 var (
