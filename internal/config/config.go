@@ -32,6 +32,7 @@ type Config struct {
 	Node    Node    `yaml:"node"`
 	Clients Clients `yaml:"clients"`
 	Egress  Egress  `yaml:"egress"`
+	Health  Health  `yaml:"health"`
 	Log     Log     `yaml:"log"`
 
 	// Path is the file the configuration was loaded from ("" for Parse).
@@ -97,7 +98,9 @@ func Default() *Config {
 		Node:    Node{Name: host, Region: DefaultRegion},
 		Clients: Clients{ListenPort: DefaultListenPort, MTU: DefaultMTU, UAPI: true},
 		Egress:  Egress{Mode: ModeTUN, TunName: DefaultTunName},
-		Log:     Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		Health: Health{Listen: DefaultHealthListen, TCPListen: DefaultHealthTCPListen,
+			DrainTimeout: DefaultDrainTimeout, PerClientLimit: DefaultPerClientLimit},
+		Log: Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
 	}
 }
 

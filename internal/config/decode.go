@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -20,6 +21,7 @@ import (
 var (
 	keyType    = reflect.TypeFor[keys.Key]()
 	prefixType = reflect.TypeFor[netip.Prefix]()
+	durType    = reflect.TypeFor[time.Duration]()
 )
 
 // decode reads the single YAML document in data into c, over the defaults
@@ -208,6 +210,8 @@ func (d *decoder) value(path string, n *yaml.Node, v reflect.Value, one bool) er
 		}
 		v.Set(reflect.ValueOf(p))
 		return nil
+	case durType:
+		return d.duration(path, n, v)
 	}
 	switch v.Kind() {
 	case reflect.String:
@@ -266,6 +270,25 @@ func (d *decoder) str(path string, n *yaml.Node) (string, error) {
 		}
 	}
 	return "", d.kindError(path, n, "a string")
+}
+
+// duration decodes a Go duration such as "30s" or "1m30s". A bare number
+// is refused: its unit would be a guess.
+func (d *decoder) duration(path string, n *yaml.Node, v reflect.Value) error {
+	s, err := d.str(path, n)
+	if err != nil {
+		return err
+	}
+	dur, err := time.ParseDuration(s)
+	if err != nil {
+		fe := &FieldError{Path: path, Line: n.Line, Err: errorf(ErrInvalidValue, "%q is not a duration such as 30s or 1m30s", s)}
+		if digitsOnly.MatchString(s) {
+			fe.Hint = "write " + s + "s for seconds"
+		}
+		return fe
+	}
+	v.SetInt(int64(dur))
+	return nil
 }
 
 var digitsOnly = regexp.MustCompile(`^[-+]?[0-9_]+$`)

@@ -31,6 +31,7 @@ func (c *Config) validate() error {
 		c.Node.validate,
 		c.Clients.validate,
 		c.Egress.validate,
+		c.Health.validate,
 		c.Log.validate,
 	} {
 		if err := check(v); err != nil {
