@@ -1,0 +1,745 @@
+package device
+
+import (
+	"bytes"
+	"crypto/ecdh"
+	"crypto/hmac"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/blake2s"
+	"golang.org/x/crypto/chacha20poly1305"
+	"golang.org/x/crypto/curve25519"
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/conn/bindtest"
+	wgdevice "golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/tun/tuntest"
+
+	"github.com/anyguard/anyguard/internal/keys"
+)
+
+// Fixed test keys. The seed testdata/fuzz/FuzzInitiationStatic/wireguard-go
+// is an initiation that wireguard-go sent from fuzzInitiatorKey to
+// fuzzResponderKey (captured by captureInitiation).
+var (
+	fuzzResponderKey = hsMustKey("QDtYUtj8ugEkAuumfCfDW33kEJLFGK7tUEwJLq2VT0c=")
+	fuzzInitiatorKey = hsMustKey("SKSBxc9enKAUPfKFN6SCTGjLYSOStLUt0cZtHC5KHGM=")
+)
+
+const hsSeedPath = "testdata/fuzz/FuzzInitiationStatic/wireguard-go"
+
+func hsMustKey(s string) keys.Key {
+	k, err := keys.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
+func hsNewKey(t testing.TB) keys.Key {
+	t.Helper()
+	k, err := keys.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// captureBind wraps a conn.Bind and copies every handshake initiation it
+// receives to got (dropping them if nobody reads).
+type captureBind struct {
+	conn.Bind
+	got chan []byte
+}
+
+func (b *captureBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
+	fns, actual, err := b.Bind.Open(port)
+	if err != nil {
+		return nil, 0, err
+	}
+	for i, fn := range fns {
+		fns[i] = func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+			n, err := fn(packets, sizes, eps)
+			for j := range n {
+				if p := packets[j][:sizes[j]]; Classify(p) == msgInitiation {
+					select {
+					case b.got <- slices.Clone(p):
+					default:
+					}
+				}
+			}
+			return n, err
+		}
+	}
+	return fns, actual, nil
+}
+
+// captureInitiation runs two real wireguard-go devices over in-memory binds
+// and TUNs, makes the initiator send a packet, and returns the first
+// handshake initiation the responder received. It waits until the packet
+// came through, so wireguard-go accepted that handshake.
+func captureInitiation(t testing.TB, initiator, responder, psk keys.Key) []byte {
+	t.Helper()
+	binds := bindtest.NewChannelBinds()
+	capture := &captureBind{Bind: binds[1], got: make(chan []byte, 16)}
+	logger := &wgdevice.Logger{Verbosef: wgdevice.DiscardLogf, Errorf: wgdevice.DiscardLogf}
+	tuns := [2]*tuntest.ChannelTUN{tuntest.NewChannelTUN(), tuntest.NewChannelTUN()}
+	ips := [2]netip.Addr{netip.MustParseAddr("10.9.0.1"), netip.MustParseAddr("10.9.0.2")}
+	cfgs := [2]string{
+		// The initiator sends to the responder's channel endpoint, which
+		// bindtest numbers 1 for the first bind's IPv4 peer.
+		hsUAPI("private_key", initiator.Hex(), "public_key", responder.Public().Hex(),
+			"preshared_key", psk.Hex(), "endpoint", "127.0.0.1:1", "allowed_ip", ips[1].String()+"/32"),
+		hsUAPI("private_key", responder.Hex(), "public_key", initiator.Public().Hex(),
+			"preshared_key", psk.Hex(), "allowed_ip", ips[0].String()+"/32"),
+	}
+	devBinds := [2]conn.Bind{binds[0], capture}
+	for i := range 2 {
+		dev := wgdevice.NewDevice(tuns[i].TUN(), devBinds[i], logger)
+		t.Cleanup(dev.Close)
+		if err := dev.IpcSet(cfgs[i]); err != nil {
+			t.Fatalf("configure device %d: %v", i, err)
+		}
+		if err := dev.Up(); err != nil {
+			t.Fatalf("bring up device %d: %v", i, err)
+		}
+	}
+
+	ping := tuntest.Ping(ips[1], ips[0])
+	timeout := time.After(10 * time.Second)
+	select {
+	case tuns[0].Outbound <- ping:
+	case <-timeout:
+		t.Fatal("initiator did not read the packet")
+	}
+	var msg []byte
+	select {
+	case msg = <-capture.got:
+	case <-timeout:
+		t.Fatal("no handshake initiation captured")
+	}
+	select {
+	case got := <-tuns[1].Inbound:
+		if !bytes.Equal(got, ping) {
+			t.Fatal("packet through the tunnel changed")
+		}
+	case <-timeout:
+		t.Fatal("packet did not come through: wireguard-go did not complete the handshake")
+	}
+	return msg
+}
+
+func hsUAPI(kv ...string) string {
+	var b strings.Builder
+	for i := 0; i < len(kv); i += 2 {
+		fmt.Fprintf(&b, "%s=%s\n", kv[i], kv[i+1])
+	}
+	return b.String()
+}
+
+func TestInitiationStaticWireGuard(t *testing.T) {
+	for _, withPSK := range []bool{false, true} {
+		t.Run(fmt.Sprintf("psk=%v", withPSK), func(t *testing.T) {
+			initiator, responder := hsNewKey(t), hsNewKey(t)
+			var psk keys.Key
+			if withPSK {
+				psk = hsNewKey(t)
+			}
+			msg := captureInitiation(t, initiator, responder, psk)
+			r := NewInitiationReader(responder)
+			if r.PublicKey() != responder.Public() {
+				t.Fatal("PublicKey is not the responder's")
+			}
+
+			got, err := r.Static(msg)
+			if err != nil || got != initiator.Public() {
+				t.Fatalf("Static = %v, %v; want the initiator's key", got, err)
+			}
+
+			var in Initiation
+			if err := r.Read(msg, &in); err != nil || in.Static != initiator.Public() {
+				t.Fatalf("Read: %v, static %v", err, in.Static)
+			}
+			if in.Sender != binary.LittleEndian.Uint32(msg[4:]) {
+				t.Errorf("Sender = %#x", in.Sender)
+			}
+			ss, err := r.SharedSecret(in.Static)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ts, err := in.Authenticate(&ss)
+			if err != nil {
+				t.Fatalf("Authenticate: %v", err)
+			}
+			if d := time.Since(ts.Time()); d < -time.Minute || d > time.Minute {
+				t.Errorf("timestamp %v is not about now", ts.Time())
+			}
+			other, _ := r.SharedSecret(hsNewKey(t).Public())
+			if _, err := in.Authenticate(&other); !errors.Is(err, ErrNotAuthentic) {
+				t.Errorf("Authenticate with another client's secret: %v, want ErrNotAuthentic", err)
+			}
+
+			if _, err := NewInitiationReader(hsNewKey(t)).Static(msg); !errors.Is(err, ErrBadMAC1) {
+				t.Errorf("another responder: %v, want ErrBadMAC1", err)
+			}
+			checkTampering(t, r, msg, &ss)
+		})
+	}
+}
+
+// checkTampering alters a valid initiation msg for r in every field.
+func checkTampering(t *testing.T, r *InitiationReader, msg []byte, ss *[32]byte) {
+	t.Helper()
+	flip := func(off int, fixMAC bool) []byte {
+		m := slices.Clone(msg)
+		m[off] ^= 0x40
+		if fixMAC {
+			hsSetMAC1(m, r.PublicKey())
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		name   string
+		msg    []byte
+		want   error
+		authOK bool // if Static succeeds, whether Authenticate does
+	}{
+		{"flipped static", flip(initOffStatic+5, false), ErrBadMAC1, false},
+		{"flipped static tag", flip(initOffTimestamp-1, false), ErrBadMAC1, false},
+		{"flipped ephemeral", flip(initOffEphemeral, false), ErrBadMAC1, false},
+		{"flipped sender", flip(initOffSender, false), ErrBadMAC1, false},
+		{"flipped mac1", flip(initOffMAC1+3, false), ErrBadMAC1, false},
+		{"flipped static, mac1 redone", flip(initOffStatic+5, true), ErrDecrypt, false},
+		{"flipped ephemeral, mac1 redone", flip(initOffEphemeral+31, true), ErrDecrypt, false},
+		{"flipped timestamp, mac1 redone", flip(initOffTimestamp+2, true), nil, false},
+		{"flipped sender, mac1 redone", flip(initOffSender, true), nil, true},
+		{"flipped mac2", flip(initOffMAC2, false), nil, true},
+	} {
+		var in Initiation
+		err := r.Read(tc.msg, &in)
+		if !errors.Is(err, tc.want) {
+			t.Errorf("%s: Read: %v, want %v", tc.name, err, tc.want)
+			continue
+		}
+		if err != nil {
+			if in.Static != (keys.Key{}) {
+				t.Errorf("%s: a key came back with the error", tc.name)
+			}
+			continue
+		}
+		if _, err := in.Authenticate(ss); (err == nil) != tc.authOK {
+			t.Errorf("%s: Authenticate: %v", tc.name, err)
+		}
+	}
+}
+
+// hsSetMAC1 recomputes the mac1 of an initiation for the responder pub, with
+// x/crypto's keyed BLAKE2s.
+func hsSetMAC1(msg []byte, pub keys.Key) {
+	key := blake2s.Sum256(append([]byte("mac1----"), pub[:]...))
+	h, _ := blake2s.New128(key[:])
+	h.Write(msg[:initOffMAC1])
+	h.Sum(msg[initOffMAC1:initOffMAC1])
+}
+
+func hsValidMAC1(msg []byte, pub keys.Key) bool {
+	m := slices.Clone(msg)
+	hsSetMAC1(m, pub)
+	return bytes.Equal(m, msg)
+}
+
+// sealInitiation builds an initiation from the WireGuard paper (section
+// 5.4.2) with x/crypto's X25519 and crypto/hmac, independently of the code
+// under test. It names static as the initiator's key but proves it with
+// initiatorPriv, so static != initiatorPriv.Public() forges a claim.
+func sealInitiation(t testing.TB, initiatorPriv, static, ephemeralPriv, responderPub keys.Key, ts Timestamp, sender uint32) []byte {
+	t.Helper()
+	newHash := func() hash.Hash { h, _ := blake2s.New256(nil); return h }
+	hashOf := func(parts ...[]byte) []byte {
+		h := newHash()
+		for _, p := range parts {
+			h.Write(p)
+		}
+		return h.Sum(nil)
+	}
+	mac := func(key, data []byte) []byte {
+		m := hmac.New(newHash, key)
+		m.Write(data)
+		return m.Sum(nil)
+	}
+	kdf2 := func(ck, input []byte) (t1, t2 []byte) {
+		t0 := mac(ck, input)
+		t1 = mac(t0, []byte{1})
+		return t1, mac(t0, append(slices.Clone(t1), 2))
+	}
+	dh := func(priv, pub keys.Key) []byte {
+		out, err := curve25519.X25519(priv[:], pub[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	seal := func(key, plain, ad []byte) []byte {
+		aead, err := chacha20poly1305.New(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return aead.Seal(nil, make([]byte, chacha20poly1305.NonceSize), plain, ad)
+	}
+
+	ck := hashOf([]byte("Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s"))
+	h := hashOf(hashOf(ck, []byte("WireGuard v1 zx2c4 Jason@zx2c4.com")), responderPub[:])
+	ephemeral := ephemeralPriv.Public()
+	msg := make([]byte, 0, sizeInitiation)
+	msg = binary.LittleEndian.AppendUint32(msg, msgInitiation)
+	msg = binary.LittleEndian.AppendUint32(msg, sender)
+	msg = append(msg, ephemeral[:]...)
+	ck, _ = kdf2(ck, ephemeral[:])
+	h = hashOf(h, ephemeral[:])
+	ck, key := kdf2(ck, dh(ephemeralPriv, responderPub))
+	encStatic := seal(key, static[:], h)
+	msg = append(msg, encStatic...)
+	h = hashOf(h, encStatic)
+	_, key = kdf2(ck, dh(initiatorPriv, responderPub))
+	msg = append(msg, seal(key, ts[:], h)...)
+	msg = append(msg, make([]byte, 32)...) // mac1, mac2
+	hsSetMAC1(msg, responderPub)
+	return msg
+}
+
+func hsStamp(t time.Time) Timestamp {
+	var ts Timestamp
+	binary.BigEndian.PutUint64(ts[:], tai64nBase+uint64(t.Unix()))
+	binary.BigEndian.PutUint32(ts[8:], uint32(t.Nanosecond()))
+	return ts
+}
+
+func TestInitiationStaticSpec(t *testing.T) {
+	for i := range 20 {
+		initiator, ephemeral, responder := hsNewKey(t), hsNewKey(t), hsNewKey(t)
+		now := time.Now()
+		msg := sealInitiation(t, initiator, initiator.Public(), ephemeral, responder.Public(), hsStamp(now), uint32(i))
+		r := NewInitiationReader(responder)
+		var in Initiation
+		if err := r.Read(msg, &in); err != nil || in.Static != initiator.Public() || in.Sender != uint32(i) {
+			t.Fatalf("Read: %v, %+v", err, in)
+		}
+		ss, err := r.SharedSecret(in.Static)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts, err := in.Authenticate(&ss)
+		if err != nil || !ts.Time().Equal(now) {
+			t.Fatalf("Authenticate = %v, %v", ts.Time(), err)
+		}
+		if ts.After(hsStamp(now)) || !ts.After(hsStamp(now.Add(-time.Millisecond))) {
+			t.Error("After does not order timestamps")
+		}
+	}
+}
+
+// TestInitiationForgedStatic shows why Static alone is not proof of
+// identity: anyone who knows the responder's public key can name any client.
+func TestInitiationForgedStatic(t *testing.T) {
+	attacker, victim, ephemeral, responder := hsNewKey(t), hsNewKey(t), hsNewKey(t), hsNewKey(t)
+	msg := sealInitiation(t, attacker, victim.Public(), ephemeral, responder.Public(), hsStamp(time.Now()), 7)
+	r := NewInitiationReader(responder)
+	var in Initiation
+	if err := r.Read(msg, &in); err != nil || in.Static != victim.Public() {
+		t.Fatalf("Read: %v", err)
+	}
+	ss, _ := r.SharedSecret(victim.Public())
+	if _, err := in.Authenticate(&ss); !errors.Is(err, ErrNotAuthentic) {
+		t.Fatalf("forged claim: Authenticate = %v, want ErrNotAuthentic", err)
+	}
+}
+
+func TestInitiationErrors(t *testing.T) {
+	r := NewInitiationReader(fuzzResponderKey)
+	valid := sealInitiation(t, fuzzInitiatorKey, fuzzInitiatorKey.Public(), hsNewKey(t), fuzzResponderKey.Public(), hsStamp(time.Now()), 1)
+	retyped := func(typ uint32) []byte {
+		m := slices.Clone(valid)
+		binary.LittleEndian.PutUint32(m, typ)
+		hsSetMAC1(m, r.PublicKey())
+		return m
+	}
+	for name, msg := range map[string][]byte{
+		"nil":           nil,
+		"empty":         {},
+		"3 bytes":       {1, 0, 0},
+		"short":         valid[:sizeInitiation-1],
+		"long":          append(slices.Clone(valid), 0),
+		"response type": retyped(msgResponse),
+		"reserved set":  retyped(msgInitiation | 1<<8),
+		"response":      msg(msgResponse, sizeResponse),
+		"transport":     msg(msgTransport, sizeInitiation),
+	} {
+		if k, err := r.Static(msg); !errors.Is(err, ErrNotInitiation) || k != (keys.Key{}) {
+			t.Errorf("%s: Static = %v, %v; want ErrNotInitiation", name, k, err)
+		}
+	}
+
+	// A low-order ephemeral key gives an all-zero DH; wireguard-go refuses it.
+	for _, point := range lowOrderPoints(t) {
+		m := slices.Clone(valid)
+		copy(m[initOffEphemeral:], point[:])
+		hsSetMAC1(m, r.PublicKey())
+		if _, err := r.Static(m); !errors.Is(err, ErrDecrypt) {
+			t.Errorf("low-order ephemeral %x: %v, want ErrDecrypt", point[:4], err)
+		}
+		if _, err := r.SharedSecret(point); !errors.Is(err, ErrLowOrder) {
+			t.Errorf("SharedSecret(low-order %x): %v, want ErrLowOrder", point[:4], err)
+		}
+	}
+	var in Initiation
+	if _, err := in.Authenticate(new([32]byte)); !errors.Is(err, ErrNotAuthentic) {
+		t.Errorf("zero secret: %v", err)
+	}
+	ss, _ := r.SharedSecret(fuzzInitiatorKey.Public())
+	if _, err := in.Authenticate(&ss); !errors.Is(err, ErrNotAuthentic) {
+		t.Errorf("zero Initiation: %v", err)
+	}
+}
+
+// lowOrderPoints returns u-coordinates whose products with any clamped
+// scalar are zero: 0, 1, the order-8 points and p-1, p, p+1, and the same
+// with bit 255 set (which X25519 ignores).
+func lowOrderPoints(t testing.TB) []keys.Key {
+	var pts []keys.Key
+	for _, h := range []string{
+		"0000000000000000000000000000000000000000000000000000000000000000",
+		"0100000000000000000000000000000000000000000000000000000000000000",
+		"e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+		"5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+		"ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+		"edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+		"eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+	} {
+		var k keys.Key
+		if _, err := hex.Decode(k[:], []byte(h)); err != nil {
+			t.Fatal(err)
+		}
+		pts = append(pts, k)
+		k[31] |= 0x80
+		pts = append(pts, k)
+	}
+	return pts
+}
+
+func TestX25519(t *testing.T) {
+	// RFC 7748 section 5.2.
+	vectors := []struct{ scalar, u, out string }{
+		{"a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4",
+			"e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c",
+			"c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552"},
+		{"4b66e9d4d1b4673c5ad22691957d6af5c11b6421e0ea01d42ca4169e7918ba0d",
+			"e5210f12786811d3f4b7959d0538ae2c31dbe7106fc03c3efc4cd549c715a493",
+			"95cbde9476e8907d7aade45cb4b873f88b595a68799fa152e6f8f7647aac7957"},
+	}
+	for _, v := range vectors {
+		var s, u, want, got [32]byte
+		hex.Decode(s[:], []byte(v.scalar))
+		hex.Decode(u[:], []byte(v.u))
+		hex.Decode(want[:], []byte(v.out))
+		if x25519(&got, &s, &u); got != want {
+			t.Errorf("X25519(%s…) = %x, want %s", v.scalar[:8], got, v.out)
+		}
+	}
+	// RFC 7748 section 5.2, iterated: k, u = X25519(k, u), k.
+	k, u := [32]byte{9}, [32]byte{9}
+	for i := 1; i <= 1000; i++ {
+		var next [32]byte
+		x25519(&next, &k, &u)
+		u, k = k, next
+		if i == 1 && hex.EncodeToString(k[:]) != "422c8e7a6227d7bca1350b3e2bb7279f7897b87bb6854b783c60e80311ae3079" {
+			t.Fatalf("after 1 iteration: %x", k)
+		}
+	}
+	if hex.EncodeToString(k[:]) != "684cf59ba83309552800ef566f2f4d3c1c3887c49360e3875f2eb94d99532c51" {
+		t.Fatalf("after 1000 iterations: %x", k)
+	}
+
+	// Against x/crypto, on random and edge-case points.
+	points := lowOrderPoints(t)
+	for range 300 {
+		var p keys.Key
+		rand.Read(p[:])
+		points = append(points, p)
+	}
+	for _, h := range []string{"ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+		"efffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", // p + 2
+		"0900000000000000000000000000000000000000000000000000000000000000"} {
+		var p keys.Key
+		hex.Decode(p[:], []byte(h))
+		points = append(points, p)
+	}
+	for _, p := range points {
+		var s [32]byte
+		rand.Read(s[:])
+		compareX25519(t, s, p)
+	}
+}
+
+func compareX25519(t *testing.T, scalar, point [32]byte) {
+	t.Helper()
+	want, err := curve25519.X25519(scalar[:], point[:])
+	if err != nil {
+		want = make([]byte, 32) // x/crypto refuses an all-zero result
+	}
+	var got [32]byte
+	if x25519(&got, &scalar, &point); !bytes.Equal(got[:], want) {
+		t.Fatalf("X25519(%x, %x) = %x, x/crypto says %x", scalar, point, got, want)
+	}
+}
+
+func FuzzX25519(f *testing.F) {
+	f.Add(make([]byte, 32), make([]byte, 32))
+	f.Add(bytes.Repeat([]byte{0xff}, 32), bytes.Repeat([]byte{0xff}, 32))
+	f.Add(fuzzResponderKey[:], fuzzInitiatorKey[:])
+	f.Fuzz(func(t *testing.T, scalar, point []byte) {
+		if len(scalar) != 32 || len(point) != 32 {
+			return
+		}
+		compareX25519(t, [32]byte(scalar), [32]byte(point))
+	})
+}
+
+// TestFuzzSeedIsReal checks that the checked-in wireguard-go seed still
+// reaches the end of Static, so that the fuzzer starts from a valid message.
+func TestFuzzSeedIsReal(t *testing.T) {
+	msg := hsReadSeed(t, hsSeedPath)
+	k, err := NewInitiationReader(fuzzResponderKey).Static(msg)
+	if err != nil || k != fuzzInitiatorKey.Public() {
+		t.Fatalf("seed: Static = %v, %v", k, err)
+	}
+}
+
+// hsReadSeed reads a one-value []byte seed in `go test fuzz v1` format.
+func hsReadSeed(t testing.TB, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) != 2 || lines[0] != "go test fuzz v1" {
+		t.Fatalf("%s: not a go test fuzz v1 file", path)
+	}
+	lit, ok := strings.CutPrefix(lines[1], "[]byte(")
+	lit, ok2 := strings.CutSuffix(lit, ")")
+	s, err := strconv.Unquote(lit)
+	if !ok || !ok2 || err != nil {
+		t.Fatalf("%s: cannot parse %q", path, lines[1])
+	}
+	return []byte(s)
+}
+
+// hsWriteSeed writes msg as a `go test fuzz v1` seed; see TestWriteFuzzSeed.
+func hsWriteSeed(path string, msg []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte("go test fuzz v1\n[]byte("+strconv.Quote(string(msg))+")\n"), 0o644)
+}
+
+// TestWriteFuzzSeed regenerates the checked-in seeds from real wireguard-go
+// when ANYGUARD_WRITE_SEEDS=1.
+func TestWriteFuzzSeed(t *testing.T) {
+	if os.Getenv("ANYGUARD_WRITE_SEEDS") != "1" {
+		t.Skip("set ANYGUARD_WRITE_SEEDS=1 to regenerate " + hsSeedPath)
+	}
+	msg := captureInitiation(t, fuzzInitiatorKey, fuzzResponderKey, keys.Key{})
+	flipped := slices.Clone(msg)
+	flipped[initOffStatic] ^= 1
+	dir := filepath.Dir(hsSeedPath)
+	for name, m := range map[string][]byte{
+		filepath.Base(hsSeedPath): msg,
+		"junk-truncated":          msg[:len(msg)-1],
+		"junk-flipped-static":     flipped,
+		"junk-response-type":      append([]byte{msgResponse}, msg[1:]...),
+	} {
+		if err := hsWriteSeed(filepath.Join(dir, name), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// FuzzInitiationStatic feeds arbitrary datagrams to Static. It must never
+// panic, must refuse with one of its sentinel errors, and may only return a
+// key for a message whose mac1 is right. Each input is tried a second time
+// with its mac1 recomputed, to reach the curve and AEAD code behind it.
+func FuzzInitiationStatic(f *testing.F) {
+	r := NewInitiationReader(fuzzResponderKey)
+	f.Add(msg(msgInitiation, sizeInitiation))
+	f.Add(msg(msgResponse, sizeResponse))
+	f.Add([]byte{1})
+	f.Add(bytes.Repeat([]byte{0xff}, sizeInitiation))
+	f.Fuzz(func(t *testing.T, m []byte) {
+		k, err := r.Static(m)
+		switch {
+		case err == nil:
+			if !hsValidMAC1(m, r.PublicKey()) {
+				t.Fatal("key returned for a message with a bad mac1")
+			}
+		case errors.Is(err, ErrNotInitiation), errors.Is(err, ErrBadMAC1), errors.Is(err, ErrDecrypt):
+			if k != (keys.Key{}) {
+				t.Fatalf("key returned with %v", err)
+			}
+		default:
+			t.Fatalf("unexpected error %v", err)
+		}
+		if Classify(m) != msgInitiation {
+			return
+		}
+		m = slices.Clone(m)
+		hsSetMAC1(m, r.PublicKey())
+		var in Initiation
+		switch err := r.Read(m, &in); {
+		case err == nil:
+			ss, err := r.SharedSecret(in.Static)
+			if err != nil {
+				ss = [32]byte{}
+			}
+			if _, err := in.Authenticate(&ss); err != nil && !errors.Is(err, ErrNotAuthentic) {
+				t.Fatalf("Authenticate: unexpected error %v", err)
+			}
+		case !errors.Is(err, ErrDecrypt):
+			t.Fatalf("mac1 redone: %v, want nil or ErrDecrypt", err)
+		}
+	})
+}
+
+func TestInitiationNoAllocs(t *testing.T) {
+	if handshakeRaceEnabled {
+		t.Skip("the race detector's sync.Pool drops items at random")
+	}
+	r := NewInitiationReader(fuzzResponderKey)
+	valid := hsReadSeed(t, hsSeedPath)
+	bad := slices.Clone(valid)
+	bad[initOffMAC1] ^= 1
+	ss, _ := r.SharedSecret(fuzzInitiatorKey.Public())
+	for name, fn := range map[string]func(){
+		"Static":   func() { r.Static(valid) },
+		"bad mac1": func() { r.Static(bad) },
+		"Read+Authenticate": func() {
+			var in Initiation
+			r.Read(valid, &in)
+			in.Authenticate(&ss)
+		},
+		"SharedSecret": func() { r.SharedSecret(fuzzInitiatorKey) },
+	} {
+		if n := testing.AllocsPerRun(50, fn); n != 0 {
+			t.Errorf("%s: %v allocations per call, want 0", name, n)
+		}
+	}
+}
+
+func TestInitiationConcurrent(t *testing.T) {
+	r := NewInitiationReader(fuzzResponderKey)
+	valid := hsReadSeed(t, hsSeedPath)
+	bad := slices.Clone(valid)
+	bad[initOffStatic] ^= 1
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for i := range 40 {
+				m, want := valid, error(nil)
+				if i%2 == 1 {
+					m, want = bad, ErrBadMAC1
+				}
+				k, err := r.Static(m)
+				if !errors.Is(err, want) || (err == nil && k != fuzzInitiatorKey.Public()) {
+					t.Errorf("Static = %v, %v", k, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// BenchmarkInitiationStatic measures a valid initiation: mac1, one X25519,
+// the KDF chain and one AEAD-open.
+func BenchmarkInitiationStatic(b *testing.B) {
+	r := NewInitiationReader(fuzzResponderKey)
+	msg := hsReadSeed(b, hsSeedPath)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := r.Static(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// BenchmarkInitiationBadMAC1 measures the cheap reject: one keyed hash.
+func BenchmarkInitiationBadMAC1(b *testing.B) {
+	r := NewInitiationReader(hsNewKey(b))
+	msg := hsReadSeed(b, hsSeedPath)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := r.Static(msg); !errors.Is(err, ErrBadMAC1) {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// BenchmarkInitiationAuthenticate measures Read and Authenticate with the
+// static-static secret already cached.
+func BenchmarkInitiationAuthenticate(b *testing.B) {
+	r := NewInitiationReader(fuzzResponderKey)
+	msg := hsReadSeed(b, hsSeedPath)
+	ss, _ := r.SharedSecret(fuzzInitiatorKey.Public())
+	b.ReportAllocs()
+	for b.Loop() {
+		var in Initiation
+		if err := r.Read(msg, &in); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := in.Authenticate(&ss); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkX25519(b *testing.B) {
+	scalar, point := [32]byte(fuzzResponderKey), [32]byte(fuzzInitiatorKey.Public())
+	b.Run("ours", func(b *testing.B) {
+		b.ReportAllocs()
+		var out [32]byte
+		for b.Loop() {
+			x25519(&out, &scalar, &point)
+		}
+	})
+	b.Run("crypto-ecdh", func(b *testing.B) { // the private key parsed once, as we would
+		priv, err := ecdh.X25519().NewPrivateKey(scalar[:])
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			pub, _ := ecdh.X25519().NewPublicKey(point[:])
+			priv.ECDH(pub)
+		}
+	})
+	b.Run("x-crypto", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			curve25519.X25519(scalar[:], point[:])
+		}
+	})
+}
