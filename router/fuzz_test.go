@@ -38,9 +38,12 @@ func FuzzForward(f *testing.F) {
 			if delivered+dropped != 1 {
 				t.Fatalf("from %s: delivered %d + dropped %d != 1", from, delivered, dropped)
 			}
+			if nv, np := len(fx.backbone.Vias()), len(fx.backbone.Packets()); nv != np {
+				t.Fatalf("from %s: backbone got %d packets but %d vias", from, np, nv)
+			}
 			if delivered == 1 && validSum {
 				var out []byte
-				for _, s := range []*routertest.Sink{fx.clients, fx.egress, fx.backbone} {
+				for _, s := range []*routertest.Sink{fx.clients, fx.egress, &fx.backbone.Sink} {
 					if ps := s.Packets(); len(ps) == 1 {
 						out = ps[0]
 					}

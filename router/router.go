@@ -45,10 +45,32 @@ type Port interface {
 	Deliver(bufs [][]byte, offset int) error
 }
 
-// Route sends packets for Prefix to Port.
+// A ViaPort is a Port that reaches several next hops, such as the backbone,
+// where each packet is encapsulated toward one gateway. When a packet's
+// route goes to a ViaPort, Forward calls DeliverVia instead of Deliver.
+type ViaPort interface {
+	Port
+	// DeliverVia is Deliver with a next hop per packet: vias[i] is the Via
+	// of the route that matched bufs[i] (the zero Addr when that route has
+	// none), and len(vias) == len(bufs). The same buffer rules as Deliver
+	// apply, and vias must not be retained either.
+	DeliverVia(bufs [][]byte, vias []netip.Addr, offset int) error
+}
+
+// Route sends packets for Prefix to Port, toward the next hop Via when the
+// port is a ViaPort. Via is ignored by other ports; the zero Addr means no
+// next hop.
 type Route struct {
 	Prefix netip.Prefix
 	Port   PortID
+	Via    netip.Addr
+}
+
+// Hop is where the route for a destination leads: the port and, for a
+// ViaPort, the next hop within it (zero: none).
+type Hop struct {
+	Port PortID
+	Via  netip.Addr
 }
 
 // SourceRule allows or denies packets whose source address is in Prefix
@@ -75,6 +97,7 @@ type portState struct {
 	name      string
 	kind      Kind
 	port      Port
+	via       ViaPort // port, when it is a ViaPort; nil otherwise
 	rxPackets atomic.Uint64
 	rxBytes   atomic.Uint64
 	txPackets atomic.Uint64
@@ -84,18 +107,19 @@ type portState struct {
 // table is an immutable snapshot read by Forward without locks.
 type table struct {
 	ports   []*portState
-	fib     *bart.Table[PortID]
+	fib     *bart.Table[Hop]
 	sources []*bart.Table[bool] // indexed by PortID; nil denies everything
 }
 
 type scratch struct {
-	out [][][]byte // per destination port
+	out  [][][]byte     // per destination port
+	vias [][]netip.Addr // per destination port, alongside out; only for ViaPorts
 }
 
 // New returns a router with no ports and no routes.
 func New() *Router {
 	r := &Router{}
-	r.table.Store(&table{fib: new(bart.Table[PortID])})
+	r.table.Store(&table{fib: new(bart.Table[Hop])})
 	r.pool.New = func() any { return new(scratch) }
 	return r
 }
@@ -108,7 +132,9 @@ func (r *Router) AddPort(name string, kind Kind, p Port) PortID {
 	old := r.table.Load()
 	nt := *old
 	id := PortID(len(old.ports))
-	nt.ports = append(old.ports[:len(old.ports):len(old.ports)], &portState{id: id, name: name, kind: kind, port: p})
+	ps := &portState{id: id, name: name, kind: kind, port: p}
+	ps.via, _ = p.(ViaPort)
+	nt.ports = append(old.ports[:len(old.ports):len(old.ports)], ps)
 	nt.sources = append(old.sources[:len(old.sources):len(old.sources)], nil)
 	r.table.Store(&nt)
 	return id
@@ -120,7 +146,7 @@ func (r *Router) SetRoutes(routes []Route) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old := r.table.Load()
-	fib := new(bart.Table[PortID])
+	fib := new(bart.Table[Hop])
 	for _, rt := range routes {
 		if int(rt.Port) >= len(old.ports) {
 			return fmt.Errorf("set routes: %v: %w %d", rt.Prefix, ErrUnknownPort, rt.Port)
@@ -128,7 +154,7 @@ func (r *Router) SetRoutes(routes []Route) error {
 		if !rt.Prefix.IsValid() {
 			return fmt.Errorf("set routes: invalid prefix %v", rt.Prefix)
 		}
-		fib.Insert(rt.Prefix.Masked(), rt.Port)
+		fib.Insert(rt.Prefix.Masked(), Hop{Port: rt.Port, Via: rt.Via})
 	}
 	nt := *old
 	nt.fib = fib
@@ -148,7 +174,7 @@ func (r *Router) SetRoute(rt Route) error {
 		return fmt.Errorf("set route: invalid prefix %v", rt.Prefix)
 	}
 	nt := *old
-	nt.fib = old.fib.InsertPersist(rt.Prefix.Masked(), rt.Port)
+	nt.fib = old.fib.InsertPersist(rt.Prefix.Masked(), Hop{Port: rt.Port, Via: rt.Via})
 	r.table.Store(&nt)
 	return nil
 }
@@ -187,6 +213,13 @@ func (r *Router) SetSources(id PortID, rules []SourceRule) error {
 
 // Lookup returns the port that a packet to dst would leave through.
 func (r *Router) Lookup(dst netip.Addr) (PortID, bool) {
+	hop, ok := r.table.Load().fib.Lookup(dst)
+	return hop.Port, ok
+}
+
+// LookupHop returns the port and next hop that a packet to dst would leave
+// through.
+func (r *Router) LookupHop(dst netip.Addr) (Hop, bool) {
 	return r.table.Load().fib.Lookup(dst)
 }
 
@@ -204,6 +237,7 @@ func (r *Router) Forward(in PortID, bufs [][]byte, offset int) {
 	s := r.pool.Get().(*scratch)
 	if len(s.out) < len(t.ports) {
 		s.out = make([][][]byte, len(t.ports))
+		s.vias = make([][]netip.Addr, len(t.ports))
 	}
 	var (
 		drops          [numDropReasons]uint32
@@ -226,11 +260,12 @@ func (r *Router) Forward(in PortID, bufs [][]byte, offset int) {
 			drops[DropSourceInvalid]++
 			continue
 		}
-		out, ok := t.fib.Lookup(h.dst)
+		hop, ok := t.fib.Lookup(h.dst)
 		if !ok {
 			drops[DropNoRoute]++
 			continue
 		}
+		out := hop.Port
 		egr := t.ports[out]
 		if ing.kind == KindBackbone && egr.kind == KindBackbone {
 			drops[DropSplitHorizon]++
@@ -245,6 +280,9 @@ func (r *Router) Forward(in PortID, bufs [][]byte, offset int) {
 			continue
 		}
 		s.out[out] = append(s.out[out], b[:offset+h.length])
+		if egr.via != nil {
+			s.vias[out] = append(s.vias[out], hop.Via)
+		}
 	}
 	ing.rxPackets.Add(rxPkts)
 	ing.rxBytes.Add(rxByte)
@@ -253,7 +291,14 @@ func (r *Router) Forward(in PortID, bufs [][]byte, offset int) {
 			continue
 		}
 		ps := t.ports[id]
-		if err := ps.port.Deliver(list, offset); err != nil {
+		var err error
+		if ps.via != nil {
+			err = ps.via.DeliverVia(list, s.vias[id], offset)
+			s.vias[id] = s.vias[id][:0]
+		} else {
+			err = ps.port.Deliver(list, offset)
+		}
+		if err != nil {
 			drops[DropPortError] += uint32(len(list))
 		} else {
 			var n uint64

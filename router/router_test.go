@@ -21,16 +21,25 @@ var (
 	server6  = netip.MustParseAddr("fd01::10")
 	outside  = netip.MustParseAddr("192.0.2.1")
 	clientNt = netip.MustParsePrefix("10.99.0.0/16")
+
+	// Backbone addresses of other gateways, the next hops of backbone routes.
+	gwB = netip.MustParseAddr("100.64.0.2") // serves 10.2.0.0/16
+	gwC = netip.MustParseAddr("100.64.0.3") // serves 10.4.0.0/16
+	gwD = netip.MustParseAddr("100.64.0.4") // owns client 10.99.0.7
+	// A client whose session another gateway (gwD) holds.
+	remoteClient = netip.MustParseAddr("10.99.0.7")
+	noVia        netip.Addr
 )
 
 type fixture struct {
 	r                           *router.Router
-	clients, egress, backbone   *routertest.Sink
+	clients, egress             *routertest.Sink
+	backbone                    *routertest.ViaSink
 	clientID, egressID, bboneID router.PortID
 }
 
 func newFixture(t testing.TB) *fixture {
-	f := &fixture{r: router.New(), clients: &routertest.Sink{}, egress: &routertest.Sink{}, backbone: &routertest.Sink{}}
+	f := &fixture{r: router.New(), clients: &routertest.Sink{}, egress: &routertest.Sink{}, backbone: &routertest.ViaSink{}}
 	f.clientID = f.r.AddPort("clients", router.KindClient, f.clients)
 	f.egressID = f.r.AddPort("egress", router.KindEgress, f.egress)
 	f.bboneID = f.r.AddPort("backbone", router.KindBackbone, f.backbone)
@@ -40,7 +49,11 @@ func newFixture(t testing.TB) *fixture {
 		{Prefix: netip.MustParsePrefix("fd99::2/128"), Port: f.clientID},
 		{Prefix: netip.MustParsePrefix("10.1.0.0/16"), Port: f.egressID},
 		{Prefix: netip.MustParsePrefix("fd01::/64"), Port: f.egressID},
-		{Prefix: netip.MustParsePrefix("10.2.0.0/16"), Port: f.bboneID},
+		{Prefix: netip.MustParsePrefix("10.2.0.0/16"), Port: f.bboneID, Via: gwB},
+		{Prefix: netip.MustParsePrefix("10.4.0.0/16"), Port: f.bboneID, Via: gwC},
+		{Prefix: netip.PrefixFrom(remoteClient, 32), Port: f.bboneID, Via: gwD},
+		{Prefix: netip.MustParsePrefix("10.5.0.0/16"), Port: f.bboneID}, // no next hop
+		{Prefix: netip.MustParsePrefix("10.6.0.0/16"), Port: f.egressID, Via: gwB},
 	}))
 	must(t, f.r.SetSources(f.clientID, []router.SourceRule{
 		{Prefix: netip.MustParsePrefix("10.99.0.2/32"), Allow: true},
@@ -73,27 +86,35 @@ func TestForwardDecisions(t *testing.T) {
 		ttl      uint8
 		wantPort string // "" = dropped
 		drop     router.DropReason
+		wantVia  netip.Addr // for the backbone
 	}{
-		{"client to egress", "clients", client1, server, 64, "egress", 0},
-		{"client to egress v6", "clients", client6, server6, 64, "egress", 0},
-		{"egress to client", "egress", server, client1, 64, "clients", 0},
-		{"client to client hairpin", "clients", client1, client2, 64, "clients", 0},
-		{"client to backbone", "clients", client1, netip.MustParseAddr("10.2.3.4"), 64, "backbone", 0},
-		{"backbone to client", "backbone", server, client1, 64, "clients", 0},
-		{"spoofed client source", "clients", netip.MustParseAddr("10.99.0.9"), server, 64, "", router.DropSourceInvalid},
-		{"egress claims client source", "egress", client2, client1, 64, "", router.DropSourceInvalid},
-		{"no route", "clients", client1, outside, 64, "", router.DropNoRoute},
-		{"ttl expired", "clients", client1, server, 1, "", router.DropTTLExpired},
-		{"ttl zero", "clients", client1, server, 0, "", router.DropTTLExpired},
-		{"hop limit expired", "clients", client6, server6, 1, "", router.DropTTLExpired},
-		{"split horizon", "backbone", server, netip.MustParseAddr("10.2.0.1"), 64, "", router.DropSplitHorizon},
-		{"egress loop", "egress", server, netip.MustParseAddr("10.1.0.20"), 64, "", router.DropLoop},
+		{"client to egress", "clients", client1, server, 64, "egress", 0, noVia},
+		{"client to egress v6", "clients", client6, server6, 64, "egress", 0, noVia},
+		{"egress to client", "egress", server, client1, 64, "clients", 0, noVia},
+		{"client to client hairpin", "clients", client1, client2, 64, "clients", 0, noVia},
+		{"client to backbone", "clients", client1, netip.MustParseAddr("10.2.3.4"), 64, "backbone", 0, gwB},
+		{"client to other region", "clients", client1, netip.MustParseAddr("10.4.0.1"), 64, "backbone", 0, gwC},
+		{"egress to client owned elsewhere", "egress", server, remoteClient, 64, "backbone", 0, gwD},
+		{"client to client owned elsewhere", "clients", client1, remoteClient, 64, "backbone", 0, gwD},
+		{"backbone route without via", "clients", client1, netip.MustParseAddr("10.5.0.1"), 64, "backbone", 0, noVia},
+		{"via ignored on a plain port", "clients", client1, netip.MustParseAddr("10.6.0.1"), 64, "egress", 0, noVia},
+		{"backbone to client", "backbone", server, client1, 64, "clients", 0, noVia},
+		{"spoofed client source", "clients", netip.MustParseAddr("10.99.0.9"), server, 64, "", router.DropSourceInvalid, noVia},
+		{"egress claims client source", "egress", client2, client1, 64, "", router.DropSourceInvalid, noVia},
+		{"no route", "clients", client1, outside, 64, "", router.DropNoRoute, noVia},
+		{"ttl expired", "clients", client1, server, 1, "", router.DropTTLExpired, noVia},
+		{"ttl zero", "clients", client1, server, 0, "", router.DropTTLExpired, noVia},
+		{"hop limit expired", "clients", client6, server6, 1, "", router.DropTTLExpired, noVia},
+		{"split horizon", "backbone", server, netip.MustParseAddr("10.2.0.1"), 64, "", router.DropSplitHorizon, noVia},
+		{"split horizon to owned elsewhere", "backbone", server, remoteClient, 64, "", router.DropSplitHorizon, noVia},
+		{"ttl expired before via", "clients", client1, netip.MustParseAddr("10.4.0.1"), 1, "", router.DropTTLExpired, noVia},
+		{"egress loop", "egress", server, netip.MustParseAddr("10.1.0.20"), 64, "", router.DropLoop, noVia},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
 			ports := map[string]router.PortID{"clients": f.clientID, "egress": f.egressID, "backbone": f.bboneID}
-			sinks := map[string]*routertest.Sink{"clients": f.clients, "egress": f.egress, "backbone": f.backbone}
+			sinks := map[string]*routertest.Sink{"clients": f.clients, "egress": f.egress, "backbone": &f.backbone.Sink}
 			pkt := routertest.Packet(headroom, tc.src, tc.dst, tc.ttl, []byte("hello"))
 			f.r.Forward(ports[tc.in], [][]byte{pkt}, headroom)
 			for name, s := range sinks {
@@ -113,6 +134,11 @@ func TestForwardDecisions(t *testing.T) {
 				return
 			}
 			out := sinks[tc.wantPort].Packets()[0]
+			if tc.wantPort == "backbone" {
+				if vias := f.backbone.Vias(); len(vias) != 1 || vias[0] != tc.wantVia {
+					t.Errorf("vias = %v, want [%v]", vias, tc.wantVia)
+				}
+			}
 			wantTTL := tc.ttl - 1
 			gotTTL := out[8]
 			if tc.src.Is6() {
@@ -193,12 +219,83 @@ func TestBatchSplitsByPort(t *testing.T) {
 	}
 }
 
+// TestBatchViasFollowPackets: in a batch whose packets go to different next
+// hops (and some elsewhere or nowhere), every packet reaches the backbone
+// with the via of its own route, in order, and the next batch starts afresh.
+func TestBatchViasFollowPackets(t *testing.T) {
+	f := newFixture(t)
+	dsts := []netip.Addr{
+		netip.MustParseAddr("10.2.0.1"), // gwB
+		server,                          // egress
+		netip.MustParseAddr("10.4.9.9"), // gwC
+		remoteClient,                    // gwD
+		outside,                         // no route
+		netip.MustParseAddr("10.2.7.7"), // gwB
+		netip.MustParseAddr("10.5.0.1"), // backbone, no via
+		netip.MustParseAddr("10.6.0.1"), // egress; its via is ignored
+		netip.MustParseAddr("10.4.0.1"), // gwC
+	}
+	wantVia := map[netip.Addr]netip.Addr{
+		netip.MustParseAddr("10.2.0.1"): gwB, netip.MustParseAddr("10.2.7.7"): gwB,
+		netip.MustParseAddr("10.4.9.9"): gwC, netip.MustParseAddr("10.4.0.1"): gwC,
+		remoteClient: gwD, netip.MustParseAddr("10.5.0.1"): noVia,
+	}
+	for round := range 2 {
+		var batch [][]byte
+		for i, d := range dsts {
+			batch = append(batch, routertest.Packet(headroom, client1, d, 64, []byte{byte(i)}))
+		}
+		f.r.Forward(f.clientID, batch, headroom)
+		pkts, vias := f.backbone.Packets(), f.backbone.Vias()
+		if len(pkts) != 6*(round+1) || len(vias) != len(pkts) {
+			t.Fatalf("round %d: %d packets, %d vias; want 6 of each per round", round, len(pkts), len(vias))
+		}
+		var order []byte
+		for i, p := range pkts[6*round:] {
+			dst := netip.AddrFrom4([4]byte(p[16:20]))
+			if got, want := vias[6*round+i], wantVia[dst]; got != want {
+				t.Errorf("round %d: packet to %v went via %v, want %v", round, dst, got, want)
+			}
+			order = append(order, p[28])
+		}
+		if string(order) != string([]byte{0, 2, 3, 5, 6, 8}) {
+			t.Errorf("round %d: backbone packets in order %v", round, order)
+		}
+	}
+	if n := len(f.egress.Packets()); n != 4 {
+		t.Errorf("egress got %d packets, want 4", n)
+	}
+}
+
+func TestLookupHop(t *testing.T) {
+	f := newFixture(t)
+	if hop, ok := f.r.LookupHop(netip.MustParseAddr("10.4.1.1")); !ok || hop != (router.Hop{Port: f.bboneID, Via: gwC}) {
+		t.Fatalf("LookupHop = %+v, %v", hop, ok)
+	}
+	// A client moving to another gateway changes only its next hop.
+	must(t, f.r.SetRoute(router.Route{Prefix: netip.PrefixFrom(remoteClient, 32), Port: f.bboneID, Via: gwB}))
+	if hop, ok := f.r.LookupHop(remoteClient); !ok || hop != (router.Hop{Port: f.bboneID, Via: gwB}) {
+		t.Fatalf("after move: LookupHop = %+v, %v", hop, ok)
+	}
+	if id, ok := f.r.Lookup(remoteClient); !ok || id != f.bboneID {
+		t.Fatalf("Lookup = %v, %v", id, ok)
+	}
+	if _, ok := f.r.LookupHop(outside); ok {
+		t.Fatal("LookupHop found a route for an unrouted address")
+	}
+}
+
 func TestPortErrorCounted(t *testing.T) {
 	f := newFixture(t)
 	f.egress.Err = errors.New("closed")
 	f.r.Forward(f.clientID, [][]byte{routertest.Packet(headroom, client1, server, 64, nil), routertest.Packet(headroom, client1, server, 64, nil)}, headroom)
 	if n := f.r.Dropped(router.DropPortError); n != 2 {
 		t.Fatalf("port errors = %d, want 2", n)
+	}
+	f.backbone.Err = errors.New("closed")
+	f.r.Forward(f.clientID, [][]byte{routertest.Packet(headroom, client1, remoteClient, 64, nil)}, headroom)
+	if n := f.r.Dropped(router.DropPortError); n != 3 {
+		t.Fatalf("port errors after a ViaPort error = %d, want 3", n)
 	}
 }
 
@@ -307,6 +404,48 @@ func TestForwardDoesNotAllocate(t *testing.T) {
 	}
 }
 
+// TestForwardViaDoesNotAllocate covers the ViaPort path: packets to clients
+// owned by other gateways, each batch spread over several next hops.
+func TestForwardViaDoesNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under the race detector (sync.Pool drops items); covered by the non-race run of make test")
+	}
+	f := newFixture(t)
+	d := f.r.AddPort("backbone2", router.KindBackbone, routertest.DiscardVia{})
+	addViaRoutes(t, f, d, 256)
+	bufs := viaBatch(64, 256)
+	f.r.Forward(f.egressID, bufs, headroom) // warm the pool
+	allocs := testing.AllocsPerRun(100, func() {
+		resetTTL(bufs)
+		f.r.Forward(f.egressID, bufs, headroom)
+	})
+	if allocs != 0 {
+		t.Fatalf("Forward to a ViaPort allocated %.1f times per batch, want 0", allocs)
+	}
+}
+
+// addViaRoutes routes clients 10.99.1.0 … 10.99.1.0+n-1 (as /32s) to port
+// via eight other gateways, as if those gateways held their sessions.
+func addViaRoutes(t testing.TB, f *fixture, port router.PortID, n int) {
+	for i := range n {
+		a := netip.AddrFrom4([4]byte{10, 99, byte(1 + i>>8), byte(i)})
+		via := netip.AddrFrom4([4]byte{100, 64, 0, byte(2 + i%8)})
+		must(t, f.r.SetRoute(router.Route{Prefix: netip.PrefixFrom(a, 32), Port: port, Via: via}))
+	}
+}
+
+// viaBatch is n packets of 1400 bytes from the egress to the clients that
+// addViaRoutes(clients) routed.
+func viaBatch(n, clients int) [][]byte {
+	bufs := make([][]byte, n)
+	for i := range bufs {
+		j := i * 7 % clients
+		dst := netip.AddrFrom4([4]byte{10, 99, byte(1 + j>>8), byte(j)})
+		bufs[i] = routertest.Packet(headroom, server, dst, 255, make([]byte, 1372))
+	}
+	return bufs
+}
+
 func benchBatch(n int) [][]byte {
 	bufs := make([][]byte, n)
 	for i := range bufs {
@@ -348,6 +487,26 @@ func BenchmarkForward(b *testing.B) {
 			p[headroom+8] = 255 // cheap: checksum goes stale, router does not verify it
 		}
 		f.r.Forward(f.clientID, bufs, headroom)
+	}
+	b.ReportMetric(float64(b.N*128)/b.Elapsed().Seconds(), "pkts/s")
+}
+
+// BenchmarkForwardVia is BenchmarkForward for the backbone: 128 packets
+// from the egress to clients held by eight other gateways, delivered to a
+// ViaPort with one next hop each; run with -benchmem (0 allocs/op).
+func BenchmarkForwardVia(b *testing.B) {
+	f := newFixture(b)
+	d := f.r.AddPort("backbone2", router.KindBackbone, routertest.DiscardVia{})
+	addViaRoutes(b, f, d, 10000)
+	bufs := viaBatch(128, 10000)
+	b.ReportAllocs()
+	b.SetBytes(int64(128 * (len(bufs[0]) - headroom)))
+	b.ResetTimer()
+	for b.Loop() {
+		for _, p := range bufs {
+			p[headroom+8] = 255
+		}
+		f.r.Forward(f.egressID, bufs, headroom)
 	}
 	b.ReportMetric(float64(b.N*128)/b.Elapsed().Seconds(), "pkts/s")
 }

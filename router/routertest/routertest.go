@@ -1,5 +1,5 @@
 // Package routertest has helpers for testing code around the router:
-// packet builders and a recording Port.
+// packet builders and recording Ports (Sink, and ViaSink for a ViaPort).
 package routertest
 
 import (
@@ -95,3 +95,50 @@ type Discard struct{}
 
 // Deliver does nothing.
 func (Discard) Deliver([][]byte, int) error { return nil }
+
+// ViaSink is a router.ViaPort that records copies of the packets delivered
+// to it and the next hop of each: Vias()[i] belongs to Packets()[i].
+type ViaSink struct {
+	Sink
+	vias []netip.Addr
+}
+
+// DeliverVia records a copy of every packet (without headroom) and its via.
+func (s *ViaSink) DeliverVia(bufs [][]byte, vias []netip.Addr, offset int) error {
+	if len(vias) != len(bufs) {
+		panic("routertest: DeliverVia with len(vias) != len(bufs)")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.Err != nil {
+		return s.Err
+	}
+	for i, b := range bufs {
+		s.packets = append(s.packets, append([]byte(nil), b[offset:]...))
+		s.vias = append(s.vias, vias[i])
+	}
+	return nil
+}
+
+// Deliver records the packets as if they had no next hop (the zero Addr).
+// The router never calls it on a ViaPort.
+func (s *ViaSink) Deliver(bufs [][]byte, offset int) error {
+	return s.DeliverVia(bufs, make([]netip.Addr, len(bufs)), offset)
+}
+
+// Vias returns the next hops recorded so far, one per packet.
+func (s *ViaSink) Vias() []netip.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]netip.Addr(nil), s.vias...)
+}
+
+// DiscardVia is a router.ViaPort that drops everything without error and
+// without allocating.
+type DiscardVia struct{}
+
+// Deliver does nothing.
+func (DiscardVia) Deliver([][]byte, int) error { return nil }
+
+// DeliverVia does nothing.
+func (DiscardVia) DeliverVia([][]byte, []netip.Addr, int) error { return nil }
