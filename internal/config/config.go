@@ -29,11 +29,13 @@ const (
 // [Load] or [Parse] (or in Go, starting from [Default]) and then treated as
 // immutable; a reload builds a new one.
 type Config struct {
-	Node    Node    `yaml:"node"`
-	Clients Clients `yaml:"clients"`
-	Egress  Egress  `yaml:"egress"`
-	Health  Health  `yaml:"health"`
-	Log     Log     `yaml:"log"`
+	Node     Node     `yaml:"node"`
+	Clients  Clients  `yaml:"clients"`
+	Egress   Egress   `yaml:"egress"`
+	Health   Health   `yaml:"health"`
+	Backbone Backbone `yaml:"backbone"`
+	Cluster  Cluster  `yaml:"cluster"`
+	Log      Log      `yaml:"log"`
 
 	// Path is the file the configuration was loaded from ("" for Parse).
 	Path string `yaml:"-"`
@@ -95,9 +97,11 @@ type Log struct {
 func Default() *Config {
 	host, _ := os.Hostname()
 	return &Config{
-		Node:    Node{Name: host, Region: DefaultRegion},
-		Clients: Clients{ListenPort: DefaultListenPort, MTU: DefaultMTU, UAPI: true},
-		Egress:  Egress{Mode: ModeTUN, TunName: DefaultTunName},
+		Node:     Node{Name: host, Region: DefaultRegion},
+		Clients:  Clients{ListenPort: DefaultListenPort, MTU: DefaultMTU, UAPI: true},
+		Egress:   Egress{Mode: ModeTUN, TunName: DefaultTunName},
+		Backbone: Backbone{ListenPort: DefaultBackbonePort},
+		Cluster:  Cluster{Bind: "0.0.0.0:7946", Profile: DefaultProfile},
 		Health: Health{Listen: DefaultHealthListen, TCPListen: DefaultHealthTCPListen,
 			DrainTimeout: DefaultDrainTimeout, PerClientLimit: DefaultPerClientLimit},
 		Log: Log{Level: DefaultLogLevel, Format: DefaultLogFormat},

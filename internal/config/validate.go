@@ -32,6 +32,8 @@ func (c *Config) validate() error {
 		c.Clients.validate,
 		c.Egress.validate,
 		c.Health.validate,
+		func(v *validator) error { return c.Backbone.validate(v, c) },
+		func(v *validator) error { return c.Cluster.validate(v, c) },
 		c.Log.validate,
 	} {
 		if err := check(v); err != nil {

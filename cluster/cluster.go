@@ -1,0 +1,529 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/anyguard/anyguard/internal/keys"
+)
+
+// Profiles of gossip and failure detection timing.
+const (
+	ProfileLAN = "lan" // regions with low latency between them
+	ProfileWAN = "wan" // regions across continents
+)
+
+// Config configures a gateway's membership.
+type Config struct {
+	Name      string         // node name, unique in the cluster
+	Bind      netip.AddrPort // gossip listen address (TCP and UDP)
+	Advertise netip.AddrPort // address the others use; zero: memberlist chooses from Bind
+	Join      []string       // host:port of members to join
+	// SecretKey encrypts gossip with AES-256-GCM; nil runs without
+	// encryption, which the caller must have allowed explicitly.
+	SecretKey []byte
+	Profile   string     // ProfileLAN (default) or ProfileWAN
+	Meta      Meta       // this gateway's metadata
+	Clients   []keys.Key // the client set, identical on every gateway: records travel as indices into it
+	Logger    *slog.Logger
+	// Now is the wall clock behind the HLC (tests skew it); nil: time.Now.
+	Now func() time.Time
+	// OnMembers is called, one call at a time, with the current members
+	// whenever membership or a member's metadata changed.
+	OnMembers func([]Member)
+	// OnOwner is called for every change of a client's ownership record,
+	// one call at a time, in order (see TableOptions.OnChange).
+	OnOwner func(old, new Record)
+	// Transport replaces memberlist's network transport (fault injection).
+	Transport memberlist.Transport
+	// Table tunes the ownership table; OnChange is set from OnOwner.
+	Table TableOptions
+}
+
+// Member is one gateway as this gateway sees it.
+type Member struct {
+	Name   string
+	Addr   netip.AddrPort // gossip address
+	Meta   Meta
+	Alive  bool   // memberlist considers it alive (not suspect, dead or left)
+	Status string // alive, suspect, dead, left
+	Self   bool
+}
+
+// Stats are counters for metrics.
+type Stats struct {
+	MsgsReceived   uint64 // ownership records received
+	MsgsBad        uint64 // messages that did not decode
+	RecordsApplied uint64 // records that changed the table
+	Relayed        uint64
+	Broadcasts     uint64 // own claims and releases sent
+	DecryptErrors  uint64 // gossip packets refused for a wrong key or no encryption
+	BadMeta        uint64 // members whose metadata did not decode
+	PushPulls      uint64
+	Queued         int // broadcasts waiting
+}
+
+// Cluster is a gateway's membership and its replica of client ownership.
+type Cluster struct {
+	cfg    Config
+	logger *slog.Logger
+	ml     *memberlist.Memberlist
+	queue  *memberlist.TransmitLimitedQueue
+	table  *Table
+	hlc    *HLC
+	codec  Codec
+
+	meta atomic.Pointer[[]byte]
+
+	msgs, bad, applied, relayed, sent, decryptErrs, badMeta, pushPulls atomic.Uint64
+
+	membersChanged chan struct{}
+	stop           chan struct{}
+	wg             sync.WaitGroup
+	closeOnce      sync.Once
+}
+
+const msgRecord = 1 // message type byte of an ownership record
+
+// ErrJoin is returned when none of the join addresses answered.
+var ErrJoin = errors.New("could not join the cluster")
+
+// New starts the gateway's membership and tries to join cfg.Join once; if
+// no member answers it keeps trying in the background (the gateway works
+// alone meanwhile) and logs each attempt.
+func New(cfg Config) (*Cluster, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Profile == "" {
+		cfg.Profile = ProfileLAN
+	}
+	c := &Cluster{
+		cfg:            cfg,
+		logger:         cfg.Logger,
+		hlc:            NewHLC(cfg.Now, 0),
+		codec:          Codec{Clients: NewClientSet(cfg.Clients)},
+		membersChanged: make(chan struct{}, 1),
+		stop:           make(chan struct{}),
+	}
+	if err := c.SetMeta(cfg.Meta); err != nil {
+		return nil, err
+	}
+	topts := cfg.Table
+	topts.OnChange = cfg.OnOwner
+	t, err := NewTable(cfg.Name, c.hlc, topts)
+	if err != nil {
+		return nil, err
+	}
+	c.table = t
+
+	mc := profileConfig(cfg.Profile)
+	mc.Name = cfg.Name
+	mc.BindAddr = cfg.Bind.Addr().String()
+	mc.BindPort = int(cfg.Bind.Port())
+	if cfg.Advertise.IsValid() {
+		mc.AdvertiseAddr = cfg.Advertise.Addr().String()
+		mc.AdvertisePort = int(cfg.Advertise.Port())
+	}
+	mc.Label = "anyguard"
+	mc.Delegate = (*delegate)(c)
+	mc.Events = (*events)(c)
+	mc.Logger = nil
+	mc.LogOutput = &logAdapter{c: c}
+	if cfg.Transport != nil {
+		mc.Transport = cfg.Transport
+	}
+	if cfg.SecretKey != nil {
+		kr, err := memberlist.NewKeyring(nil, cfg.SecretKey)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: secret key: %w", err)
+		}
+		mc.Keyring = kr
+		mc.GossipVerifyIncoming = true
+		mc.GossipVerifyOutgoing = true
+	}
+	c.queue = &memberlist.TransmitLimitedQueue{NumNodes: c.numMembers, RetransmitMult: mc.RetransmitMult}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: start gossip on %s: %w", cfg.Bind, err)
+	}
+	c.ml = ml
+	c.wg.Add(2)
+	go c.notifyLoop()
+	go c.maintain()
+	if len(cfg.Join) > 0 {
+		if err := c.join(); err != nil {
+			c.logger.Warn("cluster join failed, running alone and retrying", "join", strings.Join(cfg.Join, ","), "err", err)
+		}
+	}
+	c.logger.Info("cluster started", "node", cfg.Name, "bind", cfg.Bind, "profile", cfg.Profile, "encrypted", cfg.SecretKey != nil, "members", ml.NumMembers())
+	return c, nil
+}
+
+func (c *Cluster) numMembers() int {
+	if c.ml == nil {
+		return 1
+	}
+	return c.ml.NumMembers()
+}
+
+func (c *Cluster) join() error {
+	n, err := c.ml.Join(c.cfg.Join)
+	if n == 0 {
+		if err == nil {
+			err = ErrJoin
+		}
+		return fmt.Errorf("%w: %w", ErrJoin, err)
+	}
+	c.logger.Info("joined cluster", "node", c.cfg.Name, "contacted", n, "members", c.ml.NumMembers())
+	return nil
+}
+
+// profileConfig returns memberlist timings for a profile: the presets
+// tuned as measured in shared/notes/memberlist.md.
+func profileConfig(profile string) *memberlist.Config {
+	if profile == ProfileWAN {
+		mc := memberlist.DefaultWANConfig()
+		mc.GossipInterval = 100 * time.Millisecond
+		mc.GossipNodes = 4
+		mc.RetransmitMult = 4
+		mc.ProbeInterval = time.Second
+		mc.ProbeTimeout = 400 * time.Millisecond
+		mc.SuspicionMult = 4
+		mc.PushPullInterval = 10 * time.Second
+		return mc
+	}
+	mc := memberlist.DefaultLANConfig()
+	mc.GossipInterval = 50 * time.Millisecond
+	mc.GossipNodes = 4
+	mc.RetransmitMult = 3
+	mc.ProbeInterval = 500 * time.Millisecond
+	mc.ProbeTimeout = 200 * time.Millisecond
+	mc.SuspicionMult = 3
+	mc.PushPullInterval = 5 * time.Second
+	return mc
+}
+
+// SetMeta replaces this gateway's metadata and tells the others.
+func (c *Cluster) SetMeta(m Meta) error {
+	b, err := m.Encode()
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	c.meta.Store(&b)
+	c.cfg.Meta = m
+	if c.ml != nil {
+		if err := c.ml.UpdateNode(2 * time.Second); err != nil {
+			return fmt.Errorf("cluster: announce metadata: %w", err)
+		}
+	}
+	return nil
+}
+
+// Claim records that this gateway now holds client's session, reached at
+// endpoint, and broadcasts it. It returns false when nothing changed (this
+// gateway already owned it there) or flap damping held the claim back.
+func (c *Cluster) Claim(client keys.Key, endpoint netip.AddrPort, reason Reason) (Record, bool) {
+	r, ok := c.table.Claim(client, endpoint, reason)
+	if ok {
+		c.broadcast(r)
+	}
+	return r, ok
+}
+
+// Release gives up this gateway's ownership of client (a tombstone).
+func (c *Cluster) Release(client keys.Key) (Record, bool) {
+	r, ok := c.table.Release(client)
+	if ok {
+		c.broadcast(r)
+	}
+	return r, ok
+}
+
+// Owner returns the current ownership record of client.
+func (c *Cluster) Owner(client keys.Key) (Record, bool) { return c.table.Get(client) }
+
+// Table returns the ownership replica.
+func (c *Cluster) Table() *Table { return c.table }
+
+// HLC returns the gateway's hybrid logical clock.
+func (c *Cluster) HLC() *HLC { return c.hlc }
+
+// Name returns this gateway's node name.
+func (c *Cluster) Name() string { return c.cfg.Name }
+
+func (c *Cluster) broadcast(r Record) {
+	msg, err := c.codec.AppendRecord([]byte{msgRecord}, r)
+	if err != nil {
+		c.logger.Error("cannot encode ownership record", "err", err)
+		return
+	}
+	c.sent.Add(1)
+	c.queue.QueueBroadcast(&recordBroadcast{name: string(r.Client[:]), msg: msg})
+}
+
+// Members returns every gateway memberlist knows, itself included.
+func (c *Cluster) Members() []Member {
+	nodes := c.ml.Members()
+	out := make([]Member, 0, len(nodes))
+	for _, n := range nodes {
+		m, err := DecodeMeta(n.Meta)
+		if err != nil {
+			c.badMeta.Add(1)
+			continue
+		}
+		ap, _ := netip.AddrFromSlice(n.Addr)
+		out = append(out, Member{
+			Name:   n.Name,
+			Addr:   netip.AddrPortFrom(ap.Unmap(), n.Port),
+			Meta:   m,
+			Alive:  n.State == memberlist.StateAlive,
+			Status: stateName(n.State),
+			Self:   n.Name == c.cfg.Name,
+		})
+	}
+	return out
+}
+
+func stateName(s memberlist.NodeStateType) string {
+	switch s {
+	case memberlist.StateAlive:
+		return "alive"
+	case memberlist.StateSuspect:
+		return "suspect"
+	case memberlist.StateDead:
+		return "dead"
+	case memberlist.StateLeft:
+		return "left"
+	}
+	return "unknown"
+}
+
+// Stats returns the counters.
+func (c *Cluster) Stats() Stats {
+	return Stats{
+		MsgsReceived:   c.msgs.Load(),
+		MsgsBad:        c.bad.Load(),
+		RecordsApplied: c.applied.Load(),
+		Relayed:        c.relayed.Load(),
+		Broadcasts:     c.sent.Load(),
+		DecryptErrors:  c.decryptErrs.Load(),
+		BadMeta:        c.badMeta.Load(),
+		PushPulls:      c.pushPulls.Load(),
+		Queued:         c.queue.NumQueued(),
+	}
+}
+
+// Leave tells the others this gateway is going (they stop routing to it
+// at once instead of waiting for failure detection) and stops gossip.
+func (c *Cluster) Leave(timeout time.Duration) error {
+	err := c.ml.Leave(timeout)
+	c.Close()
+	return err
+}
+
+// Close stops gossip without telling the others (they detect the failure).
+func (c *Cluster) Close() {
+	c.closeOnce.Do(func() {
+		close(c.stop)
+		c.ml.Shutdown()
+		c.wg.Wait()
+	})
+}
+
+// notifyLoop calls OnMembers, coalescing bursts of membership events.
+func (c *Cluster) notifyLoop() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-c.membersChanged:
+		}
+		if c.cfg.OnMembers != nil {
+			c.cfg.OnMembers(c.Members())
+		}
+	}
+}
+
+func (c *Cluster) signalMembers() {
+	select {
+	case c.membersChanged <- struct{}{}:
+	default:
+	}
+}
+
+// maintain retries joining while alone and collects old tombstones.
+func (c *Cluster) maintain() {
+	defer c.wg.Done()
+	retry := time.NewTicker(5 * time.Second)
+	defer retry.Stop()
+	gc := time.NewTicker(time.Minute)
+	defer gc.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-retry.C:
+			if len(c.cfg.Join) > 0 && c.ml.NumMembers() <= 1 {
+				if err := c.join(); err != nil {
+					c.logger.Debug("cluster join retry failed", "err", err)
+				}
+			}
+		case <-gc.C:
+			if n := c.table.GC(c.hlc.Now()); n > 0 {
+				c.logger.Debug("ownership tombstones collected", "count", n)
+			}
+		}
+	}
+}
+
+// delegate implements memberlist.Delegate; its methods run on memberlist's
+// goroutines and must not block.
+type delegate Cluster
+
+func (d *delegate) NodeMeta(limit int) []byte {
+	b := *(*Cluster)(d).meta.Load()
+	if len(b) > limit {
+		return nil
+	}
+	return b
+}
+
+func (d *delegate) NotifyMsg(b []byte) {
+	c := (*Cluster)(d)
+	if len(b) == 0 || b[0] != msgRecord {
+		c.bad.Add(1)
+		return
+	}
+	c.msgs.Add(1)
+	r, _, err := c.codec.DecodeRecord(b[1:])
+	if err != nil {
+		c.bad.Add(1)
+		return
+	}
+	applied, err := c.table.Apply(r)
+	if err != nil {
+		c.bad.Add(1)
+		return
+	}
+	if applied {
+		// memberlist never relays user messages: relay each record the
+		// first time it changes this replica.
+		c.applied.Add(1)
+		c.relayed.Add(1)
+		c.queue.QueueBroadcast(&recordBroadcast{name: string(r.Client[:]), msg: bytes.Clone(b)})
+	}
+}
+
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
+	return (*Cluster)(d).queue.GetBroadcasts(overhead, limit)
+}
+
+func (d *delegate) LocalState(join bool) []byte {
+	c := (*Cluster)(d)
+	b, err := c.codec.AppendBatch(nil, c.table.Snapshot())
+	if err != nil {
+		c.logger.Error("cannot encode ownership state for push/pull", "err", err)
+		return nil
+	}
+	return b
+}
+
+func (d *delegate) MergeRemoteState(buf []byte, join bool) {
+	c := (*Cluster)(d)
+	c.pushPulls.Add(1)
+	rs, err := c.codec.DecodeBatch(buf)
+	if err != nil {
+		c.bad.Add(1)
+		c.logger.Warn("refused ownership state from a member", "err", err)
+		return
+	}
+	changed, err := c.table.Merge(rs)
+	if err != nil {
+		c.bad.Add(1)
+	}
+	if len(changed) > 0 {
+		c.applied.Add(uint64(len(changed)))
+		c.logger.Debug("ownership merged by push/pull", "changed", len(changed), "join", join)
+	}
+}
+
+// events implements memberlist.EventDelegate.
+type events Cluster
+
+func (e *events) NotifyJoin(n *memberlist.Node) {
+	c := (*Cluster)(e)
+	m, _ := DecodeMeta(n.Meta)
+	c.logger.Info("member joined", "node", n.Name, "region", m.Region, "addr", n.Address())
+	c.signalMembers()
+}
+
+func (e *events) NotifyLeave(n *memberlist.Node) {
+	c := (*Cluster)(e)
+	how := "failed"
+	if n.State == memberlist.StateLeft {
+		how = "left"
+	}
+	m, _ := DecodeMeta(n.Meta)
+	c.logger.Info("member "+how, "node", n.Name, "region", m.Region, "addr", n.Address())
+	c.signalMembers()
+}
+
+func (e *events) NotifyUpdate(n *memberlist.Node) {
+	c := (*Cluster)(e)
+	m, _ := DecodeMeta(n.Meta)
+	c.logger.Info("member updated", "node", n.Name, "region", m.Region, "state", m.State)
+	c.signalMembers()
+}
+
+type recordBroadcast struct {
+	name string
+	msg  []byte
+}
+
+func (b *recordBroadcast) Invalidates(o memberlist.Broadcast) bool {
+	nb, ok := o.(memberlist.NamedBroadcast)
+	return ok && nb.Name() == b.name
+}
+func (b *recordBroadcast) Name() string    { return b.name }
+func (b *recordBroadcast) Message() []byte { return b.msg }
+func (b *recordBroadcast) Finished()       {}
+
+// logAdapter turns memberlist's log lines ("[LEVEL] memberlist: ...")
+// into structured logs and counts refused (undecryptable) packets.
+type logAdapter struct{ c *Cluster }
+
+func (l *logAdapter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	if i := strings.Index(line, "["); i >= 0 {
+		line = line[i:]
+	}
+	level := slog.LevelInfo
+	switch {
+	case strings.HasPrefix(line, "[ERR]"):
+		level = slog.LevelWarn
+	case strings.HasPrefix(line, "[WARN]"):
+		level = slog.LevelWarn
+	case strings.HasPrefix(line, "[DEBUG]"):
+		level = slog.LevelDebug
+	}
+	if strings.Contains(line, "decrypt") || strings.Contains(line, "No installed keys") || strings.Contains(line, "encryption") && strings.Contains(line, "not") {
+		l.c.decryptErrs.Add(1)
+	}
+	if _, msg, ok := strings.Cut(line, "memberlist: "); ok {
+		line = msg
+	}
+	l.c.logger.Log(context.Background(), level, "gossip: "+line, "node", l.c.cfg.Name)
+	return len(p), nil
+}

@@ -1,0 +1,185 @@
+package cluster
+
+import (
+	"fmt"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anyguard/anyguard/internal/keys"
+)
+
+var testSecret = []byte("0123456789abcdef0123456789abcdef")
+
+type testNode struct {
+	*Cluster
+	mu      sync.Mutex
+	members []Member
+	owners  map[keys.Key]Record
+}
+
+func startNode(t *testing.T, name string, join []string, secret []byte, skew time.Duration, clients []keys.Key) *testNode {
+	t.Helper()
+	n := &testNode{owners: make(map[keys.Key]Record)}
+	c, err := New(Config{
+		Name:      name,
+		Bind:      netip.MustParseAddrPort("127.0.0.1:0"),
+		Join:      join,
+		SecretKey: secret,
+		Meta:      Meta{Region: "r-" + name, State: StateReady, BackboneAddr: netip.MustParseAddr("100.64.0.1")},
+		Clients:   clients,
+		Now:       func() time.Time { return time.Now().Add(skew) },
+		OnMembers: func(ms []Member) { n.mu.Lock(); n.members = ms; n.mu.Unlock() },
+		OnOwner:   func(_, r Record) { n.mu.Lock(); n.owners[r.Client] = r; n.mu.Unlock() },
+	})
+	if err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	n.Cluster = c
+	t.Cleanup(c.Close)
+	return n
+}
+
+func (n *testNode) addr() string {
+	ln := n.ml.LocalNode()
+	return fmt.Sprintf("%s:%d", ln.Addr, ln.Port)
+}
+
+func (n *testNode) owner(k keys.Key) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.owners[k].Owner
+}
+
+func (n *testNode) alive() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	k := 0
+	for _, m := range n.members {
+		if m.Alive {
+			k++
+		}
+	}
+	return k
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func genClients(n int) []keys.Key {
+	out := make([]keys.Key, n)
+	for i := range out {
+		k, _ := keys.Generate()
+		out[i] = k.Public()
+	}
+	return out
+}
+
+// TestClaimsConvergeWithSkewedClocks: three gateways with clocks 30 s
+// apart agree on every claim, and a later claim always wins.
+func TestClaimsConvergeWithSkewedClocks(t *testing.T) {
+	clients := genClients(20)
+	a := startNode(t, "a", nil, testSecret, 0, clients)
+	b := startNode(t, "b", []string{a.addr()}, testSecret, 30*time.Second, clients)
+	c := startNode(t, "c", []string{a.addr()}, testSecret, -30*time.Second, clients)
+	nodes := []*testNode{a, b, c}
+	waitFor(t, "3 members everywhere", 10*time.Second, func() bool { return a.alive() == 3 && b.alive() == 3 && c.alive() == 3 })
+
+	ep := netip.MustParseAddrPort("198.51.100.1:40000")
+	for i, k := range clients {
+		nodes[i%3].Claim(k, ep, ReasonHandshake)
+	}
+	for i, k := range clients {
+		want := nodes[i%3].Name()
+		waitFor(t, "claim of client "+fmt.Sprint(i), 5*time.Second, func() bool {
+			return a.owner(k) == want && b.owner(k) == want && c.owner(k) == want
+		})
+	}
+	// The gateway with the slowest clock takes a client from the fastest:
+	// its claim comes later, so it wins everywhere despite the clock.
+	k := clients[1] // owned by b (+30 s)
+	if _, ok := c.Claim(k, ep, ReasonHandshake); !ok {
+		t.Fatal("claim refused")
+	}
+	waitFor(t, "c's later claim to win", 5*time.Second, func() bool {
+		return a.owner(k) == "c" && b.owner(k) == "c" && c.owner(k) == "c"
+	})
+	for _, n := range nodes {
+		if st := n.Stats(); st.MsgsBad != 0 {
+			t.Errorf("%s: %d bad messages", n.Name(), st.MsgsBad)
+		}
+	}
+}
+
+// TestRejoinLearnsEverything: a gateway that restarts learns every record
+// by push/pull when it joins.
+func TestRejoinLearnsEverything(t *testing.T) {
+	clients := genClients(50)
+	a := startNode(t, "a", nil, testSecret, 0, clients)
+	b := startNode(t, "b", []string{a.addr()}, testSecret, 0, clients)
+	waitFor(t, "2 members", 10*time.Second, func() bool { return a.alive() == 2 && b.alive() == 2 })
+	ep := netip.MustParseAddrPort("198.51.100.1:40000")
+	for _, k := range clients {
+		a.Claim(k, ep, ReasonHandshake)
+	}
+	c := startNode(t, "c", []string{b.addr()}, testSecret, 0, clients)
+	waitFor(t, "c to learn all 50 claims", 5*time.Second, func() bool {
+		for _, k := range clients {
+			if c.owner(k) != "a" {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestWrongKeyRefused: a gateway with another secret key cannot join, and
+// the refusal is counted.
+func TestWrongKeyRefused(t *testing.T) {
+	a := startNode(t, "a", nil, testSecret, 0, nil)
+	other := []byte("ffffffffffffffffffffffffffffffff")
+	bad, err := New(Config{Name: "bad", Bind: netip.MustParseAddrPort("127.0.0.1:0"), SecretKey: other, Meta: Meta{Region: "x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	if _, err := bad.ml.Join([]string{a.addr()}); err == nil {
+		t.Fatal("join with a wrong key succeeded")
+	}
+	if a.ml.NumMembers() != 1 {
+		t.Fatalf("a has %d members", a.ml.NumMembers())
+	}
+	waitFor(t, "refusal counted", 5*time.Second, func() bool { return a.Stats().DecryptErrors > 0 })
+}
+
+// TestFailureDetected: a gateway that dies without leaving is marked dead.
+func TestFailureDetected(t *testing.T) {
+	a := startNode(t, "a", nil, testSecret, 0, nil)
+	b := startNode(t, "b", []string{a.addr()}, testSecret, 0, nil)
+	waitFor(t, "2 members", 10*time.Second, func() bool { return a.alive() == 2 })
+	start := time.Now()
+	b.Close()
+	waitFor(t, "b detected dead", 10*time.Second, func() bool { return a.alive() == 1 })
+	t.Logf("crash detected after %s", time.Since(start).Round(time.Millisecond))
+}
+
+func TestMalformedMessagesCounted(t *testing.T) {
+	a := startNode(t, "a", nil, testSecret, 0, nil)
+	d := (*delegate)(a.Cluster)
+	for _, msg := range [][]byte{nil, {9}, {msgRecord}, {msgRecord, 0xff, 0xff}, make([]byte, 600)} {
+		d.NotifyMsg(msg)
+	}
+	d.MergeRemoteState([]byte{1, 2, 3}, false)
+	if st := a.Stats(); st.MsgsBad < 5 {
+		t.Fatalf("bad = %d, want ≥ 5", st.MsgsBad)
+	}
+}
