@@ -6,13 +6,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash"
-	"math/bits"
 	"slices"
 	"sync"
 	"time"
 
 	"golang.org/x/crypto/blake2s"
 	"golang.org/x/crypto/chacha20poly1305"
+	"golang.org/x/crypto/curve25519"
 
 	"github.com/anyguard/anyguard/internal/keys"
 )
@@ -301,258 +301,16 @@ func clampScalar(k *[32]byte) {
 	k[31] = k[31]&127 | 64
 }
 
-// --- X25519 (RFC 7748), constant time. x/crypto's curve25519 goes through
-// crypto/ecdh, which allocates several objects per call; this one works on
-// the stack. Field elements are five 51-bit limbs, value Σ l[i]·2^(51i)
-// modulo p = 2^255 - 19; every operation leaves limbs below 2^51 + 2^15 and
-// accepts limbs below 2^52.
-
-type fieldElem [5]uint64
-
-const mask51 = 1<<51 - 1
-
-// x25519 sets out = scalar·point (the u-coordinate), clamping scalar.
+// x25519 sets out = scalar·point (the u-coordinate) with x/crypto's
+// constant-time implementation, and to zero for a low-order point (which
+// callers refuse). It allocates a few small objects per call: handshakes
+// are not the per-packet path, and vetted curve code beats an
+// allocation-free one of our own.
 func x25519(out, scalar, point *[32]byte) {
-	k := *scalar
-	clampScalar(&k)
-	var x1, x2, z2, x3, z3, a, aa, b, bb, e, c, d, da, cb fieldElem
-	feFromBytes(&x1, point)
-	x2[0], z3[0] = 1, 1
-	x3 = x1
-	var swap uint64
-	for i := 254; i >= 0; i-- {
-		bit := uint64(k[i>>3]>>(i&7)) & 1
-		swap ^= bit
-		feSwap(&x2, &x3, swap)
-		feSwap(&z2, &z3, swap)
-		swap = bit
-
-		feAdd(&a, &x2, &z2)
-		feSquare(&aa, &a)
-		feSub(&b, &x2, &z2)
-		feSquare(&bb, &b)
-		feSub(&e, &aa, &bb)
-		feAdd(&c, &x3, &z3)
-		feSub(&d, &x3, &z3)
-		feMul(&da, &d, &a)
-		feMul(&cb, &c, &b)
-		feAdd(&x3, &da, &cb)
-		feSquare(&x3, &x3)
-		feSub(&z3, &da, &cb)
-		feSquare(&z3, &z3)
-		feMul(&z3, &z3, &x1)
-		feMul(&x2, &aa, &bb)
-		feMul121665(&a, &e)
-		feAdd(&a, &a, &aa)
-		feMul(&z2, &e, &a)
+	v, err := curve25519.X25519(scalar[:], point[:])
+	if err != nil {
+		clear(out[:])
+		return
 	}
-	feSwap(&x2, &x3, swap)
-	feSwap(&z2, &z3, swap)
-	feInvert(&z2, &z2)
-	feMul(&x2, &x2, &z2)
-	feToBytes(out, &x2)
-	clear(k[:])
-}
-
-// feFromBytes decodes a little-endian u-coordinate, ignoring bit 255.
-func feFromBytes(v *fieldElem, b *[32]byte) {
-	x0 := binary.LittleEndian.Uint64(b[0:])
-	x1 := binary.LittleEndian.Uint64(b[8:])
-	x2 := binary.LittleEndian.Uint64(b[16:])
-	x3 := binary.LittleEndian.Uint64(b[24:])
-	v[0] = x0 & mask51
-	v[1] = (x0>>51 | x1<<13) & mask51
-	v[2] = (x1>>38 | x2<<26) & mask51
-	v[3] = (x2>>25 | x3<<39) & mask51
-	v[4] = x3 >> 12 & mask51
-}
-
-// feToBytes encodes v fully reduced modulo p.
-func feToBytes(b *[32]byte, v *fieldElem) {
-	var l fieldElem
-	feCarry(&l, v[0], v[1], v[2], v[3], v[4])
-	// l < 2p: subtract p once if l + 19 reaches 2^255.
-	c := (l[0] + 19) >> 51
-	c = (l[1] + c) >> 51
-	c = (l[2] + c) >> 51
-	c = (l[3] + c) >> 51
-	c = (l[4] + c) >> 51
-	l[0] += 19 * c
-	l[1] += l[0] >> 51
-	l[0] &= mask51
-	l[2] += l[1] >> 51
-	l[1] &= mask51
-	l[3] += l[2] >> 51
-	l[2] &= mask51
-	l[4] += l[3] >> 51
-	l[3] &= mask51
-	l[4] &= mask51 // drops the 2^255
-	binary.LittleEndian.PutUint64(b[0:], l[0]|l[1]<<51)
-	binary.LittleEndian.PutUint64(b[8:], l[1]>>13|l[2]<<38)
-	binary.LittleEndian.PutUint64(b[16:], l[2]>>26|l[3]<<25)
-	binary.LittleEndian.PutUint64(b[24:], l[3]>>39|l[4]<<12)
-}
-
-// feCarry sets v from limbs l0..l4 (held in registers by the callers),
-// bringing every limb below 2^51 + 2^15 and keeping the value mod p.
-func feCarry(v *fieldElem, l0, l1, l2, l3, l4 uint64) {
-	v[0] = l0&mask51 + 19*(l4>>51)
-	v[1] = l1&mask51 + l0>>51
-	v[2] = l2&mask51 + l1>>51
-	v[3] = l3&mask51 + l2>>51
-	v[4] = l4&mask51 + l3>>51
-}
-
-func feAdd(v, a, b *fieldElem) {
-	feCarry(v, a[0]+b[0], a[1]+b[1], a[2]+b[2], a[3]+b[3], a[4]+b[4])
-}
-
-// feSub sets v = a - b, adding 2p first so that no limb goes negative.
-func feSub(v, a, b *fieldElem) {
-	const p0x2, pix2 = 2*mask51 - 36, 2 * mask51 // limbs of 2p
-	feCarry(v, a[0]+p0x2-b[0], a[1]+pix2-b[1], a[2]+pix2-b[2], a[3]+pix2-b[3], a[4]+pix2-b[4])
-}
-
-// feSwap swaps a and b if bit is 1, in constant time.
-func feSwap(a, b *fieldElem, bit uint64) {
-	m := -bit
-	for i := range a {
-		t := m & (a[i] ^ b[i])
-		a[i] ^= t
-		b[i] ^= t
-	}
-}
-
-// wide128 is an unsigned 128-bit accumulator.
-type wide128 struct{ lo, hi uint64 }
-
-func wideMul(a, b uint64) wide128 {
-	hi, lo := bits.Mul64(a, b)
-	return wide128{lo, hi}
-}
-
-func wideMulAdd(v wide128, a, b uint64) wide128 {
-	hi, lo := bits.Mul64(a, b)
-	lo, c := bits.Add64(lo, v.lo, 0)
-	hi, _ = bits.Add64(hi, v.hi, c)
-	return wide128{lo, hi}
-}
-
-func wideShr51(v wide128) uint64 { return v.hi<<13 | v.lo>>51 }
-
-// mul19 returns 19·x with shifts and adds.
-func mul19(x uint64) uint64 { return x + (x+x<<3)<<1 }
-
-// feMul sets v = a·b. 2^255 = 19 mod p folds the high products back. Each
-// wide limb stays below 2^115, and the reduction is written out in place
-// (not in a helper) so that the compiler keeps it in registers.
-func feMul(v, a, b *fieldElem) {
-	a0, a1, a2, a3, a4 := a[0], a[1], a[2], a[3], a[4]
-	b0, b1, b2, b3, b4 := b[0], b[1], b[2], b[3], b[4]
-
-	r0 := wideMul(a0, b0)
-	r0 = wideMulAdd(r0, mul19(a1), b4)
-	r0 = wideMulAdd(r0, mul19(a2), b3)
-	r0 = wideMulAdd(r0, mul19(a3), b2)
-	r0 = wideMulAdd(r0, mul19(a4), b1)
-
-	r1 := wideMul(a0, b1)
-	r1 = wideMulAdd(r1, a1, b0)
-	r1 = wideMulAdd(r1, mul19(a2), b4)
-	r1 = wideMulAdd(r1, mul19(a3), b3)
-	r1 = wideMulAdd(r1, mul19(a4), b2)
-
-	r2 := wideMul(a0, b2)
-	r2 = wideMulAdd(r2, a1, b1)
-	r2 = wideMulAdd(r2, a2, b0)
-	r2 = wideMulAdd(r2, mul19(a3), b4)
-	r2 = wideMulAdd(r2, mul19(a4), b3)
-
-	r3 := wideMul(a0, b3)
-	r3 = wideMulAdd(r3, a1, b2)
-	r3 = wideMulAdd(r3, a2, b1)
-	r3 = wideMulAdd(r3, a3, b0)
-	r3 = wideMulAdd(r3, mul19(a4), b4)
-
-	r4 := wideMul(a0, b4)
-	r4 = wideMulAdd(r4, a1, b3)
-	r4 = wideMulAdd(r4, a2, b2)
-	r4 = wideMulAdd(r4, a3, b1)
-	r4 = wideMulAdd(r4, a4, b0)
-
-	feCarry(v, r0.lo&mask51+mul19(wideShr51(r4)), r1.lo&mask51+wideShr51(r0),
-		r2.lo&mask51+wideShr51(r1), r3.lo&mask51+wideShr51(r2), r4.lo&mask51+wideShr51(r3))
-}
-
-// feSquare sets v = a², sharing the symmetric products of feMul.
-func feSquare(v, a *fieldElem) {
-	a0, a1, a2, a3, a4 := a[0], a[1], a[2], a[3], a[4]
-
-	r0 := wideMul(a0, a0)
-	r0 = wideMulAdd(r0, 2*a1, mul19(a4))
-	r0 = wideMulAdd(r0, 2*a2, mul19(a3))
-
-	r1 := wideMul(2*a0, a1)
-	r1 = wideMulAdd(r1, 2*a2, mul19(a4))
-	r1 = wideMulAdd(r1, a3, mul19(a3))
-
-	r2 := wideMul(2*a0, a2)
-	r2 = wideMulAdd(r2, a1, a1)
-	r2 = wideMulAdd(r2, 2*a3, mul19(a4))
-
-	r3 := wideMul(2*a0, a3)
-	r3 = wideMulAdd(r3, 2*a1, a2)
-	r3 = wideMulAdd(r3, a4, mul19(a4))
-
-	r4 := wideMul(2*a0, a4)
-	r4 = wideMulAdd(r4, 2*a1, a3)
-	r4 = wideMulAdd(r4, a2, a2)
-
-	feCarry(v, r0.lo&mask51+mul19(wideShr51(r4)), r1.lo&mask51+wideShr51(r0),
-		r2.lo&mask51+wideShr51(r1), r3.lo&mask51+wideShr51(r2), r4.lo&mask51+wideShr51(r3))
-}
-
-// feMul121665 sets v = a·121665, the curve constant (A - 2) / 4.
-func feMul121665(v, a *fieldElem) {
-	const k = 121665
-	r0, r1, r2, r3, r4 := wideMul(a[0], k), wideMul(a[1], k), wideMul(a[2], k), wideMul(a[3], k), wideMul(a[4], k)
-	feCarry(v, r0.lo&mask51+mul19(wideShr51(r4)), r1.lo&mask51+wideShr51(r0),
-		r2.lo&mask51+wideShr51(r1), r3.lo&mask51+wideShr51(r2), r4.lo&mask51+wideShr51(r3))
-}
-
-// feSquareN sets v = a^(2^n), n >= 1.
-func feSquareN(v, a *fieldElem, n int) {
-	feSquare(v, a)
-	for range n - 1 {
-		feSquare(v, v)
-	}
-}
-
-// feInvert sets v = z^(p-2) = 1/z (0 for z = 0), by the usual chain of 254
-// squarings and 11 multiplications.
-func feInvert(v, z *fieldElem) {
-	// zN holds z^(2^N - 1); the comments give the exponent reached.
-	var z2, z9, z11, z5, z10, z20, z50, z100, t fieldElem
-	feSquare(&z2, z)      // 2
-	feSquareN(&t, &z2, 2) // 8
-	feMul(&z9, &t, z)     // 9
-	feMul(&z11, &z9, &z2) // 11
-	feSquare(&t, &z11)    // 22
-	feMul(&z5, &t, &z9)   // 31 = 2^5 - 1
-	feSquareN(&t, &z5, 5)
-	feMul(&z10, &t, &z5) // 2^10 - 1
-	feSquareN(&t, &z10, 10)
-	feMul(&z20, &t, &z10) // 2^20 - 1
-	feSquareN(&t, &z20, 20)
-	feMul(&t, &t, &z20) // 2^40 - 1
-	feSquareN(&t, &t, 10)
-	feMul(&z50, &t, &z10) // 2^50 - 1
-	feSquareN(&t, &z50, 50)
-	feMul(&z100, &t, &z50) // 2^100 - 1
-	feSquareN(&t, &z100, 100)
-	feMul(&t, &t, &z100) // 2^200 - 1
-	feSquareN(&t, &t, 50)
-	feMul(&t, &t, &z50)  // 2^250 - 1
-	feSquareN(&t, &t, 5) // 2^255 - 32
-	feMul(v, &t, &z11)   // 2^255 - 21 = p - 2
+	copy(out[:], v)
 }

@@ -2,9 +2,7 @@ package device
 
 import (
 	"bytes"
-	"crypto/ecdh"
 	"crypto/hmac"
-	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -439,86 +437,6 @@ func lowOrderPoints(t testing.TB) []keys.Key {
 	return pts
 }
 
-func TestX25519(t *testing.T) {
-	// RFC 7748 section 5.2.
-	vectors := []struct{ scalar, u, out string }{
-		{"a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4",
-			"e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c",
-			"c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552"},
-		{"4b66e9d4d1b4673c5ad22691957d6af5c11b6421e0ea01d42ca4169e7918ba0d",
-			"e5210f12786811d3f4b7959d0538ae2c31dbe7106fc03c3efc4cd549c715a493",
-			"95cbde9476e8907d7aade45cb4b873f88b595a68799fa152e6f8f7647aac7957"},
-	}
-	for _, v := range vectors {
-		var s, u, want, got [32]byte
-		hex.Decode(s[:], []byte(v.scalar))
-		hex.Decode(u[:], []byte(v.u))
-		hex.Decode(want[:], []byte(v.out))
-		if x25519(&got, &s, &u); got != want {
-			t.Errorf("X25519(%s…) = %x, want %s", v.scalar[:8], got, v.out)
-		}
-	}
-	// RFC 7748 section 5.2, iterated: k, u = X25519(k, u), k.
-	k, u := [32]byte{9}, [32]byte{9}
-	for i := 1; i <= 1000; i++ {
-		var next [32]byte
-		x25519(&next, &k, &u)
-		u, k = k, next
-		if i == 1 && hex.EncodeToString(k[:]) != "422c8e7a6227d7bca1350b3e2bb7279f7897b87bb6854b783c60e80311ae3079" {
-			t.Fatalf("after 1 iteration: %x", k)
-		}
-	}
-	if hex.EncodeToString(k[:]) != "684cf59ba83309552800ef566f2f4d3c1c3887c49360e3875f2eb94d99532c51" {
-		t.Fatalf("after 1000 iterations: %x", k)
-	}
-
-	// Against x/crypto, on random and edge-case points.
-	points := lowOrderPoints(t)
-	for range 300 {
-		var p keys.Key
-		rand.Read(p[:])
-		points = append(points, p)
-	}
-	for _, h := range []string{"ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
-		"efffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", // p + 2
-		"0900000000000000000000000000000000000000000000000000000000000000"} {
-		var p keys.Key
-		hex.Decode(p[:], []byte(h))
-		points = append(points, p)
-	}
-	for _, p := range points {
-		var s [32]byte
-		rand.Read(s[:])
-		compareX25519(t, s, p)
-	}
-}
-
-func compareX25519(t *testing.T, scalar, point [32]byte) {
-	t.Helper()
-	want, err := curve25519.X25519(scalar[:], point[:])
-	if err != nil {
-		want = make([]byte, 32) // x/crypto refuses an all-zero result
-	}
-	var got [32]byte
-	if x25519(&got, &scalar, &point); !bytes.Equal(got[:], want) {
-		t.Fatalf("X25519(%x, %x) = %x, x/crypto says %x", scalar, point, got, want)
-	}
-}
-
-func FuzzX25519(f *testing.F) {
-	f.Add(make([]byte, 32), make([]byte, 32))
-	f.Add(bytes.Repeat([]byte{0xff}, 32), bytes.Repeat([]byte{0xff}, 32))
-	f.Add(fuzzResponderKey[:], fuzzInitiatorKey[:])
-	f.Fuzz(func(t *testing.T, scalar, point []byte) {
-		if len(scalar) != 32 || len(point) != 32 {
-			return
-		}
-		compareX25519(t, [32]byte(scalar), [32]byte(point))
-	})
-}
-
-// TestFuzzSeedIsReal checks that the checked-in wireguard-go seed still
-// reaches the end of Static, so that the fuzzer starts from a valid message.
 func TestFuzzSeedIsReal(t *testing.T) {
 	msg := hsReadSeed(t, hsSeedPath)
 	k, err := NewInitiationReader(fuzzResponderKey).Static(msg)
@@ -631,18 +549,20 @@ func TestInitiationNoAllocs(t *testing.T) {
 	bad := slices.Clone(valid)
 	bad[initOffMAC1] ^= 1
 	ss, _ := r.SharedSecret(fuzzInitiatorKey.Public())
-	for name, fn := range map[string]func(){
-		"Static":   func() { r.Static(valid) },
-		"bad mac1": func() { r.Static(bad) },
-		"Read+Authenticate": func() {
-			var in Initiation
-			r.Read(valid, &in)
-			in.Authenticate(&ss)
-		},
-		"SharedSecret": func() { r.SharedSecret(fuzzInitiatorKey) },
+	// The cheap reject allocates at most the pooled mac1 hash (when a GC
+	// emptied the pool); paths with an X25519 allocate only what x/crypto's
+	// curve25519 does (a handful of small objects).
+	for name, tc := range map[string]struct {
+		fn  func()
+		max float64
+	}{
+		"bad mac1":     {func() { r.Static(bad) }, 1},
+		"Authenticate": {func() { var in Initiation; r.Read(valid, &in); in.Authenticate(&ss) }, 16},
+		"Static":       {func() { r.Static(valid) }, 16},
+		"SharedSecret": {func() { r.SharedSecret(fuzzInitiatorKey) }, 16},
 	} {
-		if n := testing.AllocsPerRun(50, fn); n != 0 {
-			t.Errorf("%s: %v allocations per call, want 0", name, n)
+		if n := testing.AllocsPerRun(50, tc.fn); n > tc.max {
+			t.Errorf("%s: %v allocations per call, want at most %v", name, n, tc.max)
 		}
 	}
 }
@@ -716,30 +636,3 @@ func BenchmarkInitiationAuthenticate(b *testing.B) {
 	}
 }
 
-func BenchmarkX25519(b *testing.B) {
-	scalar, point := [32]byte(fuzzResponderKey), [32]byte(fuzzInitiatorKey.Public())
-	b.Run("ours", func(b *testing.B) {
-		b.ReportAllocs()
-		var out [32]byte
-		for b.Loop() {
-			x25519(&out, &scalar, &point)
-		}
-	})
-	b.Run("crypto-ecdh", func(b *testing.B) { // the private key parsed once, as we would
-		priv, err := ecdh.X25519().NewPrivateKey(scalar[:])
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.ReportAllocs()
-		for b.Loop() {
-			pub, _ := ecdh.X25519().NewPublicKey(point[:])
-			priv.ECDH(pub)
-		}
-	})
-	b.Run("x-crypto", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			curve25519.X25519(scalar[:], point[:])
-		}
-	})
-}
