@@ -36,6 +36,22 @@ type BindStats struct {
 type ClassifyingBind struct {
 	conn.Bind
 	initiations, responses, cookies, transport, junk atomic.Uint64
+	onInitiation                                     atomic.Pointer[InitiationHook]
+}
+
+// InitiationHook is called on the receive goroutine for every datagram
+// shaped like a handshake initiation, before the device sees it. It must
+// not block or retain msg (copy it), and should hand real work to another
+// goroutine.
+type InitiationHook func(msg []byte, from conn.Endpoint)
+
+// SetInitiationHook installs fn (nil removes it).
+func (b *ClassifyingBind) SetInitiationHook(fn InitiationHook) {
+	if fn == nil {
+		b.onInitiation.Store(nil)
+		return
+	}
+	b.onInitiation.Store(&fn)
 }
 
 // NewClassifyingBind wraps b.
@@ -51,7 +67,7 @@ func (b *ClassifyingBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) 
 	for i, fn := range fns {
 		wrapped[i] = func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 			n, err := fn(packets, sizes, eps)
-			b.classify(packets, sizes[:n])
+			b.classify(packets, sizes[:n], eps)
 			return n, err
 		}
 	}
@@ -60,12 +76,16 @@ func (b *ClassifyingBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) 
 
 // classify counts each datagram and zeroes the size of junk, which the
 // device then skips.
-func (b *ClassifyingBind) classify(packets [][]byte, sizes []int) {
+func (b *ClassifyingBind) classify(packets [][]byte, sizes []int, eps []conn.Endpoint) {
 	var ini, resp, cookie, data, junk uint64
+	hook := b.onInitiation.Load()
 	for i, size := range sizes {
 		switch Classify(packets[i][:size]) {
 		case msgInitiation:
 			ini++
+			if hook != nil && i < len(eps) {
+				(*hook)(packets[i][:size], eps[i])
+			}
 		case msgResponse:
 			resp++
 		case msgCookieReply:

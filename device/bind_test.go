@@ -35,7 +35,7 @@ func TestClassifyingBindZeroesJunk(t *testing.T) {
 	b := &ClassifyingBind{}
 	packets := [][]byte{msg(1, 148), msg(9, 100), msg(4, 64), make([]byte, 2000)}
 	sizes := []int{148, 100, 64, 3}
-	b.classify(packets, sizes)
+	b.classify(packets, sizes, nil)
 	if sizes[0] != 148 || sizes[1] != 0 || sizes[2] != 64 || sizes[3] != 0 {
 		t.Fatalf("sizes = %v", sizes)
 	}

@@ -285,3 +285,26 @@ func wgLogger(l *slog.Logger, name string) *wgdevice.Logger {
 	}
 	return wl
 }
+
+// ResetPeer drops every session with the peer at once: the peer is removed
+// (keys, endpoint, timers, queued packets) and added back with the same
+// configuration and no session, so the device sends it nothing (no data,
+// keepalive or handshake retry) until the peer initiates a new handshake.
+func (w *WireGuard) ResetPeer(k keys.Key) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	p, ok := w.peers[k]
+	if !ok {
+		return nil
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "public_key=%s\nremove=true\n", k.Hex())
+	writePeer(&sb, p, false)
+	if err := w.dev.IpcSet(sb.String()); err != nil {
+		return fmt.Errorf("reset peer of %s: %w", w.name, err)
+	}
+	return nil
+}
+
+// Bind returns the device's classifying bind.
+func (w *WireGuard) Bind() *ClassifyingBind { return w.bind }
