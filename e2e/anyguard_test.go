@@ -26,7 +26,7 @@ func startAnyguard(t testing.TB, gw *netns, mode string, keys keyPair, clientPub
 	bin := anyguardBinary(t)
 	dir := t.TempDir()
 	iface := uniqueIfaceName(t, "ag")
-	keyFile := writeSecret(t, dir, "clients.key", keys.priv+"\n")
+	keyFile := writeSecret(t, dir, "clients.key", keys.Private+"\n")
 	config := fmt.Sprintf(`node: {name: gw1, region: test}
 clients:
   private_key_file: %s
@@ -45,7 +45,7 @@ egress:
 `, keyFile, clientPort, clientPub, clientAddr, mode, iface)
 	configFile := writeSecret(t, dir, "gw.yaml", config)
 	start := time.Now()
-	p := startProc(t, "anyguard-"+mode, nil, "ip", "netns", "exec", gw.name, bin, "run", "--config", configFile)
+	p := startProc(t, "anyguard-"+mode, nil, "ip", "netns", "exec", gw.Name, bin, "run", "--config", configFile)
 	waitFor(t, p, 20*time.Second, "anyguard UAPI socket "+uapiSocket(iface), func() bool {
 		return fileExists(uapiSocket(iface))
 	})
@@ -60,15 +60,15 @@ func testAnyguardMode(t *testing.T, mode string) {
 	// gets no route back to the client network: that proves it.
 	tp := newTopology(t, topologyOptions{srvDefaultRoute: mode == "tun"})
 	gwKeys, cliKeys := genKeyPair(t), genKeyPair(t)
-	g := startAnyguard(t, tp.gw, mode, gwKeys, cliKeys.pub)
-	startWGQuickClient(t, tp.cli, cliKeys, gwKeys.pub, gatewayEndpoint())
-	checkClientPath(t, tp, g.iface, cliKeys.pub)
-	if !g.proc.alive() {
-		t.Errorf("anyguard exited during the checks: %v", g.proc.err)
+	g := startAnyguard(t, tp.gw, mode, gwKeys, cliKeys.Public)
+	startWGQuickClient(t, tp.cli, cliKeys, gwKeys.Public, gatewayEndpoint())
+	checkClientPath(t, tp, g.iface, cliKeys.Public)
+	if !g.proc.Alive() {
+		t.Errorf("anyguard exited during the checks: %v", g.proc.Err())
 	}
 	// The egress contract: tun mode makes the TUN tun_name carrying the
 	// client-facing address; netstack mode makes no interface at all.
-	out, err := runCmd(cmdTimeout, "ip", "-n", tp.gw.name, "-o", "-4", "address", "show", "dev", g.iface)
+	out, err := runCmd(cmdTimeout, "ip", "-n", tp.gw.Name, "-o", "-4", "address", "show", "dev", g.iface)
 	switch {
 	case mode == "tun" && (err != nil || !strings.Contains(out, " 10.99.0.1/16 ")):
 		t.Errorf("tun egress: want interface %s with 10.99.0.1/16 in gw, got %v: %s", g.iface, err, out)
@@ -86,8 +86,8 @@ func TestNetstackMode(t *testing.T) { testAnyguardMode(t, "netstack") }
 func TestBadInputKeepsServing(t *testing.T) {
 	tp := newTopology(t, topologyOptions{srvDefaultRoute: true})
 	gwKeys, cliKeys := genKeyPair(t), genKeyPair(t)
-	g := startAnyguard(t, tp.gw, "tun", gwKeys, cliKeys.pub)
-	startWGQuickClient(t, tp.cli, cliKeys, gwKeys.pub, gatewayEndpoint())
+	g := startAnyguard(t, tp.gw, "tun", gwKeys, cliKeys.Public)
+	startWGQuickClient(t, tp.cli, cliKeys, gwKeys.Public, gatewayEndpoint())
 	checkPing(t, tp)
 
 	seed := uint64(time.Now().UnixNano())
@@ -95,7 +95,7 @@ func TestBadInputKeepsServing(t *testing.T) {
 	target := netip.AddrPortFrom(netip.MustParseAddr(gwUnderlay), clientPort)
 	var sent, failed int
 	start := time.Now()
-	err := tp.cli.do(func() error {
+	err := tp.cli.Do(func() error {
 		conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(cliUnderlay)})
 		if err != nil {
 			return err
@@ -105,16 +105,16 @@ func TestBadInputKeepsServing(t *testing.T) {
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("flood from %s: %v", tp.cli.name, err)
+		t.Fatalf("flood from %s: %v", tp.cli.Name, err)
 	}
 	t.Logf("flood: %d datagrams sent, %d send errors, in %v", sent, failed, time.Since(start).Round(time.Millisecond))
-	if !g.proc.alive() {
-		t.Fatalf("anyguard died under the flood: %v", g.proc.err)
+	if !g.proc.Alive() {
+		t.Fatalf("anyguard died under the flood: %v", g.proc.Err())
 	}
 	checkPing(t, tp)
-	checkHandshake(t, tp.gw, g.iface, cliKeys.pub)
-	if !g.proc.alive() {
-		t.Fatalf("anyguard exited after the flood: %v", g.proc.err)
+	checkHandshake(t, tp.gw, g.iface, cliKeys.Public)
+	if !g.proc.Alive() {
+		t.Fatalf("anyguard exited after the flood: %v", g.proc.Err())
 	}
 }
 

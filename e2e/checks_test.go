@@ -3,14 +3,12 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	bnetns "github.com/anyguard/anyguard/bench/netns"
 )
 
 // checkClientPath runs, from the client namespace through the gateway
@@ -43,7 +41,7 @@ func checkClientPath(t *testing.T, tp *topology, gwIface, clientPub string) {
 // checkPing pings the private server from the client.
 func checkPing(t testing.TB, tp *topology) {
 	t.Helper()
-	out, err := tp.cli.exec(cmdTimeout, "ping", "-n", "-c", "3", "-W", "2", srvAddr)
+	out, err := tp.cli.Exec(cmdTimeout, "ping", "-n", "-c", "3", "-W", "2", srvAddr)
 	if err != nil {
 		t.Fatalf("ping %s from client: %v\n%s", srvAddr, err, out)
 	}
@@ -54,61 +52,30 @@ func checkPing(t testing.TB, tp *topology) {
 // completed handshake.
 func checkHandshake(t testing.TB, gw *netns, gwIface, clientPub string) {
 	t.Helper()
-	peers, out, err := wgShowDump(gw, gwIface)
+	peers, out, err := bnetns.WGShowDump(gw.NS, gwIface)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range peers {
-		if p.publicKey != clientPub {
+		if p.PublicKey != clientPub {
 			continue
 		}
-		if p.lastHandshake.IsZero() {
+		if p.LastHandshake.IsZero() {
 			t.Fatalf("client %s has no handshake in wg show %s dump:\n%s", clientPub, gwIface, out)
 		}
 		t.Logf("client handshake %v ago, endpoint %s, rx %d B, tx %d B",
-			time.Since(p.lastHandshake).Round(time.Second), p.endpoint, p.rxBytes, p.txBytes)
+			time.Since(p.LastHandshake).Round(time.Second), p.Endpoint, p.RxBytes, p.TxBytes)
 		return
 	}
 	t.Fatalf("client %s missing from wg show %s dump:\n%s", clientPub, gwIface, out)
 }
 
-// iperfResult is the part of iperf3 --json output the checks read.
-type iperfResult struct {
-	Error string `json:"error"`
-	End   struct {
-		SumSent     iperfSum `json:"sum_sent"`
-		SumReceived iperfSum `json:"sum_received"`
-	} `json:"end"`
-}
-
-type iperfSum struct {
-	Seconds       float64 `json:"seconds"`
-	Bytes         int64   `json:"bytes"`
-	BitsPerSecond float64 `json:"bits_per_second"`
-	Retransmits   int64   `json:"retransmits"`
-	JitterMs      float64 `json:"jitter_ms"`
-	LostPackets   int64   `json:"lost_packets"`
-	Packets       int64   `json:"packets"`
-	LostPercent   float64 `json:"lost_percent"`
-}
-
 // runIperf runs a 3 s iperf3 client in cli against srv's server.
-func runIperf(t testing.TB, tp *topology, extra ...string) iperfResult {
+func runIperf(t testing.TB, tp *topology, extra ...string) bnetns.IperfResult {
 	t.Helper()
-	args := append([]string{"iperf3", "-c", srvAddr, "-p", strconv.Itoa(iperfPort),
-		"-t", "3", "--connect-timeout", "5000", "--json"}, extra...)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", tp.cli.name}, args...)...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	var r iperfResult
-	if jerr := json.Unmarshal(out, &r); jerr != nil {
-		t.Fatalf("iperf3 %v: %v, output not JSON (%v):\n%s%s", extra, err, jerr, out, stderr.Bytes())
-	}
-	if err != nil || r.Error != "" {
-		t.Fatalf("iperf3 %v: %v: %s", extra, err, r.Error)
+	r, err := bnetns.Iperf(context.Background(), tp.cli.NS, srvAddr, 3*time.Second, extra...)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return r
 }

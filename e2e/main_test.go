@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	bnetns "github.com/anyguard/anyguard/bench/netns"
 	"github.com/anyguard/anyguard/internal/e2etest"
 )
 
@@ -30,7 +31,7 @@ func TestMain(m *testing.M) {
 	if f := flag.Lookup("test.list"); f != nil && f.Value.String() != "" {
 		os.Exit(m.Run()) // listing tests (make fuzz): touch nothing
 	}
-	addSbinToPath()
+	bnetns.AddSbinToPath()
 	if os.Geteuid() == 0 {
 		sweepStaleNetns()
 	}
@@ -91,7 +92,7 @@ func probePrivileges() string {
 		return fmt.Sprintf("cannot open /dev/net/tun: %v", err)
 	}
 	f.Close()
-	name := nsName("probe")
+	name := bnetns.Name(nsPrefix, "probe")
 	if out, err := runCmd(cmdTimeout, "ip", "netns", "add", name); err != nil {
 		return fmt.Sprintf("cannot create a network namespace: %v: %s", err, out)
 	}
@@ -99,22 +100,6 @@ func probePrivileges() string {
 		return fmt.Sprintf("cannot delete network namespace %s: %v: %s", name, err, out)
 	}
 	return ""
-}
-
-// addSbinToPath makes sure ip, ss and sysctl are found (and found by
-// wg-quick) when the caller's PATH is a non-root one.
-func addSbinToPath() {
-	path := os.Getenv("PATH")
-	have := map[string]bool{}
-	for _, d := range filepath.SplitList(path) {
-		have[d] = true
-	}
-	for _, d := range []string{"/usr/local/sbin", "/usr/sbin", "/sbin"} {
-		if !have[d] {
-			path += string(filepath.ListSeparator) + d
-		}
-	}
-	os.Setenv("PATH", path)
 }
 
 var (
@@ -140,7 +125,7 @@ func anyguardBinary(t testing.TB) string {
 		}
 		binPath = filepath.Join(runDir, "anyguard")
 		start := time.Now()
-		out, err := runCmdIn(root, buildTimeout, "go", "build", "-o", binPath, "./cmd/anyguard")
+		out, err := bnetns.RunIn(root, buildTimeout, "go", "build", "-o", binPath, "./cmd/anyguard")
 		if err != nil {
 			buildErr = fmt.Errorf("go build ./cmd/anyguard in %s: %w\n%s", root, err, out)
 			return

@@ -3,85 +3,51 @@
 package e2e
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	bnetns "github.com/anyguard/anyguard/bench/netns"
 )
 
-// uapiDir holds the UAPI sockets of every userspace WireGuard device on the
-// machine, whatever its namespace: interface names must be unique here.
-const uapiDir = "/var/run/wireguard"
+type keyPair = bnetns.KeyPair
 
-type keyPair struct {
-	priv, pub string
-}
-
-// genKeyPair makes a WireGuard key pair with wg genkey / wg pubkey.
+// genKeyPair makes a WireGuard key pair.
 func genKeyPair(t testing.TB) keyPair {
 	t.Helper()
-	priv, err := exec.Command("wg", "genkey").Output()
+	k, err := bnetns.GenerateKeyPair()
 	if err != nil {
-		t.Fatalf("wg genkey: %v", err)
+		t.Fatal(err)
 	}
-	cmd := exec.Command("wg", "pubkey")
-	cmd.Stdin = strings.NewReader(string(priv))
-	pub, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("wg pubkey: %v", err)
-	}
-	return keyPair{priv: strings.TrimSpace(string(priv)), pub: strings.TrimSpace(string(pub))}
+	return k
 }
 
 // writeSecret writes content to dir/name, readable by root only.
 func writeSecret(t testing.TB, dir, name, content string) string {
 	t.Helper()
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+	path, err := bnetns.WriteSecret(dir, name, content)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return path
 }
 
-var (
-	ifaceMu   sync.Mutex
-	ifaceUsed = map[string]bool{}
-)
-
 // uniqueIfaceName returns prefix plus four random hex digits, a name that no
 // UAPI socket on the machine uses, and removes that socket when t ends.
 func uniqueIfaceName(t testing.TB, prefix string) string {
 	t.Helper()
-	ifaceMu.Lock()
-	defer ifaceMu.Unlock()
-	for range 100 {
-		var b [2]byte
-		rand.Read(b[:])
-		name := prefix + hex.EncodeToString(b[:])
-		if ifaceUsed[name] {
-			continue
-		}
-		if _, err := os.Stat(uapiSocket(name)); err == nil {
-			continue
-		}
-		ifaceUsed[name] = true
-		t.Cleanup(func() { os.Remove(uapiSocket(name)) })
-		return name
+	name, err := bnetns.UniqueIfaceName(prefix)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no free interface name with prefix %q", prefix)
-	return ""
+	t.Cleanup(func() { os.Remove(uapiSocket(name)) })
+	return name
 }
 
-func uapiSocket(iface string) string {
-	return filepath.Join(uapiDir, iface+".sock")
-}
+func uapiSocket(iface string) string { return bnetns.UAPISocket(iface) }
 
 func fileExists(path string) bool {
 	_, err := os.Stat(path)
@@ -112,7 +78,7 @@ Address = 10.99.0.2/32
 PublicKey = %s
 Endpoint = %s
 AllowedIPs = 10.99.0.0/16, 10.1.0.0/16
-`, keys.priv, gatewayPub, endpoint)
+`, keys.Private, gatewayPub, endpoint)
 	c.conf = writeSecret(t, dir, c.iface+".conf", conf)
 	c.logPath = filepath.Join(dir, "wg-quick.log")
 	logf, err := os.Create(c.logPath)
@@ -122,7 +88,7 @@ AllowedIPs = 10.99.0.0/16, 10.1.0.0/16
 	defer logf.Close()
 	// The daemon wireguard-go inherits the log file as stdout when
 	// LOG_LEVEL is set; a file (not a pipe) keeps Wait from waiting for it.
-	cmd := exec.Command("ip", "netns", "exec", ns.name, "wg-quick", "up", c.conf)
+	cmd := exec.Command("ip", "netns", "exec", ns.Name, "wg-quick", "up", c.conf)
 	cmd.Env = append(os.Environ(), "LOG_LEVEL=verbose")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	t.Cleanup(func() {
@@ -132,7 +98,7 @@ AllowedIPs = 10.99.0.0/16, 10.1.0.0/16
 		if fileExists(uapiSocket(c.iface)) {
 			// Removing the socket makes wireguard-go exit; removeNetns
 			// ends it otherwise.
-			if out, err := ns.exec(10*time.Second, "wg-quick", "down", c.conf); err != nil {
+			if out, err := ns.Exec(10*time.Second, "wg-quick", "down", c.conf); err != nil {
 				t.Logf("wg-quick down %s: %v: %s", c.iface, err, out)
 			}
 		}
@@ -159,47 +125,8 @@ func (c *wgQuickClient) log() string {
 	if err != nil {
 		return fmt.Sprintf("(reading log: %v)", err)
 	}
-	if len(b) > maxLogDump {
-		b = b[len(b)-maxLogDump:]
+	if len(b) > bnetns.MaxLogDump {
+		b = b[len(b)-bnetns.MaxLogDump:]
 	}
 	return string(b)
-}
-
-// wgPeer is one peer line of `wg show IFACE dump`.
-type wgPeer struct {
-	publicKey     string
-	endpoint      string
-	allowedIPs    string
-	lastHandshake time.Time // zero: never
-	rxBytes       int64
-	txBytes       int64
-}
-
-// wgShowDump runs `wg show IFACE dump` in ns and returns its peers.
-func wgShowDump(ns *netns, iface string) ([]wgPeer, string, error) {
-	out, err := ns.exec(cmdTimeout, "wg", "show", iface, "dump")
-	if err != nil {
-		return nil, out, fmt.Errorf("wg show %s dump: %w: %s", iface, err, out)
-	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	var peers []wgPeer
-	// The first line is the interface itself (4 fields).
-	for _, line := range lines[1:] {
-		f := strings.Split(line, "\t")
-		if len(f) != 8 {
-			return nil, out, fmt.Errorf("wg show %s dump: unexpected peer line %q", iface, line)
-		}
-		hs, err1 := strconv.ParseInt(f[4], 10, 64)
-		rx, err2 := strconv.ParseInt(f[5], 10, 64)
-		tx, err3 := strconv.ParseInt(f[6], 10, 64)
-		if err1 != nil || err2 != nil || err3 != nil {
-			return nil, out, fmt.Errorf("wg show %s dump: bad numbers in %q", iface, line)
-		}
-		p := wgPeer{publicKey: f[0], endpoint: f[2], allowedIPs: f[3], rxBytes: rx, txBytes: tx}
-		if hs > 0 {
-			p.lastHandshake = time.Unix(hs, 0)
-		}
-		peers = append(peers, p)
-	}
-	return peers, out, nil
 }
