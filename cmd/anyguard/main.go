@@ -27,6 +27,7 @@ func init() {
 	commands = []command{
 		{"run", "--config FILE [--log-format text|json] [--log-level LEVEL]", "run a gateway", cmdRun},
 		{"demo", "[--clients N] [--requests N] [--keep-running]", "run a whole gateway with real WireGuard clients in this process, unprivileged", cmdDemo},
+		{"bench", benchUsage, "measure throughput against stock wireguard-go (root) or scale with many clients", cmdBench},
 		{"genkey", "", "print a new private key (like wg genkey)", cmdGenkey},
 		{"pubkey", "", "read a private key on stdin, print its public key (like wg pubkey)", cmdPubkey},
 		{"version", "", "print the version", cmdVersion},

@@ -1,0 +1,58 @@
+package bench
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestSplice(t *testing.T) {
+	in := "# x\n\nbefore\n<!-- bench:throughput:begin -->\nold\ntable\n<!-- bench:throughput:end -->\nafter\n"
+	out, err := splice([]byte(in), "throughput", "new\n\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "# x\n\nbefore\n<!-- bench:throughput:begin -->\nnew\n<!-- bench:throughput:end -->\nafter\n"
+	if string(out) != want {
+		t.Errorf("got\n%s\nwant\n%s", out, want)
+	}
+	again, err := splice(out, "throughput", "new")
+	if err != nil || string(again) != want {
+		t.Errorf("splicing the same content twice changed the file: %v\n%s", err, again)
+	}
+	if _, err := splice([]byte(in), "scale", "x"); !errors.Is(err, ErrNoMarkers) {
+		t.Errorf("missing markers: got %v, want ErrNoMarkers", err)
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	runs := []Run{
+		{Mode: ModeStock, Test: TestTCP4, Gbps: 2, Bytes: 1e9, GatewayCPU: 4},
+		{Mode: ModeStock, Test: TestTCP4, Gbps: 3, Bytes: 1e9, GatewayCPU: 5},
+		{Mode: ModeStock, Test: TestTCP4, Gbps: 10, Bytes: 1e9, GatewayCPU: 6},
+		{Mode: ModeTUN, Test: TestTCP4, Gbps: 3.3, Bytes: 2e9, GatewayCPU: 4},
+	}
+	res := summarize(runs, []string{ModeStock, ModeTUN}, []string{TestTCP4, TestUDP})
+	if len(res) != 2 {
+		t.Fatalf("got %d results, want 2: %+v", len(res), res)
+	}
+	if s := res[0]; s.Gbps != 3 || s.Reps != 3 || s.MinGbps != 2 || s.MaxGbps != 10 || s.GatewayCPUPGB != 5 {
+		t.Errorf("stock: %+v", s)
+	}
+	if tun := res[1]; tun.Ratio < 1.099 || tun.Ratio > 1.101 || tun.GatewayCPUPGB != 2 {
+		t.Errorf("tun: %+v, want ratio 1.1 and 2 CPU s/GB", tun)
+	}
+	if got := median([]float64{4, 1, 3, 2}); got != 2.5 {
+		t.Errorf("median of 4 values = %v, want 2.5", got)
+	}
+	md := (&ThroughputReport{Machine: DescribeMachine(), Results: res, Reps: 3, Duration: "10s"}).Markdown()
+	if !strings.Contains(md, "| anyguard, tun egress | TCP, 4 streams | 3.30 | 1.10× |") {
+		t.Errorf("markdown lacks the tun row:\n%s", md)
+	}
+}
+
+func TestSealRate(t *testing.T) {
+	if r := SealRate(1420, 20e6); r <= 0 {
+		t.Errorf("SealRate = %v", r)
+	}
+}

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/anyguard/anyguard/bench"
+)
+
+const benchUsage = "throughput|scale [flags]"
+
+func cmdBench(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usagef("which benchmark? throughput or scale")
+	}
+	switch args[0] {
+	case "throughput":
+		return cmdBenchThroughput(ctx, args[1:], stdout, stderr)
+	case "scale":
+		return cmdBenchScale(ctx, args[1:], stdout, stderr)
+	case "-h", "--help", "-help":
+		fmt.Fprintf(stderr, "usage: anyguard bench %s\n\n"+
+			"  throughput  iperf3 through stock wireguard-go and anyguard in network namespaces (root)\n"+
+			"  scale       memory and start-up time with many configured clients\n\n"+
+			"Run 'anyguard bench BENCHMARK --help' for its flags.\n", benchUsage)
+		return nil
+	}
+	return usagef("unknown benchmark %q: want throughput or scale", args[0])
+}
+
+// listFlag parses a comma-separated list, each item one of allowed.
+func listFlag(name, value string, allowed []string) ([]string, error) {
+	var out []string
+	for _, v := range strings.Split(value, ",") {
+		v = strings.TrimSpace(v)
+		if v == "" {
+			continue
+		}
+		if !slices.Contains(allowed, v) {
+			return nil, usagef("--%s: unknown %q, want some of %s", name, v, strings.Join(allowed, ","))
+		}
+		out = append(out, v)
+	}
+	if len(out) == 0 {
+		return nil, usagef("--%s: empty", name)
+	}
+	return out, nil
+}
+
+func cmdBenchThroughput(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench throughput", "--wireguard-go PATH [flags]",
+		"Measure iperf3 TCP and UDP throughput from a stock client through stock wireguard-go and through anyguard\n"+
+			"(tun and netstack egress) in network namespaces it creates and removes. Needs root, iperf3, ip, ss and wg.\n"+
+			"Repetitions interleave the gateways; the table shows medians and ratios to stock.", stderr)
+	wg := fs.String("wireguard-go", "", "stock wireguard-go `binary` for the baseline and the client (build it from the module proxy: make bench does)")
+	anyguard := fs.String("anyguard", "", "anyguard `binary` to benchmark (default: this one)")
+	modes := fs.String("modes", strings.Join(bench.AllModes, ","), "gateways to compare")
+	tests := fs.String("tests", strings.Join(bench.AllTests, ","), "tests to run")
+	duration := fs.Duration("duration", 10*time.Second, "length of each iperf3 run")
+	reps := fs.Int("reps", 3, "repetitions (medians are reported)")
+	queues := fs.Int("queues", 0, "TUN queues in tun mode (0: one per CPU)")
+	jsonOut := fs.String("json", "", "write the full results as JSON to `file`")
+	mdOut := fs.String("markdown", "", "write the table to `file` as well as stdout")
+	readme := fs.String("readme", "", "splice the table into `file` between <!-- bench:throughput:begin/end --> markers")
+	logs := fs.String("logs", "", "keep the processes' logs in `dir` (default: a temporary directory, removed)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *wg == "" {
+		return usagef("--wireguard-go is required")
+	}
+	if *reps < 1 || *duration < time.Second {
+		return usagef("--reps must be ≥ 1 and --duration ≥ 1s")
+	}
+	opts := bench.ThroughputOptions{
+		Anyguard: *anyguard, WireguardGo: *wg,
+		Duration: *duration, Reps: *reps, Queues: *queues,
+		Progress: stderr, Dir: *logs,
+	}
+	var err error
+	if opts.Modes, err = listFlag("modes", *modes, bench.AllModes); err != nil {
+		return err
+	}
+	if opts.Tests, err = listFlag("tests", *tests, bench.AllTests); err != nil {
+		return err
+	}
+	rep, err := bench.RunThroughput(ctx, opts)
+	if err != nil {
+		return err
+	}
+	return writeReport(stdout, rep, rep.Markdown(), "throughput", *jsonOut, *mdOut, *readme)
+}
+
+// writeReport prints the markdown and writes the optional JSON, markdown
+// and README outputs.
+func writeReport(stdout io.Writer, v any, md, name, jsonOut, mdOut, readme string) error {
+	fmt.Fprint(stdout, md)
+	if jsonOut != "" {
+		if err := bench.WriteJSON(jsonOut, v); err != nil {
+			return err
+		}
+	}
+	if mdOut != "" {
+		if err := os.WriteFile(mdOut, []byte(md), 0o644); err != nil {
+			return err
+		}
+	}
+	if readme != "" {
+		if err := bench.Splice(readme, name, md); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func cmdBenchScale(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench scale", "[flags]",
+		"Measure start-up time, resident memory, goroutines and reload time of a gateway (netstack mode,\n"+
+			"unprivileged) with many configured clients, each size in a fresh child process.", stderr)
+	clients := fs.String("clients", "1,1000,10000,100000", "comma-separated client counts")
+	jsonOut := fs.String("json", "", "write the results as JSON to `file`")
+	mdOut := fs.String("markdown", "", "write the table to `file` as well as stdout")
+	readme := fs.String("readme", "", "splice the table into `file` between <!-- bench:scale:begin/end --> markers")
+	child := fs.String("child", "", "internal: measure one gateway from this config `file`")
+	childReload := fs.String("child-reload", "", "internal: the config `file` to reload in --child mode")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *child != "" {
+		return bench.ScaleChild(*child, *childReload, stdout)
+	}
+	var counts []int
+	for _, s := range strings.Split(*clients, ",") {
+		var n int
+		if _, err := fmt.Sscan(strings.TrimSpace(s), &n); err != nil || n < 1 || n > 1_000_000 {
+			return usagef("--clients: %q is not a count from 1 to 1000000", s)
+		}
+		counts = append(counts, n)
+	}
+	rep, err := bench.RunScale(ctx, bench.ScaleOptions{Clients: counts, Progress: stderr})
+	if err != nil {
+		return err
+	}
+	return writeReport(stdout, rep, rep.Markdown(), "scale", *jsonOut, *mdOut, *readme)
+}
