@@ -28,6 +28,8 @@ func init() {
 		{"run", "--config FILE [--log-format text|json] [--log-level LEVEL]", "run a gateway", cmdRun},
 		{"demo", "[--clients N] [--requests N] [--keep-running]", "run a whole gateway with real WireGuard clients in this process, unprivileged", cmdDemo},
 		{"bench", benchUsage, "measure throughput against stock wireguard-go (root) or scale with many clients", cmdBench},
+		{"status", "[--addr HOST:PORT]", "show a running gateway's status as tables", cmdStatus},
+		{"healthcheck", "[--addr HOST:PORT]", "exit 0 if a running gateway is ready (for Docker HEALTHCHECK)", cmdHealthcheck},
 		{"genkey", "", "print a new private key (like wg genkey)", cmdGenkey},
 		{"pubkey", "", "read a private key on stdin, print its public key (like wg pubkey)", cmdPubkey},
 		{"version", "", "print the version", cmdVersion},
@@ -98,7 +100,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "anyguard: a userspace WireGuard gateway for many regions behind one anycast address")
 	fmt.Fprintln(w, "\nusage: anyguard COMMAND [ARGS]\n\ncommands:")
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'anyguard COMMAND --help' for a command's flags.")
 }

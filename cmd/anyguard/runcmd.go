@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/anyguard/anyguard/health"
 	"github.com/anyguard/anyguard/internal/config"
 	"github.com/anyguard/anyguard/internal/gateway"
 )
@@ -44,16 +45,55 @@ func cmdRun(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer
 		return err
 	}
 	defer g.Close()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	state, srv, err := g.ServeHealth(gateway.HealthOptions{Version: versionString()})
+	if err != nil {
+		return err
+	}
+	defer state.Close()
+	defer srv.Close()
+	return serve(ctx, g, state, *path, logger)
+}
+
+// serve reloads on SIGHUP and drains on the first SIGTERM or SIGINT (or
+// when ctx ends); a second SIGTERM or SIGINT exits at once.
+func serve(ctx context.Context, g *gateway.Gateway, state *health.State, path string, logger *slog.Logger) error {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(sigs)
+	stops := 0
+	drainCtx, abort := context.WithCancel(context.Background())
+	defer abort()
+	drained := make(chan error, 1)
+	startDrain := func(why string) {
+		if !state.Draining() {
+			logger.Info(why+": draining", "drain_timeout", g.Config().Health.DrainTimeout)
+			go func() {
+				drained <- health.Drain(drainCtx, state, g.Config().Health.DrainTimeout, g.DrainSteps(), logger)
+			}()
+		}
+	}
+	done := ctx.Done()
 	for {
 		select {
-		case <-ctx.Done():
-			logger.Info("signal received, stopping")
+		case <-done:
+			done = nil
+			startDrain("stop requested")
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				reload(g, path, logger)
+				continue
+			}
+			stops++
+			if stops == 1 {
+				startDrain("signal " + sig.String())
+				continue
+			}
+			logger.Warn("second signal: exiting without waiting for the drain", "signal", sig.String())
+			abort()
 			return nil
-		case <-hup:
-			reload(g, *path, logger)
+		case <-drained:
+			logger.Info("stopping")
+			return nil
 		}
 	}
 }

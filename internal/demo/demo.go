@@ -181,7 +181,7 @@ func printResult(out io.Writer, res *Result, gw *gateway.Gateway) {
 	bs := gw.Clients().BindStats()
 	fmt.Fprintf(out, "router drops: %s\nclient UDP socket: %d handshake initiations, %d transport messages, %d junk datagrams dropped\n",
 		strings.Join(drops, " "), bs.Initiations, bs.Transport, bs.Junk)
-	if peers, err := gw.Clients().Status(); err == nil {
+	if peers, err := gw.ClientStatus(); err == nil {
 		n := 0
 		for _, p := range peers {
 			if !p.LastHandshake.IsZero() {

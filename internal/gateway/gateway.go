@@ -18,6 +18,7 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/anyguard/anyguard/device"
+	"github.com/anyguard/anyguard/health"
 	"github.com/anyguard/anyguard/internal/config"
 	"github.com/anyguard/anyguard/router"
 )
@@ -32,6 +33,11 @@ type Options struct {
 	// the demo can map private addresses onto loopback.
 	NetstackDial func(ctx context.Context, network string, dst netip.AddrPort) (net.Conn, error)
 	NetstackPing func(ctx context.Context, dst netip.Addr, id, seq uint16, payload []byte) ([]byte, error)
+	// ProbeInterval is the data-path probe's period (tests); zero means
+	// DefaultProbeInterval.
+	ProbeInterval time.Duration
+	// WrapEgress interposes on the egress port (tests break and mend it).
+	WrapEgress func(router.Port) router.Port
 }
 
 // egress is the local private network: a TUN or a netstack.
@@ -55,6 +61,10 @@ type Gateway struct {
 	netstack *device.Netstack
 
 	clientPort, egressPort router.PortID
+
+	probe       *probe // the data-path probe peer; see probe.go
+	started     time.Time
+	convergence health.Histogram
 }
 
 // ErrStart wraps every error that stops a gateway from starting; the
@@ -67,7 +77,10 @@ func New(cfg *config.Config, opts Options) (_ *Gateway, err error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{cfg: cfg, logger: logger, router: router.New()}
+	g := &Gateway{cfg: cfg, logger: logger, router: router.New(), started: time.Now()}
+	if g.probe, err = newProbe(cfg, opts.ProbeInterval); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrStart, err)
+	}
 	defer func() {
 		if err != nil {
 			g.Close()
@@ -109,7 +122,11 @@ func New(cfg *config.Config, opts Options) (_ *Gateway, err error) {
 	default:
 		return nil, fmt.Errorf("%w: egress.mode: unknown mode %q", ErrStart, cfg.Egress.Mode)
 	}
-	g.egressPort = g.router.AddPort("egress", router.KindEgress, g.egress)
+	var egressPort router.Port = g.egress
+	if opts.WrapEgress != nil {
+		egressPort = opts.WrapEgress(egressPort)
+	}
+	g.egressPort = g.router.AddPort("egress", router.KindEgress, egressPort)
 	if err := g.setRoutes(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrStart, err)
 	}
@@ -118,7 +135,7 @@ func New(cfg *config.Config, opts Options) (_ *Gateway, err error) {
 		Name:       uapiName,
 		PrivateKey: cfg.Clients.PrivateKey,
 		ListenPort: cfg.Clients.ListenPort,
-		Peers:      devicePeers(cfg),
+		Peers:      g.devicePeers(cfg),
 		Bind:       opts.ClientBind,
 		Logger:     logger,
 	}, g.port)
@@ -127,6 +144,9 @@ func New(cfg *config.Config, opts Options) (_ *Gateway, err error) {
 			return nil, fmt.Errorf("%w: clients.listen_port: UDP port %d is already in use", ErrStart, cfg.Clients.ListenPort)
 		}
 		return nil, fmt.Errorf("%w: clients: %w", ErrStart, err)
+	}
+	if err := g.probe.start(cfg.Clients.PrivateKey.Public(), g.clients.ListenPort(), cfg.Clients.MTU); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrStart, err)
 	}
 	if cfg.Clients.UAPI {
 		g.uapi, err = device.ServeUAPI(uapiName, g.clients, logger)
@@ -188,7 +208,8 @@ func clientPrefixes(cfg *config.Config) []netip.Prefix {
 	for _, p := range cfg.Clients.Peers {
 		out = append(out, p.AllowedIPs...)
 	}
-	return out
+	return append(out, probePrefix(cfg)) // routed to the client port like a client's
+
 }
 
 // routesOutside returns the prefixes not already covered by the connected
@@ -207,12 +228,13 @@ next:
 	return out
 }
 
-func devicePeers(cfg *config.Config) []device.Peer {
-	out := make([]device.Peer, 0, len(cfg.Clients.Peers))
+// devicePeers returns the client device's peers: the clients and the probe.
+func (g *Gateway) devicePeers(cfg *config.Config) []device.Peer {
+	out := make([]device.Peer, 0, len(cfg.Clients.Peers)+1)
 	for _, p := range cfg.Clients.Peers {
 		out = append(out, device.Peer{PublicKey: p.PublicKey, PresharedKey: p.PresharedKey, AllowedIPs: p.AllowedIPs})
 	}
-	return out
+	return append(out, g.probe.peer())
 }
 
 // ListenPort is the client device's UDP port.
@@ -230,6 +252,7 @@ func (g *Gateway) Netstack() *device.Netstack { return g.netstack }
 // Close stops everything the gateway started, in reverse order.
 func (g *Gateway) Close() {
 	start := time.Now()
+	g.probe.close()
 	if g.uapi != nil {
 		g.uapi.Close()
 	}

@@ -122,7 +122,7 @@ func TestClientReachesHTTPThroughNetstackGateway(t *testing.T) {
 		t.Fatalf("1 MiB download corrupted: got %d bytes", len(got))
 	}
 
-	peers, err := e.gw.Clients().Status()
+	peers, err := e.gw.ClientStatus()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,9 +28,9 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 	if field := restartField(old, cfg); field != "" {
 		return fmt.Errorf("reload: %s %w", field, ErrRestartNeeded)
 	}
-	if err := g.clients.SetPeers(devicePeers(cfg)); err != nil {
+	if err := g.clients.SetPeers(g.devicePeers(cfg)); err != nil {
 		// Put back what the device had, so it matches the routes.
-		if rerr := g.clients.SetPeers(devicePeers(old)); rerr != nil {
+		if rerr := g.clients.SetPeers(g.devicePeers(old)); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("restoring the previous clients: %w", rerr))
 		}
 		return fmt.Errorf("reload: clients.peers: %w", err)
@@ -38,7 +38,7 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 	g.cfg = cfg
 	if err := g.applyRoutes(); err != nil {
 		g.cfg = old
-		err = errors.Join(err, g.clients.SetPeers(devicePeers(old)), g.applyRoutes())
+		err = errors.Join(err, g.clients.SetPeers(g.devicePeers(old)), g.applyRoutes())
 		return fmt.Errorf("reload: %w", err)
 	}
 	g.logger.Info("configuration reloaded", "node", cfg.Node.Name,

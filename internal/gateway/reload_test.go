@@ -71,7 +71,7 @@ func TestReload(t *testing.T) {
 	if err := e.gw.Reload(&rm); err != nil {
 		t.Fatalf("reload removing alice: %v", err)
 	}
-	if peers, _ := e.gw.Clients().Status(); len(peers) != 1 || peers[0].PublicKey != bobKey.Public() {
+	if peers, _ := e.gw.ClientStatus(); len(peers) != 1 || peers[0].PublicKey != bobKey.Public() {
 		t.Fatalf("device peers after removing alice: %+v", peers)
 	}
 	if body := get(t, bob, "http://"+service.String()+"/"); body != "ok" {

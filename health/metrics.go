@@ -1,0 +1,295 @@
+package health
+
+import (
+	"math"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// MetricsSource supplies the counters behind /metrics. Metrics is called
+// once per scrape, from the HTTP handler's goroutine, possibly concurrently
+// with itself; it must be quick (no network) and return a snapshot the
+// caller may keep.
+type MetricsSource interface {
+	Metrics() Metrics
+}
+
+// Metrics is a snapshot of the gateway's counters. Maps are label value →
+// value; a nil map exports no series. Counters count since the start.
+type Metrics struct {
+	// Peers counts client peers by state: "active" (a session younger
+	// than WireGuard's 180 s reject-after time), "stale" (an older one) and
+	// "never" (no handshake yet).
+	Peers map[string]int
+	// HandshakeMessages counts WireGuard handshake messages received on
+	// the client socket by type ("initiation", "response", "cookie_reply").
+	HandshakeMessages map[string]uint64
+	// JunkDatagrams counts datagrams on the client socket that are no
+	// WireGuard message.
+	JunkDatagrams uint64
+	// Paths are packet and byte counters per path ("client", "backbone",
+	// "egress") and direction ("rx": into the router, "tx": out of it).
+	Paths []PathCounters
+	// Drops counts dropped packets by stage ("router", "egress", ...) and
+	// reason.
+	Drops []DropCounter
+	// OwnedClients is how many clients this gateway owns now.
+	OwnedClients int
+	// OwnershipChanges counts ownership changes by reason.
+	OwnershipChanges map[string]uint64
+	// Members counts gossip members by state ("alive", "suspect", "dead",
+	// "left").
+	Members map[string]int
+	// ConfigDigest is the digest of this gateway's client set;
+	// ConfigDigestMismatch is how many members serve a different one.
+	ConfigDigest         string
+	ConfigDigestMismatch int
+	// Convergence is the histogram of ownership convergence times.
+	Convergence HistogramSnapshot
+	// Probe is the data-path probe's record.
+	Probe ProbeCounters
+	// Clients are per-client counters, exported only when per-client
+	// metrics are enabled, sorted by name and capped.
+	Clients []ClientCounters
+}
+
+// PathCounters counts what one path carried in one direction.
+type PathCounters struct {
+	Path, Direction string
+	Packets, Bytes  uint64
+}
+
+// DropCounter counts packets dropped at one stage for one reason.
+type DropCounter struct {
+	Stage, Reason string
+	Packets       uint64
+}
+
+// ProbeCounters describe the data-path probe.
+type ProbeCounters struct {
+	Successes, Failures uint64
+	LastRTT             time.Duration // of the last success
+	LastSuccess         time.Time     // zero: never
+}
+
+// ClientCounters are one client's traffic, named by the client's configured
+// name (never its key).
+type ClientCounters struct {
+	Name           string
+	RxBytes        uint64 // received from the client
+	TxBytes        uint64 // sent to the client
+	LastHandshake  time.Time
+	HasSession     bool
+	AllowedIPCount int
+}
+
+// ConvergenceBuckets are the upper bounds, in seconds, of the convergence
+// histogram: from a LAN round trip to a failure-detection timeout.
+var ConvergenceBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
+
+// Histogram is a lock-free histogram over ConvergenceBuckets that a
+// MetricsSource can own and snapshot. The zero value is ready to use.
+type Histogram struct {
+	counts [16]atomic.Uint64 // len(ConvergenceBuckets)+1 (overflow)
+	count  atomic.Uint64
+	sumNs  atomic.Uint64
+}
+
+// Observe records one duration.
+func (h *Histogram) Observe(d time.Duration) {
+	if d < 0 {
+		d = 0
+	}
+	s := d.Seconds()
+	i, _ := slices.BinarySearch(ConvergenceBuckets, s)
+	h.counts[i].Add(1)
+	h.count.Add(1)
+	h.sumNs.Add(uint64(d))
+}
+
+// HistogramSnapshot is a histogram's state: Buckets maps each upper bound
+// to the cumulative count at or below it.
+type HistogramSnapshot struct {
+	Count   uint64
+	Sum     float64 // seconds
+	Buckets map[float64]uint64
+}
+
+// Snapshot returns the cumulative counts.
+func (h *Histogram) Snapshot() HistogramSnapshot {
+	s := HistogramSnapshot{Buckets: make(map[float64]uint64, len(ConvergenceBuckets))}
+	var cum uint64
+	for i, b := range ConvergenceBuckets {
+		cum += h.counts[i].Load()
+		s.Buckets[b] = cum
+	}
+	s.Count = cum + h.counts[len(ConvergenceBuckets)].Load()
+	s.Sum = time.Duration(h.sumNs.Load()).Seconds()
+	return s
+}
+
+// Quantile estimates the q-quantile (0..1) by linear interpolation within
+// buckets, as Prometheus' histogram_quantile does; NaN without data.
+func (s HistogramSnapshot) Quantile(q float64) float64 {
+	if s.Count == 0 {
+		return math.NaN()
+	}
+	rank := q * float64(s.Count)
+	prevBound, prevCount := 0.0, uint64(0)
+	for _, b := range ConvergenceBuckets {
+		c := s.Buckets[b]
+		if float64(c) >= rank {
+			if c == prevCount {
+				return b
+			}
+			return prevBound + (b-prevBound)*(rank-float64(prevCount))/float64(c-prevCount)
+		}
+		prevBound, prevCount = b, c
+	}
+	return ConvergenceBuckets[len(ConvergenceBuckets)-1]
+}
+
+// metric descriptors; see README "Metrics" for the meaning of each.
+var (
+	descBuildInfo   = prometheus.NewDesc("anyguard_build_info", "Build of this gateway; always 1.", []string{"version", "goversion"}, nil)
+	descReady       = prometheus.NewDesc("anyguard_ready", "1 when /readyz answers 200: every check passes and the gateway is not draining.", nil, nil)
+	descDraining    = prometheus.NewDesc("anyguard_draining", "1 while the gateway drains after SIGTERM.", nil, nil)
+	descCheck       = prometheus.NewDesc("anyguard_check_ok", "1 when the named readiness check passes.", []string{"check"}, nil)
+	descPeers       = prometheus.NewDesc("anyguard_peers", "Client peers by session state (active, stale, never).", []string{"state"}, nil)
+	descHandshakes  = prometheus.NewDesc("anyguard_handshakes_total", "WireGuard handshake messages received on the client socket, by type.", []string{"type"}, nil)
+	descJunk        = prometheus.NewDesc("anyguard_junk_datagrams_total", "Datagrams on the client socket that are no WireGuard message; dropped.", nil, nil)
+	descPackets     = prometheus.NewDesc("anyguard_packets_total", "IP packets by path (client, backbone, egress) and direction (rx into the router, tx out of it).", []string{"path", "direction"}, nil)
+	descBytes       = prometheus.NewDesc("anyguard_bytes_total", "IP bytes by path and direction, as anyguard_packets_total.", []string{"path", "direction"}, nil)
+	descDrops       = prometheus.NewDesc("anyguard_dropped_packets_total", "Packets dropped, by stage and reason.", []string{"stage", "reason"}, nil)
+	descOwned       = prometheus.NewDesc("anyguard_owned_clients", "Clients this gateway owns (holds the session of).", nil, nil)
+	descOwnChanges  = prometheus.NewDesc("anyguard_ownership_changes_total", "Client ownership changes seen, by reason.", []string{"reason"}, nil)
+	descMembers     = prometheus.NewDesc("anyguard_gossip_members", "Cluster members by state, this gateway included.", []string{"state"}, nil)
+	descConvergence = prometheus.NewDesc("anyguard_convergence_seconds", "Time from a client's move to every gateway agreeing on its owner.", nil, nil)
+	descConfigInfo  = prometheus.NewDesc("anyguard_config_info", "Digest of this gateway's client set; always 1.", []string{"digest"}, nil)
+	descMismatch    = prometheus.NewDesc("anyguard_config_digest_mismatch", "Cluster members whose client-set digest differs from this gateway's.", nil, nil)
+	descProbes      = prometheus.NewDesc("anyguard_probe_total", "Data-path probes (echo through the client socket, device, router and egress), by result.", []string{"result"}, nil)
+	descProbeRTT    = prometheus.NewDesc("anyguard_probe_rtt_seconds", "Round trip of the last successful data-path probe.", nil, nil)
+	descProbeLast   = prometheus.NewDesc("anyguard_probe_last_success_timestamp_seconds", "Unix time of the last successful data-path probe; 0 if none.", nil, nil)
+	descClientRx    = prometheus.NewDesc("anyguard_client_receive_bytes_total", "Bytes received from the client (per-client metrics enabled).", []string{"client"}, nil)
+	descClientTx    = prometheus.NewDesc("anyguard_client_transmit_bytes_total", "Bytes sent to the client (per-client metrics enabled).", []string{"client"}, nil)
+	descClientHS    = prometheus.NewDesc("anyguard_client_last_handshake_timestamp_seconds", "Unix time of the client's last handshake; 0 if none (per-client metrics enabled).", []string{"client"}, nil)
+	descClientOmit  = prometheus.NewDesc("anyguard_client_series_omitted", "Clients left out of per-client series by health.per_client_limit.", nil, nil)
+)
+
+// collector turns a Metrics snapshot and the State into Prometheus metrics
+// at scrape time.
+type collector struct {
+	src       MetricsSource
+	state     *State
+	version   string
+	goVersion string
+	perClient bool
+	limit     int
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descBuildInfo, descReady, descDraining, descCheck, descPeers, descHandshakes,
+		descJunk, descPackets, descBytes, descDrops, descOwned, descOwnChanges, descMembers, descConvergence,
+		descConfigInfo, descMismatch, descProbes, descProbeRTT, descProbeLast} {
+		ch <- d
+	}
+	if c.perClient {
+		for _, d := range []*prometheus.Desc{descClientRx, descClientTx, descClientHS, descClientOmit} {
+			ch <- d
+		}
+	}
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge(descBuildInfo, 1, c.version, c.goVersion)
+	if c.state != nil {
+		gauge(descReady, boolGauge(c.state.Ready()))
+		gauge(descDraining, boolGauge(c.state.Draining()))
+		for _, r := range c.state.Results() {
+			gauge(descCheck, boolGauge(r.OK), r.Name)
+		}
+	}
+	if c.src == nil {
+		return
+	}
+	m := c.src.Metrics()
+	for _, k := range sortedKeys(m.Peers) {
+		gauge(descPeers, float64(m.Peers[k]), k)
+	}
+	for _, k := range sortedKeys(m.HandshakeMessages) {
+		counter(descHandshakes, m.HandshakeMessages[k], k)
+	}
+	counter(descJunk, m.JunkDatagrams)
+	for _, p := range m.Paths {
+		counter(descPackets, p.Packets, p.Path, p.Direction)
+		counter(descBytes, p.Bytes, p.Path, p.Direction)
+	}
+	for _, d := range m.Drops {
+		counter(descDrops, d.Packets, d.Stage, d.Reason)
+	}
+	gauge(descOwned, float64(m.OwnedClients))
+	for _, k := range sortedKeys(m.OwnershipChanges) {
+		counter(descOwnChanges, m.OwnershipChanges[k], k)
+	}
+	for _, k := range sortedKeys(m.Members) {
+		gauge(descMembers, float64(m.Members[k]), k)
+	}
+	ch <- prometheus.MustNewConstHistogram(descConvergence, m.Convergence.Count, m.Convergence.Sum, m.Convergence.Buckets)
+	if m.ConfigDigest != "" {
+		gauge(descConfigInfo, 1, m.ConfigDigest)
+	}
+	gauge(descMismatch, float64(m.ConfigDigestMismatch))
+	counter(descProbes, m.Probe.Successes, "success")
+	counter(descProbes, m.Probe.Failures, "failure")
+	gauge(descProbeRTT, m.Probe.LastRTT.Seconds())
+	gauge(descProbeLast, unixSeconds(m.Probe.LastSuccess))
+	if !c.perClient {
+		return
+	}
+	clients := slices.Clone(m.Clients)
+	slices.SortFunc(clients, func(a, b ClientCounters) int { return strings.Compare(a.Name, b.Name) })
+	omitted := 0
+	if len(clients) > c.limit {
+		omitted = len(clients) - c.limit
+		clients = clients[:c.limit]
+	}
+	for _, cl := range clients {
+		counter(descClientRx, cl.RxBytes, cl.Name)
+		counter(descClientTx, cl.TxBytes, cl.Name)
+		gauge(descClientHS, unixSeconds(cl.LastHandshake), cl.Name)
+	}
+	gauge(descClientOmit, float64(omitted))
+}
+
+func unixSeconds(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixNano()) / 1e9
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}

@@ -1,0 +1,260 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/anyguard/anyguard/device"
+	"github.com/anyguard/anyguard/health"
+	"github.com/anyguard/anyguard/internal/config"
+	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/router"
+)
+
+// sessionLifetime is WireGuard's Reject-After-Time: a peer whose last
+// handshake is older has no usable session.
+const sessionLifetime = 180 * time.Second
+
+// Checks returns the gateway's readiness checks, in the order /readyz
+// lists them. Add a check here for each new condition of readiness (the
+// cluster's "joined, or alone by configuration" goes here).
+func (g *Gateway) Checks() []health.Check {
+	return []health.Check{
+		{Name: "clients", Run: g.checkClients},
+		{Name: "router", Run: g.checkRouter},
+		{Name: "egress", Run: g.checkEgress},
+		{Name: "dataplane", Run: g.probe.check},
+	}
+}
+
+// DrainSteps returns what the gateway does after the drain window, before
+// it exits. Leaving the cluster gracefully goes here.
+func (g *Gateway) DrainSteps() []health.Step { return nil }
+
+// checkClients: the client device has not been closed. (Whether its UDP
+// socket receives and sends is the data-path probe's job; asking the
+// device for its port would cost a UAPI dump of every peer.)
+func (g *Gateway) checkClients(context.Context) error {
+	select {
+	case <-g.clients.Device().Wait():
+		return errors.New("client device is closed")
+	default:
+		return nil
+	}
+}
+
+// checkRouter: the forwarding table sends the gateway's own address to the
+// egress and the probe's to the client device.
+func (g *Gateway) checkRouter(context.Context) error {
+	if out, ok := g.router.Lookup(g.probe.dst); !ok || out != g.egressPort {
+		return fmt.Errorf("router: no route from %s to the egress", g.probe.dst)
+	}
+	if out, ok := g.router.Lookup(g.probe.src); !ok || out != g.clientPort {
+		return fmt.Errorf("router: no route from %s to the client device", g.probe.src)
+	}
+	return nil
+}
+
+// checkEgress: in tun mode the interface exists and is up. (Whether it
+// carries packets is the data-path probe's job.)
+func (g *Gateway) checkEgress(context.Context) error {
+	if g.tun == nil {
+		return nil
+	}
+	ifi, err := net.InterfaceByName(g.tun.Name())
+	if err != nil {
+		return fmt.Errorf("TUN %s: %w", g.tun.Name(), err)
+	}
+	if ifi.Flags&net.FlagUp == 0 {
+		return fmt.Errorf("TUN %s is down", g.tun.Name())
+	}
+	return nil
+}
+
+// IsProbePeer reports whether k is the internal probe peer's public key,
+// which the client device carries besides the configured clients.
+func (g *Gateway) IsProbePeer(k keys.Key) bool { return g.probe.isProbe(k) }
+
+// ClientStatus is the client device's view of the configured clients: its
+// Status without the probe peer.
+func (g *Gateway) ClientStatus() ([]device.PeerStatus, error) {
+	peers, err := g.clients.Status()
+	return slices.DeleteFunc(peers, func(p device.PeerStatus) bool { return g.probe.isProbe(p.PublicKey) }), err
+}
+
+// ObserveConvergence records how long an ownership change took to reach
+// every gateway (anyguard_convergence_seconds, /status).
+func (g *Gateway) ObserveConvergence(d time.Duration) { g.convergence.Observe(d) }
+
+// clientView joins the device's peers with the configured names.
+type clientView struct {
+	cfg   config.Peer
+	state device.PeerStatus
+}
+
+func (g *Gateway) clientViews(cfg *config.Config) []clientView {
+	peers, _ := g.ClientStatus()
+	byKey := make(map[keys.Key]device.PeerStatus, len(peers))
+	for _, p := range peers {
+		byKey[p.PublicKey] = p
+	}
+	out := make([]clientView, 0, len(cfg.Clients.Peers))
+	for _, p := range cfg.Clients.Peers {
+		out = append(out, clientView{cfg: p, state: byKey[p.PublicKey]})
+	}
+	return out
+}
+
+func hasSession(p device.PeerStatus, now time.Time) bool {
+	return !p.LastHandshake.IsZero() && now.Sub(p.LastHandshake) < sessionLifetime
+}
+
+// Metrics implements health.MetricsSource.
+func (g *Gateway) Metrics() health.Metrics {
+	cfg := g.Config()
+	now := time.Now()
+	m := health.Metrics{
+		Peers:            map[string]int{"active": 0, "stale": 0, "never": 0},
+		OwnershipChanges: map[string]uint64{"handshake": 0, "data": 0, "takeover": 0, "release": 0},
+		Members:          map[string]int{"alive": 1, "suspect": 0, "dead": 0, "left": 0},
+		ConfigDigest:     cfg.ClientSetDigest(),
+		Convergence:      g.convergence.Snapshot(),
+	}
+	for _, c := range g.clientViews(cfg) {
+		switch {
+		case hasSession(c.state, now):
+			m.Peers["active"]++
+			m.OwnedClients++ // alone, a gateway owns every client it holds a session with
+		case c.state.LastHandshake.IsZero():
+			m.Peers["never"]++
+		default:
+			m.Peers["stale"]++
+		}
+		m.Clients = append(m.Clients, health.ClientCounters{
+			Name: c.cfg.Name, RxBytes: c.state.RxBytes, TxBytes: c.state.TxBytes,
+			LastHandshake: c.state.LastHandshake, HasSession: hasSession(c.state, now),
+			AllowedIPCount: len(c.cfg.AllowedIPs),
+		})
+	}
+	bs := g.clients.BindStats()
+	m.HandshakeMessages = map[string]uint64{"initiation": bs.Initiations, "response": bs.Responses, "cookie_reply": bs.CookieReplies}
+	m.JunkDatagrams = bs.Junk
+
+	rs := g.router.Stats()
+	paths := map[string]*[4]uint64{"client": {}, "backbone": {}, "egress": {}}
+	for _, p := range rs.Ports {
+		c := paths[p.Kind.String()]
+		if c == nil {
+			continue
+		}
+		c[0] += p.RxPackets
+		c[1] += p.RxBytes
+		c[2] += p.TxPackets
+		c[3] += p.TxBytes
+	}
+	for _, name := range []string{"client", "backbone", "egress"} {
+		c := paths[name]
+		m.Paths = append(m.Paths,
+			health.PathCounters{Path: name, Direction: "rx", Packets: c[0], Bytes: c[1]},
+			health.PathCounters{Path: name, Direction: "tx", Packets: c[2], Bytes: c[3]})
+	}
+	for _, r := range router.DropReasons() {
+		m.Drops = append(m.Drops, health.DropCounter{Stage: "router", Reason: r.String(), Packets: rs.Drops[r]})
+	}
+	if g.netstack != nil {
+		ns := g.netstack.Stats()
+		for r, n := range ns.Drops {
+			m.Drops = append(m.Drops, health.DropCounter{Stage: "netstack", Reason: r.String(), Packets: n})
+		}
+		slices.SortFunc(m.Drops, func(a, b health.DropCounter) int {
+			return strings.Compare(a.Stage+"/"+a.Reason, b.Stage+"/"+b.Reason)
+		})
+	}
+	lastOK, rtt, _ := g.probe.snapshot()
+	m.Probe = health.ProbeCounters{
+		Successes: g.probe.successes.Load(), Failures: g.probe.failures.Load(),
+		LastRTT: rtt, LastSuccess: lastOK,
+	}
+	return m
+}
+
+// Status implements health.StatusSource.
+func (g *Gateway) Status() health.Status {
+	cfg := g.Config()
+	now := time.Now()
+	prefixes := prefixStrings(cfg.Egress.Prefixes)
+	st := health.Status{
+		Node: health.NodeStatus{
+			Name: cfg.Node.Name, Region: cfg.Node.Region, Started: g.started,
+			EgressMode: cfg.Egress.Mode, ListenPort: int(g.clients.ListenPort()),
+			ConfigDigest: cfg.ClientSetDigest(), Prefixes: prefixes,
+		},
+		Members: []health.MemberStatus{{
+			Name: cfg.Node.Name, Region: cfg.Node.Region, State: "alive", Self: true,
+			Ready: true, ConfigDigest: cfg.ClientSetDigest(),
+		}},
+		Regions:     []health.RegionStatus{{Name: cfg.Node.Region, Members: 1, Prefixes: prefixes}},
+		Convergence: health.ConvergenceFrom(g.convergence.Snapshot()),
+	}
+	lastOK, rtt, err := g.probe.snapshot()
+	st.Probe = health.ProbeStatus{
+		Target: g.probe.target, OK: err == nil, LastSuccess: lastOK, RTTSeconds: rtt.Seconds(),
+		Successes: g.probe.successes.Load(), Failures: g.probe.failures.Load(),
+	}
+	if err != nil {
+		st.Probe.Error = err.Error()
+	}
+	for _, c := range g.clientViews(cfg) {
+		cs := health.ClientStatus{
+			Name: c.cfg.Name, AllowedIPs: prefixStrings(c.cfg.AllowedIPs),
+			LastHandshake: c.state.LastHandshake, RxBytes: c.state.RxBytes, TxBytes: c.state.TxBytes,
+		}
+		if c.state.Endpoint.IsValid() {
+			cs.Endpoint = c.state.Endpoint.String()
+		}
+		if hasSession(c.state, now) {
+			cs.Owner = cfg.Node.Name
+		}
+		st.Clients = append(st.Clients, cs)
+	}
+	return st
+}
+
+func prefixStrings(ps []netip.Prefix) []string {
+	out := make([]string, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, p.String())
+	}
+	return out
+}
+
+// HealthOptions are the non-configuration parts of ServeHealth.
+type HealthOptions struct {
+	Version string
+	// CheckInterval is how often readiness checks run; zero means 1 s.
+	CheckInterval time.Duration
+}
+
+// ServeHealth starts the readiness checks and the health listeners that
+// cfg.Health configures. Close the server, then the state.
+func (g *Gateway) ServeHealth(opts HealthOptions) (*health.State, *health.Server, error) {
+	cfg := g.Config()
+	st := health.NewState(g.Checks(), health.StateOptions{Interval: opts.CheckInterval, Logger: g.logger})
+	srv, err := health.Listen(health.Config{
+		Listen: cfg.Health.Listen, TCPListen: cfg.Health.TCPListen,
+		State: st, Metrics: g, Status: g, Version: opts.Version,
+		PerClientMetrics: cfg.Health.PerClientMetrics, PerClientLimit: cfg.Health.PerClientLimit,
+		Logger: g.logger,
+	})
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return st, srv, nil
+}

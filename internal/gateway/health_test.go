@@ -1,0 +1,314 @@
+package gateway_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
+
+	"github.com/anyguard/anyguard/health"
+	"github.com/anyguard/anyguard/internal/config"
+	"github.com/anyguard/anyguard/internal/gateway"
+	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/router"
+)
+
+// breakableBind is the standard UDP bind with a switch that makes the
+// socket deaf and mute, as a firewall or a dead socket would.
+type breakableBind struct {
+	conn.Bind
+	broken atomic.Bool
+}
+
+func (b *breakableBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
+	fns, actual, err := b.Bind.Open(port)
+	for i, fn := range fns {
+		fns[i] = func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+			n, err := fn(packets, sizes, eps)
+			if b.broken.Load() {
+				for j := range n {
+					sizes[j] = 0
+				}
+			}
+			return n, err
+		}
+	}
+	return fns, actual, err
+}
+
+func (b *breakableBind) Send(bufs [][]byte, ep conn.Endpoint) error {
+	if b.broken.Load() {
+		return net.ErrClosed
+	}
+	return b.Bind.Send(bufs, ep)
+}
+
+// breakablePort is an egress that can be made to refuse every packet.
+type breakablePort struct {
+	router.Port
+	broken atomic.Bool
+}
+
+func (p *breakablePort) Deliver(bufs [][]byte, offset int) error {
+	if p.broken.Load() {
+		return errors.New("egress broken by the test")
+	}
+	return p.Port.Deliver(bufs, offset)
+}
+
+type healthEnv struct {
+	*env
+	bind   *breakableBind
+	egress *breakablePort
+	state  *health.State
+	srv    *health.Server
+	base   string
+}
+
+// startHealthGateway starts a netstack gateway like startGateway, with a
+// fast probe, breakable client socket and egress, and its health listeners
+// on loopback.
+func startHealthGateway(t *testing.T, srv *httptest.Server) *healthEnv {
+	t.Helper()
+	gwKey, _ := keys.Generate()
+	cliKey, _ := keys.Generate()
+	cfg := config.Default()
+	cfg.Node.Name = "test-gw"
+	cfg.Node.Region = "test-region"
+	cfg.Clients.PrivateKey = gwKey
+	cfg.Clients.ListenPort = 0
+	cfg.Clients.UAPI = false
+	cfg.Clients.Address = []netip.Prefix{netip.MustParsePrefix("10.99.0.1/16")}
+	cfg.Clients.Peers = []config.Peer{{Name: "alice", PublicKey: cliKey.Public(), AllowedIPs: []netip.Prefix{netip.PrefixFrom(clientAddr, 32)}}}
+	cfg.Egress.Mode = config.ModeNetstack
+	cfg.Egress.Prefixes = []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}
+	cfg.Health.Listen = "127.0.0.1:0"
+	cfg.Health.TCPListen = "127.0.0.1:0"
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	real := srv.Listener.Addr().(*net.TCPAddr).AddrPort()
+	dial := func(ctx context.Context, network string, dst netip.AddrPort) (net.Conn, error) {
+		if dst != service {
+			return nil, fmt.Errorf("no host at %s", dst)
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, real.String())
+	}
+	he := &healthEnv{bind: &breakableBind{Bind: conn.NewDefaultBind()}}
+	gw, err := gateway.New(cfg, gateway.Options{
+		NetstackDial:  dial,
+		ClientBind:    he.bind,
+		ProbeInterval: 200 * time.Millisecond,
+		WrapEgress: func(p router.Port) router.Port {
+			he.egress = &breakablePort{Port: p}
+			return he.egress
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(gw.Close)
+	he.env = &env{gw: gw, gwKey: gwKey, cliKey: cliKey, endpoint: netip.AddrPortFrom(loopback, gw.ListenPort())}
+	he.state, he.srv, err = gw.ServeHealth(gateway.HealthOptions{Version: "test", CheckInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { he.srv.Close(); he.state.Close() })
+	he.base = "http://" + he.srv.Addr().String()
+	return he
+}
+
+func (he *healthEnv) readyz(t *testing.T) (int, string) {
+	t.Helper()
+	resp, err := http.Get(he.base + "/readyz?verbose")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// tcpOpen reports whether the TCP health port accepts a connection.
+func (he *healthEnv) tcpOpen() bool {
+	c, err := net.DialTimeout("tcp", he.srv.TCPAddr().String(), time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// waitReady waits until /readyz answers want and the TCP port agrees.
+func (he *healthEnv) waitReady(t *testing.T, want int, why string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body := he.readyz(t)
+		if code == want && he.tcpOpen() == (want == http.StatusOK) {
+			return body
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: /readyz = %d (TCP port open: %v), want %d:\n%s", why, code, he.tcpOpen(), want, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestReadyzFollowsTheDataPath(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer srv.Close()
+	he := startHealthGateway(t, srv)
+
+	body := he.waitReady(t, http.StatusOK, "at start")
+	for _, want := range []string{"[+] clients ok", "[+] router ok", "[+] egress ok", "[+] dataplane ok", "readyz check passed"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/readyz?verbose lacks %q:\n%s", want, body)
+		}
+	}
+	if resp, err := http.Get(he.base + "/healthz"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("/healthz: %v %v", resp, err)
+	}
+
+	// A real client keeps working alongside the probe, and the probe
+	// never shows up as a client.
+	alice := he.client(t)
+	if got := get(t, alice, "http://"+service.String()+"/"); got != "ok" {
+		t.Fatalf("client through the gateway: %q", got)
+	}
+	if peers, _ := he.gw.ClientStatus(); len(peers) != 1 || peers[0].PublicKey != he.cliKey.Public() {
+		t.Fatalf("ClientStatus shows the probe: %+v", peers)
+	}
+
+	he.bind.broken.Store(true)
+	body = he.waitReady(t, http.StatusServiceUnavailable, "client UDP socket deaf")
+	if !strings.Contains(body, "[-] dataplane failed: no echo reply") {
+		t.Errorf("verbose body does not name the failing check:\n%s", body)
+	}
+	he.bind.broken.Store(false)
+	he.waitReady(t, http.StatusOK, "client UDP socket mended")
+
+	// The socket really closed: the client device goes down and up.
+	if err := he.gw.Clients().Device().Down(); err != nil {
+		t.Fatal(err)
+	}
+	he.waitReady(t, http.StatusServiceUnavailable, "client device down")
+	if err := he.gw.Clients().Device().Up(); err != nil {
+		t.Fatal(err)
+	}
+	he.waitReady(t, http.StatusOK, "client device up again")
+
+	he.egress.broken.Store(true)
+	he.waitReady(t, http.StatusServiceUnavailable, "egress broken")
+	he.egress.broken.Store(false)
+	he.waitReady(t, http.StatusOK, "egress mended")
+
+	if !he.state.StartDrain() {
+		t.Fatal("StartDrain: not the first call")
+	}
+	body = he.waitReady(t, http.StatusServiceUnavailable, "draining")
+	if !strings.Contains(body, "[-] draining:") || !strings.Contains(body, "[+] dataplane ok") {
+		t.Errorf("while draining, verbose body:\n%s", body)
+	}
+	if resp, err := http.Get(he.base + "/livez"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("/livez while draining: %v %v", resp, err)
+	}
+}
+
+// TestDrainLosesNothing: a client with continuous traffic (pings and
+// HTTP requests on one connection) through a draining gateway loses
+// nothing during the drain window, while /readyz answers 503.
+func TestDrainLosesNothing(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer srv.Close()
+	he := startHealthGateway(t, srv)
+	he.waitReady(t, http.StatusOK, "at start")
+	c := he.client(t)
+	hc := &http.Client{Transport: &http.Transport{DialContext: c.DialContext, MaxIdleConnsPerHost: 1}, Timeout: 5 * time.Second}
+	defer hc.CloseIdleConnections()
+	if _, err := c.Ping(context.Background(), netip.MustParseAddr("10.99.0.1"), 0, 5*time.Second); err != nil {
+		t.Fatalf("ping before drain: %v", err)
+	}
+
+	const window = 3 * time.Second
+	drained := make(chan error, 1)
+	start := time.Now()
+	go func() { drained <- health.Drain(context.Background(), he.state, window, nil, nil) }()
+
+	var wg sync.WaitGroup
+	var pings, pingLost, reqs, reqFailed atomic.Int64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for seq := 1; ; seq++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			pings.Add(1)
+			if _, err := c.Ping(context.Background(), netip.MustParseAddr("10.99.0.1"), seq, 2*time.Second); err != nil {
+				pingLost.Add(1)
+				firstErr.CompareAndSwap(nil, fmt.Sprintf("ping %d: %v", seq, err))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			reqs.Add(1)
+			resp, err := hc.Get("http://" + service.String() + "/")
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if string(b) != "ok" {
+					err = fmt.Errorf("body %q", b)
+				}
+			}
+			if err != nil {
+				reqFailed.Add(1)
+				firstErr.CompareAndSwap(nil, fmt.Sprintf("request: %v", err))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	he.waitReady(t, http.StatusServiceUnavailable, "right after the drain began")
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("/readyz took %v to turn 503", took)
+	}
+	if err := <-drained; err != nil {
+		t.Fatalf("Drain: %v", err)
+	}
+	close(stop)
+	wg.Wait()
+	if took := time.Since(start); took < window {
+		t.Errorf("drain ended after %v, before its window of %v", took, window)
+	}
+	t.Logf("during the drain: %d pings (%d lost), %d HTTP requests (%d failed)", pings.Load(), pingLost.Load(), reqs.Load(), reqFailed.Load())
+	if pingLost.Load() != 0 || reqFailed.Load() != 0 {
+		t.Fatalf("traffic lost during the drain: first: %v\nrouter: %+v\nnetstack: %+v", firstErr.Load(), he.gw.Router().Stats(), he.gw.Netstack().Stats())
+	}
+	if pings.Load() < 20 || reqs.Load() < 20 {
+		t.Fatalf("too little traffic to tell: %d pings, %d requests", pings.Load(), reqs.Load())
+	}
+}

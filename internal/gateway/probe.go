@@ -1,0 +1,361 @@
+package gateway
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
+	wgdevice "golang.zx2c4.com/wireguard/device"
+
+	"github.com/anyguard/anyguard/device"
+	"github.com/anyguard/anyguard/internal/config"
+	"github.com/anyguard/anyguard/internal/keys"
+)
+
+// The data-path probe proves readiness with traffic rather than flags. An
+// internal WireGuard peer (its own wireguard-go device with a key made at
+// start that never leaves memory, added to the client device with only the
+// probe address as allowed IP) sends an ICMP echo every interval over
+// loopback UDP to the client port, to the gateway's own address on the
+// client network. The echo crosses everything a client's packet crosses:
+// the client UDP socket and classifying bind, the client device's
+// handshake and decryption, the Port, the router (source check, route,
+// TTL) and the egress — in tun mode the kernel TUN, where the kernel itself
+// answers an echo to the interface's address; in netstack mode gVisor —
+// and the reply comes back the same way and is encrypted to the probe peer.
+//
+// It proves the gateway's own data path works end to end. It does not
+// prove that the private networks beyond the egress answer (that is the
+// host's routing in tun mode, remote services in netstack mode).
+//
+// Only the probe peer may send from, and only it receives packets for, the
+// probe address, so probe packets never reach a real client. They are
+// counted separately (anyguard_probe_total) but also in the router's
+// counters for the client and egress paths: about 2 packets per interval.
+const (
+	DefaultProbeInterval = 2 * time.Second
+	probeRetransmit      = 500 * time.Millisecond // resend once if no reply yet
+	probePayload         = "anyguard readiness probe"
+)
+
+// Probe source addresses: outside any address a client or private network
+// is likely to use. 192.0.0.0/24 is the IETF protocol assignments block
+// (RFC 6890) and 100::/64 the IPv6 discard prefix (RFC 6666).
+var (
+	ProbeSource4 = netip.MustParseAddr("192.0.0.254")
+	ProbeSource6 = netip.MustParseAddr("100::fe")
+)
+
+// probeAddrs returns the probe's source and its target, the gateway's own
+// address in the same family (IPv4 preferred).
+func probeAddrs(cfg *config.Config) (src, dst netip.Addr) {
+	for _, a := range cfg.Clients.Address {
+		if a.Addr().Is4() {
+			return ProbeSource4, a.Addr()
+		}
+	}
+	if len(cfg.Clients.Address) > 0 {
+		return ProbeSource6, cfg.Clients.Address[0].Addr()
+	}
+	return ProbeSource4, netip.Addr{}
+}
+
+func probePrefix(cfg *config.Config) netip.Prefix {
+	src, _ := probeAddrs(cfg)
+	return netip.PrefixFrom(src, src.BitLen())
+}
+
+// probe is the internal peer and its schedule.
+type probe struct {
+	key      keys.Key // private; never logged or exported
+	src, dst netip.Addr
+	target   string
+	interval time.Duration
+	timeout  time.Duration
+	id       uint16
+
+	port *device.Port
+	dev  *wgdevice.Device
+
+	seq     atomic.Uint32
+	replies chan uint16
+
+	mu      sync.Mutex
+	lastErr error
+	lastAt  time.Time // last completed round
+	lastOK  time.Time
+	lastRTT time.Duration
+
+	successes, failures atomic.Uint64
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// newProbe makes the probe's identity; start brings it up.
+func newProbe(cfg *config.Config, interval time.Duration) (*probe, error) {
+	k, err := keys.Generate()
+	if err != nil {
+		return nil, fmt.Errorf("probe key: %w", err)
+	}
+	if interval <= 0 {
+		interval = DefaultProbeInterval
+	}
+	src, dst := probeAddrs(cfg)
+	target := dst.String() + " via " + cfg.Egress.Mode
+	if cfg.Egress.Mode == config.ModeTUN {
+		target += " " + cfg.Egress.TunName
+	}
+	var id [2]byte
+	copy(id[:], k[:2])
+	return &probe{
+		key: k, src: src, dst: dst, target: target,
+		interval: interval, timeout: max(interval*3/4, time.Second),
+		id:      binary.BigEndian.Uint16(id[:]),
+		replies: make(chan uint16, 16),
+		stop:    make(chan struct{}),
+	}, nil
+}
+
+// peer is the probe's entry on the client device.
+func (p *probe) peer() device.Peer {
+	return device.Peer{PublicKey: p.key.Public(), AllowedIPs: []netip.Prefix{netip.PrefixFrom(p.src, p.src.BitLen())}}
+}
+
+// isProbe reports whether k is the probe peer's public key.
+func (p *probe) isProbe(k keys.Key) bool { return p != nil && k == p.key.Public() }
+
+// start brings up the probe's device toward the client device's UDP port
+// on loopback and starts probing.
+func (p *probe) start(gateway keys.Key, listenPort uint16, mtu int) error {
+	p.port = device.NewPort("probe", mtu, p.receive)
+	p.dev = wgdevice.NewDevice(p.port, conn.NewDefaultBind(), wgdevice.NewLogger(wgdevice.LogLevelSilent, ""))
+	loop := netip.MustParseAddr("127.0.0.1")
+	if p.dst.Is6() {
+		loop = netip.IPv6Loopback()
+	}
+	uapi := fmt.Sprintf("private_key=%s\nlisten_port=0\npublic_key=%s\nendpoint=%s\nallowed_ip=%s\n",
+		p.key.Hex(), gateway.Hex(), netip.AddrPortFrom(loop, listenPort), netip.PrefixFrom(p.dst, p.dst.BitLen()))
+	if err := p.dev.IpcSet(uapi); err != nil {
+		p.dev.Close()
+		return fmt.Errorf("probe peer: %w", err)
+	}
+	if err := p.dev.Up(); err != nil {
+		p.dev.Close()
+		return fmt.Errorf("probe peer: %w", err)
+	}
+	p.wg.Add(1)
+	go p.loop()
+	return nil
+}
+
+func (p *probe) loop() {
+	defer p.wg.Done()
+	t := time.NewTicker(p.interval)
+	defer t.Stop()
+	for {
+		p.round()
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// round sends one echo (and one retransmission) and records the outcome.
+func (p *probe) round() {
+	seq := uint16(p.seq.Add(1))
+	pkt := echoRequest(p.src, p.dst, p.id, seq)
+	start := time.Now()
+	deadline := time.NewTimer(p.timeout)
+	defer deadline.Stop()
+	resend := time.NewTimer(probeRetransmit)
+	defer resend.Stop()
+	send := func() error {
+		buf := append(make([]byte, 16, 16+len(pkt)), pkt...)
+		return p.port.Deliver([][]byte{buf}, 16)
+	}
+	var err error
+	if err = send(); err == nil {
+		err = p.await(seq, start, deadline.C, resend.C, send)
+	}
+	now := time.Now()
+	p.mu.Lock()
+	p.lastAt, p.lastErr = now, err
+	if err == nil {
+		p.lastOK, p.lastRTT = now, now.Sub(start)
+	}
+	p.mu.Unlock()
+	if err == nil {
+		p.successes.Add(1)
+		return
+	}
+	p.failures.Add(1)
+	// Start the next round from a fresh handshake: if the client device
+	// lost its session (restarted, keys flushed), the probe would
+	// otherwise keep sending on a dead session until WireGuard's own
+	// 15 s retry, and readiness would lag the repair.
+	if err := p.dev.Down(); err == nil {
+		p.dev.Up()
+	}
+}
+
+func (p *probe) await(seq uint16, start time.Time, deadline, resend <-chan time.Time, send func() error) error {
+	for {
+		select {
+		case got := <-p.replies:
+			if got == seq {
+				return nil
+			}
+		case <-resend:
+			if err := send(); err != nil {
+				return err
+			}
+		case <-deadline:
+			return fmt.Errorf("no echo reply from %s through the data path within %v", p.target, time.Since(start).Round(time.Millisecond))
+		case <-p.stop:
+			return errors.New("probe stopped")
+		}
+	}
+}
+
+// receive takes packets the client device sent to the probe peer.
+func (p *probe) receive(bufs [][]byte, offset int) {
+	for _, b := range bufs {
+		if seq, ok := echoReplySeq(b[offset:], p.id); ok {
+			select {
+			case p.replies <- seq:
+			default:
+			}
+		}
+	}
+}
+
+// check is the "dataplane" readiness check: the last round succeeded and
+// is recent.
+func (p *probe) check(context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.lastAt.IsZero():
+		return errors.New("no probe has completed yet")
+	case p.lastErr != nil:
+		return p.lastErr
+	case time.Since(p.lastOK) > 3*p.interval+time.Second:
+		return fmt.Errorf("last successful probe was %v ago", time.Since(p.lastOK).Round(time.Second))
+	}
+	return nil
+}
+
+// snapshot returns the latest outcome for /status and /metrics.
+func (p *probe) snapshot() (lastOK time.Time, rtt time.Duration, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.lastAt.IsZero() {
+		return time.Time{}, 0, errors.New("no probe has completed yet")
+	}
+	return p.lastOK, p.lastRTT, p.lastErr
+}
+
+func (p *probe) close() {
+	if p == nil {
+		return
+	}
+	select {
+	case <-p.stop:
+	default:
+		close(p.stop)
+	}
+	p.wg.Wait()
+	if p.dev != nil {
+		p.dev.Close()
+		<-p.dev.Wait()
+	}
+	if p.port != nil {
+		p.port.Close()
+	}
+}
+
+// echoRequest builds an ICMP or ICMPv6 echo request.
+func echoRequest(src, dst netip.Addr, id, seq uint16) []byte {
+	icmp := make([]byte, 8+len(probePayload))
+	icmp[4], icmp[5] = byte(id>>8), byte(id)
+	icmp[6], icmp[7] = byte(seq>>8), byte(seq)
+	copy(icmp[8:], probePayload)
+	if src.Is4() {
+		icmp[0] = 8
+		binary.BigEndian.PutUint16(icmp[2:], ^csum(0, icmp))
+		h := make([]byte, 20, 20+len(icmp))
+		h[0], h[8], h[9] = 0x45, 64, 1
+		binary.BigEndian.PutUint16(h[2:], uint16(20+len(icmp)))
+		s, d := src.As4(), dst.As4()
+		copy(h[12:], s[:])
+		copy(h[16:], d[:])
+		binary.BigEndian.PutUint16(h[10:], ^csum(0, h))
+		return append(h, icmp...)
+	}
+	icmp[0] = 128
+	s, d := src.As16(), dst.As16()
+	var pseudo [40]byte
+	copy(pseudo[:], s[:])
+	copy(pseudo[16:], d[:])
+	binary.BigEndian.PutUint32(pseudo[32:], uint32(len(icmp)))
+	pseudo[39] = 58
+	binary.BigEndian.PutUint16(icmp[2:], ^csum(uint32(csum(0, pseudo[:])), icmp))
+	h := make([]byte, 40, 40+len(icmp))
+	h[0], h[6], h[7] = 0x60, 58, 64
+	binary.BigEndian.PutUint16(h[4:], uint16(len(icmp)))
+	copy(h[8:], s[:])
+	copy(h[24:], d[:])
+	return append(h, icmp...)
+}
+
+// echoReplySeq returns the sequence number of an echo reply with the
+// given id carrying the probe payload.
+func echoReplySeq(p []byte, id uint16) (uint16, bool) {
+	var icmp []byte
+	switch {
+	case len(p) >= 20 && p[0]>>4 == 4 && p[9] == 1:
+		ihl := int(p[0]&0xf) * 4
+		if ihl < 20 || len(p) < ihl+8 {
+			return 0, false
+		}
+		icmp = p[ihl:]
+		if icmp[0] != 0 {
+			return 0, false
+		}
+	case len(p) >= 48 && p[0]>>4 == 6 && p[6] == 58:
+		icmp = p[40:]
+		if icmp[0] != 129 {
+			return 0, false
+		}
+	default:
+		return 0, false
+	}
+	if binary.BigEndian.Uint16(icmp[4:]) != id || len(icmp) < 8+len(probePayload) || string(icmp[8:8+len(probePayload)]) != probePayload {
+		return 0, false
+	}
+	return binary.BigEndian.Uint16(icmp[6:]), true
+}
+
+// csum adds b to a ones' complement sum.
+func csum(sum uint32, b []byte) uint16 {
+	for len(b) >= 2 {
+		sum += uint32(binary.BigEndian.Uint16(b))
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		sum += uint32(b[0]) << 8
+	}
+	for sum>>16 != 0 {
+		sum = sum&0xffff + sum>>16
+	}
+	return uint16(sum)
+}
