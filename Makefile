@@ -12,8 +12,11 @@ TESTFLAGS   ?=
 # staticcheck 2025.1.1 is published as module version v0.6.1: the module
 # proxy does not resolve the calendar tag @2025.1.1.
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.6.1
-# Packages with benchmarks; `bench` is a placeholder until bench/ exists.
+# Packages with Go micro-benchmarks.
 BENCH_PKGS  ?= $(patsubst %,./%/,$(wildcard router device))
+# anyguard bench throughput: length of each iperf3 run and repetitions.
+BENCH_DURATION ?= 10s
+BENCH_REPS     ?= 3
 
 # Tools the end-to-end tests run, and the Debian packages that bring them.
 E2E_TOOLS    := wg wg-quick wireguard-go iperf3 ip ping
@@ -54,8 +57,19 @@ test: deps
 fuzz:
 	GO="$(GO)" FUZZTIME="$(FUZZTIME)" scripts/fuzz.sh
 
-bench:
+# Micro-benchmarks, then (as root) the throughput harness against stock
+# wireguard-go built from the module proxy at the version go.mod embeds (never
+# a distribution's old build), then the scale benchmark; both refresh their
+# tables in README.md and leave JSON in bin/.
+bench: build
 	$(GO) test -run='^$$' -bench=. -benchmem $(BENCH_PKGS)
+	GOBIN=$(CURDIR)/bin $(GO) install golang.zx2c4.com/wireguard@$$($(GO) list -m -f '{{.Version}}' golang.zx2c4.com/wireguard)
+	@if [ "$$(id -u)" -ne 0 ]; then echo "bench: throughput needs root (network namespaces); skipped"; else \
+		echo bin/anyguard bench throughput; \
+		bin/anyguard bench throughput --wireguard-go bin/wireguard --duration $(BENCH_DURATION) --reps $(BENCH_REPS) \
+			--json bin/bench-throughput.json --readme README.md; \
+	fi
+	bin/anyguard bench scale --json bin/bench-scale.json --readme README.md
 
 lint:
 	@unformatted=$$(gofmt -l .); \

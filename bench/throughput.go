@@ -46,6 +46,7 @@ type ThroughputOptions struct {
 	Queues      int       // TUN queues for tun mode; 0: one per CPU
 	Progress    io.Writer // one line per measurement; nil: none
 	Dir         string    // logs; "" a temporary directory
+	PerfDir     string    // record the gateway with perf(1) here during each test; "" none
 }
 
 // Run is one measurement.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/anyguard/anyguard/bench/netns"
@@ -254,7 +255,9 @@ func (h *harness) measure(ctx context.Context, gw *netns.Proc, mode, test string
 		return Run{}, err
 	}
 	ns0 := h.namespacesCPU()
+	stopPerf := h.startPerf(gw, mode, test)
 	res, err := netns.Iperf(ctx, h.tp.Cli, netns.SrvAddr, h.opts.Duration, args...)
+	stopPerf()
 	if err != nil {
 		return Run{}, err
 	}
@@ -299,4 +302,26 @@ func (h *harness) namespacesCPU() time.Duration {
 		}
 	}
 	return sum
+}
+
+// startPerf records the gateway's call graphs with perf(1) into
+// PerfDir/<mode>-<test>.perf.data while a test runs, when PerfDir is set
+// (the last repetition's recording stays). The returned function stops it.
+func (h *harness) startPerf(gw *netns.Proc, mode, test string) func() {
+	if h.opts.PerfDir == "" {
+		return func() {}
+	}
+	out := filepath.Join(h.opts.PerfDir, mode+"-"+test+".perf.data")
+	p, err := netns.Start("perf-"+mode, out+".log", nil,
+		"perf", "record", "-F", "499", "-g", "-p", strconv.Itoa(gw.Pid()), "-o", out)
+	if err != nil {
+		fmt.Fprintf(h.opts.Progress, "perf record: %v\n", err)
+		return func() {}
+	}
+	return func() {
+		if err := p.Signal(os.Interrupt); err == nil {
+			netns.WaitFor(nil, 10*time.Second, "perf to finish", func() bool { return !p.Alive() })
+		}
+		p.Stop(time.Second)
+	}
 }

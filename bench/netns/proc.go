@@ -72,6 +72,9 @@ func (p *Proc) Err() error {
 	return p.err
 }
 
+// Signal sends sig to the process.
+func (p *Proc) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
 // Stop sends SIGTERM, waits up to grace, then SIGKILLs, and waits for exit.
 func (p *Proc) Stop(grace time.Duration) {
 	if !p.Alive() {

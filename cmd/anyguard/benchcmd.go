@@ -67,6 +67,7 @@ func cmdBenchThroughput(ctx context.Context, args []string, stdout, stderr io.Wr
 	jsonOut := fs.String("json", "", "write the full results as JSON to `file`")
 	mdOut := fs.String("markdown", "", "write the table to `file` as well as stdout")
 	readme := fs.String("readme", "", "splice the table into `file` between <!-- bench:throughput:begin/end --> markers")
+	perf := fs.String("perf", "", "record the gateway with perf(1) during each test into `dir` (the last repetition's recordings stay)")
 	logs := fs.String("logs", "", "keep the processes' logs in `dir` (default: a temporary directory, removed)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -80,7 +81,7 @@ func cmdBenchThroughput(ctx context.Context, args []string, stdout, stderr io.Wr
 	opts := bench.ThroughputOptions{
 		Anyguard: *anyguard, WireguardGo: *wg,
 		Duration: *duration, Reps: *reps, Queues: *queues,
-		Progress: stderr, Dir: *logs,
+		Progress: stderr, Dir: *logs, PerfDir: *perf,
 	}
 	var err error
 	if opts.Modes, err = listFlag("modes", *modes, bench.AllModes); err != nil {
