@@ -100,7 +100,7 @@ func limitRequests(next http.Handler) http.Handler {
 		case len(r.URL.RawQuery) > 1024 || len(r.URL.Path) > 1024:
 			http.Error(w, "URI too long", http.StatusRequestURITooLong)
 			return
-		case r.ContentLength > 0 || len(r.TransferEncoding) > 0:
+		case (r.Method == http.MethodGet || r.Method == http.MethodHead) && (r.ContentLength > 0 || len(r.TransferEncoding) > 0):
 			w.Header().Set("Connection", "close")
 			http.Error(w, "request bodies are not accepted", http.StatusRequestEntityTooLarge)
 			return
