@@ -27,10 +27,10 @@ func TestSplice(t *testing.T) {
 
 func TestSummarize(t *testing.T) {
 	runs := []Run{
-		{Mode: ModeStock, Test: TestTCP4, Gbps: 2, Bytes: 1e9, GatewayCPU: 4},
-		{Mode: ModeStock, Test: TestTCP4, Gbps: 3, Bytes: 1e9, GatewayCPU: 5},
-		{Mode: ModeStock, Test: TestTCP4, Gbps: 10, Bytes: 1e9, GatewayCPU: 6},
-		{Mode: ModeTUN, Test: TestTCP4, Gbps: 3.3, Bytes: 2e9, GatewayCPU: 4},
+		{Mode: ModeStock, Test: TestTCP4, Rep: 1, Gbps: 2, Bytes: 1e9, GatewayCPU: 4},
+		{Mode: ModeStock, Test: TestTCP4, Rep: 2, Gbps: 3, Bytes: 1e9, GatewayCPU: 5},
+		{Mode: ModeStock, Test: TestTCP4, Rep: 3, Gbps: 10, Bytes: 1e9, GatewayCPU: 6},
+		{Mode: ModeTUN, Test: TestTCP4, Rep: 2, Gbps: 3.3, Bytes: 2e9, GatewayCPU: 4},
 	}
 	res := summarize(runs, []string{ModeStock, ModeTUN}, []string{TestTCP4, TestUDP})
 	if len(res) != 2 {
@@ -39,14 +39,14 @@ func TestSummarize(t *testing.T) {
 	if s := res[0]; s.Gbps != 3 || s.Reps != 3 || s.MinGbps != 2 || s.MaxGbps != 10 || s.GatewayCPUPGB != 5 {
 		t.Errorf("stock: %+v", s)
 	}
-	if tun := res[1]; tun.Ratio < 1.099 || tun.Ratio > 1.101 || tun.GatewayCPUPGB != 2 {
-		t.Errorf("tun: %+v, want ratio 1.1 and 2 CPU s/GB", tun)
+	if tun := res[1]; tun.Ratio < 1.099 || tun.Ratio > 1.101 || tun.GatewayCPUPGB != 2 || tun.CPURatio != 0.4 {
+		t.Errorf("tun: %+v, want ratio 1.1 (paired with repetition 2), 2 CPU s/GB, CPU ratio 0.4", tun)
 	}
 	if got := median([]float64{4, 1, 3, 2}); got != 2.5 {
 		t.Errorf("median of 4 values = %v, want 2.5", got)
 	}
 	md := (&ThroughputReport{Machine: DescribeMachine(), Results: res, Reps: 3, Duration: "10s"}).Markdown()
-	if !strings.Contains(md, "| anyguard, tun egress | TCP, 4 streams | 3.30 | 1.10× |") {
+	if !strings.Contains(md, "| anyguard, tun egress | TCP, 4 streams | 3.30 | 1.10× | 0 | 2.00 | 0.40× |") {
 		t.Errorf("markdown lacks the tun row:\n%s", md)
 	}
 }

@@ -73,9 +73,13 @@ type Result struct {
 	PPS           float64 `json:"packets_per_s"`
 	GatewayCPUPGB float64 `json:"gateway_cpu_s_per_gb"`
 	TotalCPUPGB   float64 `json:"total_cpu_s_per_gb"`
-	Ratio         float64 `json:"ratio_to_stock,omitempty"` // 0: no stock figure
-	MinGbps       float64 `json:"min_gbit_per_s"`
-	MaxGbps       float64 `json:"max_gbit_per_s"`
+	// Ratio is the median over repetitions of this mode's Gbit/s divided
+	// by stock's in the same repetition (run next to each other, so the
+	// pair saw the same machine); 0: no stock figure.
+	Ratio    float64 `json:"ratio_to_stock,omitempty"`
+	CPURatio float64 `json:"gateway_cpu_ratio_to_stock,omitempty"` // the same for gateway CPU s/GB
+	MinGbps  float64 `json:"min_gbit_per_s"`
+	MaxGbps  float64 `json:"max_gbit_per_s"`
 }
 
 // Ceilings bound what any gateway can reach on this machine.
@@ -102,7 +106,6 @@ type ThroughputReport struct {
 // its ratio to the stock median.
 func summarize(runs []Run, modes, tests []string) []Result {
 	var out []Result
-	stock := map[string]float64{}
 	for _, mode := range modes {
 		for _, test := range tests {
 			var gbps, pps, gwc, totc []float64
@@ -123,16 +126,35 @@ func summarize(runs []Run, modes, tests []string) []Result {
 				GatewayCPUPGB: median(gwc), TotalCPUPGB: median(totc),
 				MinGbps: slices.Min(gbps), MaxGbps: slices.Max(gbps),
 			}
-			if mode == ModeStock {
-				stock[test] = res.Gbps
-			}
 			out = append(out, res)
 		}
 	}
-	for i := range out {
-		if s := stock[out[i].Test]; s > 0 {
-			out[i].Ratio = out[i].Gbps / s
+	type key struct {
+		test string
+		rep  int
+	}
+	base := map[key]Run{}
+	for _, r := range runs {
+		if r.Mode == ModeStock {
+			base[key{r.Test, r.Rep}] = r
 		}
+	}
+	for i := range out {
+		if out[i].Mode == ModeStock {
+			continue
+		}
+		var ratios, cpu []float64
+		for _, r := range runs {
+			b, ok := base[key{r.Test, r.Rep}]
+			if r.Mode != out[i].Mode || r.Test != out[i].Test || !ok || b.Gbps <= 0 {
+				continue
+			}
+			ratios = append(ratios, r.Gbps/b.Gbps)
+			if c := perGB(b.GatewayCPU, b.Bytes); c > 0 {
+				cpu = append(cpu, perGB(r.GatewayCPU, r.Bytes)/c)
+			}
+		}
+		out[i].Ratio, out[i].CPURatio = median(ratios), median(cpu)
 	}
 	return out
 }
