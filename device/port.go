@@ -69,31 +69,77 @@ func NewPort(name string, mtu int, forward ForwardFunc) *Port {
 // read. It blocks while the device is behind (bounded memory, backpressure)
 // and returns os.ErrClosed once the port is closed.
 func (p *Port) Deliver(bufs [][]byte, offset int) error {
-	var b *portBatch
+	w := batchWriter{p: p}
 	for _, buf := range bufs {
 		pkt := buf[offset:]
-		if b != nil && (len(b.pkts) == cap(b.pkts) || len(b.arena)+len(pkt) > cap(b.arena)) {
-			if !p.push(b) {
-				return os.ErrClosed
-			}
-			b = nil
+		dst, err := w.next(len(pkt))
+		if err != nil {
+			return err
 		}
-		if b == nil {
-			select {
-			case b = <-p.free:
-			case <-p.closed:
-				return os.ErrClosed
-			}
-		}
-		if len(pkt) > cap(b.arena) {
-			p.tooBig.Add(1)
-			continue
-		}
-		start := len(b.arena)
-		b.arena = append(b.arena, pkt...)
-		b.pkts = append(b.pkts, b.arena[start:len(b.arena):len(b.arena)])
+		copy(dst, pkt)
 	}
-	if b != nil && !p.push(b) {
+	return w.flush()
+}
+
+// batchWriter fills a port's batches during one Deliver call (or one
+// DeliverVia of a BackbonePort): the single copy of each packet from the
+// router's buffer into the port.
+type batchWriter struct {
+	p *Port
+	b *portBatch // being filled; nil before the first packet
+}
+
+// next reserves n bytes for the next packet in the current batch, handing
+// the batch to the reader and taking a free one when it is full. The caller
+// fills all n bytes. A packet that cannot fit even an empty batch is counted
+// as oversized and dropped: next returns a nil slice (copying into which
+// does nothing) and no error. The error is os.ErrClosed once the port is
+// closed.
+func (w *batchWriter) next(n int) ([]byte, error) {
+	b := w.b
+	if b != nil && len(b.pkts) > 0 && (len(b.pkts) == cap(b.pkts) || len(b.arena)+n > cap(b.arena)) {
+		if !w.p.push(b) {
+			return nil, os.ErrClosed
+		}
+		b, w.b = nil, nil
+	}
+	if b == nil {
+		select {
+		case <-w.p.closed: // checked first: a free batch is always ready too
+			return nil, os.ErrClosed
+		default:
+		}
+		select {
+		case b = <-w.p.free:
+			w.b = b
+		case <-w.p.closed:
+			return nil, os.ErrClosed
+		}
+	}
+	if len(b.arena)+n > cap(b.arena) {
+		w.p.tooBig.Add(1)
+		return nil, nil
+	}
+	start := len(b.arena)
+	b.arena = b.arena[:start+n]
+	pkt := b.arena[start : start+n : start+n]
+	b.pkts = append(b.pkts, pkt)
+	return pkt, nil
+}
+
+// flush hands the last batch to the reader; an empty one goes back to the
+// free list, so Read never sees a batch without packets.
+func (w *batchWriter) flush() error {
+	b := w.b
+	w.b = nil
+	if b == nil {
+		return nil
+	}
+	if len(b.pkts) == 0 {
+		w.p.recycle(b)
+		return nil
+	}
+	if !w.p.push(b) {
 		return os.ErrClosed
 	}
 	return nil
