@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -22,13 +24,32 @@ var errNotReady = errors.New("not ready")
 // the health listener. An empty or unspecified host means this host.
 func healthURL(addr, path string) (string, error) {
 	host, port, err := net.SplitHostPort(addr)
-	if err != nil || port == "" || strings.ContainsAny(addr, "/?#@ ") {
+	if err == nil {
+		_, err = strconv.ParseUint(port, 10, 16)
+	}
+	if err != nil || !validHost(host) {
 		return "", usagef("--addr %q: want HOST:PORT, e.g. 127.0.0.1:8080", addr)
 	}
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "127.0.0.1"
 	}
 	return "http://" + net.JoinHostPort(host, port) + path, nil
+}
+
+// validHost accepts an IP address (without zone), a DNS name or "".
+func validHost(h string) bool {
+	if ip, err := netip.ParseAddr(h); err == nil {
+		return ip.Zone() == ""
+	}
+	if len(h) > 253 {
+		return false
+	}
+	for _, r := range h {
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // fetch GETs url and returns the status and up to limit bytes of body.
