@@ -25,9 +25,10 @@ var testNames = map[string]string{
 }
 
 var modeNames = map[string]string{
-	ModeStock:    "stock wireguard-go",
-	ModeTUN:      "anyguard, tun egress",
-	ModeNetstack: "anyguard, netstack egress",
+	ModeStock:     "stock wireguard-go",
+	ModeTUN:       "anyguard, tun egress",
+	ModeNetstack:  "anyguard, netstack egress",
+	ModeInterface: "anyguard interface (no router)",
 }
 
 func nameOr(m map[string]string, k string) string {

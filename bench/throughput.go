@@ -11,6 +11,9 @@ const (
 	ModeStock    = "stock"    // stock wireguard-go as the server: the baseline
 	ModeTUN      = "tun"      // anyguard run, tun egress (multi-queue TUN)
 	ModeNetstack = "netstack" // anyguard run, netstack egress
+	// ModeInterface is anyguard interface (a plain WireGuard interface on
+	// our multi-queue TUN, no router) configured exactly like stock.
+	ModeInterface = "interface"
 )
 
 // Tests each mode runs.
@@ -22,7 +25,7 @@ const (
 
 // AllModes and AllTests are the defaults, in the order they run.
 var (
-	AllModes = []string{ModeStock, ModeTUN, ModeNetstack}
+	AllModes = []string{ModeStock, ModeTUN, ModeNetstack, ModeInterface}
 	AllTests = []string{TestTCP1, TestTCP4, TestUDP}
 )
 

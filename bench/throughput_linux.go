@@ -150,8 +150,15 @@ func (h *harness) startGateway(mode string) (*netns.Proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	if mode == ModeStock {
-		return netns.StartUserspace(h.tp.GW, []string{h.opts.WireguardGo}, h.tp.Dir, netns.Interface{
+	var daemon []string
+	switch mode {
+	case ModeStock:
+		daemon = []string{h.opts.WireguardGo}
+	case ModeInterface:
+		daemon = []string{h.opts.Anyguard, "interface"}
+	}
+	if daemon != nil {
+		return netns.StartUserspace(h.tp.GW, daemon, h.tp.Dir, netns.Interface{
 			Iface: iface, Address: netns.GWAddr + "/16", MTU: 1420, ListenPort: netns.ClientPort,
 			PrivateKey: h.gwKeys.Private, Peer: h.cliKeys.Public, AllowedIPs: []string{netns.ClientAddr + "/32"},
 		})

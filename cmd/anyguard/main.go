@@ -27,6 +27,7 @@ func init() {
 	commands = []command{
 		{"run", "--config FILE [--log-format text|json] [--log-level LEVEL]", "run a gateway", cmdRun},
 		{"demo", "[--clients N] [--requests N] [--keep-running]", "run a whole gateway with real WireGuard clients in this process, unprivileged", cmdDemo},
+		{"interface", interfaceUsage, "a plain userspace WireGuard interface on a multi-queue TUN, a drop-in for wireguard-go", cmdInterface},
 		{"bench", benchUsage, "measure throughput against stock wireguard-go (root) or scale with many clients", cmdBench},
 		{"status", "[--addr HOST:PORT]", "show a running gateway's status as tables", cmdStatus},
 		{"healthcheck", "[--addr HOST:PORT]", "exit 0 if a running gateway is ready (for Docker HEALTHCHECK)", cmdHealthcheck},

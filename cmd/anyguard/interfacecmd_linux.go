@@ -1,0 +1,295 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/conn"
+	wgdevice "golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/ipc"
+	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/anyguard/anyguard/device"
+)
+
+// Environment shared with wireguard-go: WG_PROCESS_FOREGROUND=1 keeps the
+// process in the foreground. readyFDEnv is ours: the daemonised child
+// reports on that descriptor whether it started, so the parent exits with
+// the child's outcome as wireguard-go's does.
+const (
+	foregroundEnv = "WG_PROCESS_FOREGROUND"
+	readyFDEnv    = "ANYGUARD_INTERFACE_READY_FD"
+)
+
+const interfaceUsage = "[-f|--foreground] INTERFACE-NAME"
+
+// cmdInterface is a drop-in for `wireguard-go [-f] NAME`: a plain userspace
+// WireGuard interface configured with wg(8) and ip(8), on anyguard's
+// multi-queue TUN (one queue and reader per CPU, virtio offloads).
+func cmdInterface(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	foreground := os.Getenv(foregroundEnv) == "1"
+	var name string
+	switch {
+	case len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help"):
+		fmt.Fprintf(stderr, "usage: anyguard interface %s\n\n"+
+			"Create the userspace WireGuard interface NAME, like wireguard-go, on a multi-queue TUN: configure it\n"+
+			"with wg(8) (UAPI socket /var/run/wireguard/NAME.sock) and ip(8). Without -f it daemonises unless\n"+
+			"WG_PROCESS_FOREGROUND=1. LOG_LEVEL=verbose|error|silent as for wireguard-go.\n", interfaceUsage)
+		return nil
+	case len(args) == 2 && (args[0] == "-f" || args[0] == "--foreground"):
+		foreground, name = true, args[1]
+	case len(args) == 1 && args[0] != "" && args[0][0] != '-':
+		name = args[0]
+	default:
+		return usagef("want %s", interfaceUsage)
+	}
+	if !foreground {
+		return daemonize(name, stderr)
+	}
+	return runInterface(ctx, name, stdout)
+}
+
+// daemonize starts this command again in the background and waits until
+// it reports that the interface is up (exit 0) or why it failed (exit 1).
+func daemonize(name string, stderr io.Writer) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("daemonize: %w", err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("daemonize: %w", err)
+	}
+	defer r.Close()
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer null.Close()
+	out, errOut := null, null
+	if lv := os.Getenv("LOG_LEVEL"); lv != "" && lv != "silent" {
+		out, errOut = os.Stdout, os.Stderr
+	}
+	env := append(os.Environ(), foregroundEnv+"=1", readyFDEnv+"=3")
+	p, err := os.StartProcess(exe, []string{exe, "interface", name}, &os.ProcAttr{
+		Dir:   "/",
+		Env:   env,
+		Files: []*os.File{null, out, errOut, w},
+		Sys:   &unix.SysProcAttr{Setsid: true},
+	})
+	w.Close()
+	if err != nil {
+		return fmt.Errorf("daemonize: %w", err)
+	}
+	msg, _ := io.ReadAll(r)
+	if string(msg) == "ok\n" {
+		return p.Release()
+	}
+	p.Wait()
+	if len(msg) == 0 {
+		msg = []byte("the daemon exited before reporting")
+	}
+	return errors.New(string(msg))
+}
+
+// runInterface runs the interface in this process until SIGINT/SIGTERM, the
+// removal of its UAPI socket or of the interface itself.
+func runInterface(ctx context.Context, name string, stdout io.Writer) (err error) {
+	ready := readyPipe()
+	defer func() {
+		if ready != nil {
+			if err != nil {
+				fmt.Fprint(ready, err)
+			}
+			ready.Close()
+		}
+	}()
+	level := wgdevice.LogLevelError
+	switch os.Getenv("LOG_LEVEL") {
+	case "verbose", "debug":
+		level = wgdevice.LogLevelVerbose
+	case "silent":
+		level = wgdevice.LogLevelSilent
+	}
+	logger := wgdevice.NewLogger(level, fmt.Sprintf("(%s) ", name))
+
+	mtu := wgdevice.DefaultMTU
+	var mq *device.TUN
+	port := device.NewPort(name, mtu, func(bufs [][]byte, offset int) {
+		if err := mq.Deliver(bufs, offset); err != nil {
+			logger.Verbosef("TUN write: %v", err)
+		}
+	})
+	mq, err = device.OpenTUN(device.TUNConfig{Name: name, MTU: mtu, Logger: slog.New(slog.DiscardHandler)},
+		func(bufs [][]byte, offset int) { port.Deliver(bufs, offset) })
+	if err != nil {
+		port.Close()
+		return fmt.Errorf("create TUN device %s: %w", name, err)
+	}
+	defer mq.Close()
+	link, err := netlink.LinkByName(name)
+	if err == nil {
+		// Like wireguard-go's, the interface starts down: ip link set up.
+		err = netlink.LinkSetDown(link)
+	}
+	if err != nil {
+		port.Close()
+		return fmt.Errorf("create TUN device %s: %w", name, err)
+	}
+	tdev, err := newLinkTUN(port, link.Attrs().Index, mtu)
+	if err != nil {
+		port.Close()
+		return err
+	}
+	fileUAPI, err := ipc.UAPIOpen(name)
+	if err != nil {
+		tdev.Close()
+		return fmt.Errorf("UAPI listen error: %w", err)
+	}
+	dev := wgdevice.NewDevice(tdev, conn.NewDefaultBind(), logger)
+	defer dev.Close()
+	uapi, err := ipc.UAPIListen(name, fileUAPI)
+	fileUAPI.Close()
+	if err != nil {
+		return fmt.Errorf("failed to listen on uapi socket: %w", err)
+	}
+	defer uapi.Close()
+	uapiErr := make(chan error, 1)
+	go func() {
+		for {
+			c, err := uapi.Accept()
+			if err != nil {
+				uapiErr <- err
+				return
+			}
+			go dev.IpcHandle(c)
+		}
+	}()
+	logger.Verbosef("Device started (anyguard interface, multi-queue TUN)")
+	if ready != nil {
+		fmt.Fprint(ready, "ok\n")
+		ready.Close()
+		ready = nil
+	}
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, unix.SIGTERM, os.Interrupt)
+	defer signal.Stop(term)
+	select {
+	case <-ctx.Done():
+	case <-term:
+	case <-uapiErr:
+	case <-dev.Wait():
+	case <-tdev.gone:
+	}
+	logger.Verbosef("Shutting down")
+	return nil
+}
+
+// readyPipe is the descriptor a daemonising parent waits on, or nil.
+func readyPipe() *os.File {
+	fd, err := strconv.Atoi(os.Getenv(readyFDEnv))
+	if err != nil {
+		return nil
+	}
+	os.Unsetenv(readyFDEnv)
+	unix.CloseOnExec(fd)
+	return os.NewFile(uintptr(fd), "ready")
+}
+
+// linkTUN is the Port as the wireguard-go device's tun.Device, with the
+// events a kernel TUN would give it: up and down follow the interface's
+// running state and MTU changes made with ip(8) reach the device.
+type linkTUN struct {
+	*device.Port
+	index  int
+	mtu    atomic.Int32
+	events chan tun.Event
+	gone   chan struct{} // closed when the interface is deleted
+	done   chan struct{} // closed by Close: ends the subscription
+	once   sync.Once
+
+	mu     sync.Mutex // guards closed and sends on events
+	closed bool
+}
+
+func newLinkTUN(port *device.Port, index, mtu int) (*linkTUN, error) {
+	t := &linkTUN{Port: port, index: index, events: make(chan tun.Event, 4),
+		gone: make(chan struct{}), done: make(chan struct{})}
+	t.mtu.Store(int32(mtu))
+	updates := make(chan netlink.LinkUpdate, 16)
+	if err := netlink.LinkSubscribeWithOptions(updates, t.done, netlink.LinkSubscribeOptions{}); err != nil {
+		return nil, fmt.Errorf("watch interface: %w", err)
+	}
+	// The watcher is not waited for: a netlink receive blocked in the
+	// kernel does not return when its socket is closed. It ends with the
+	// subscription, or with the process.
+	go t.watch(updates)
+	return t, nil
+}
+
+func (t *linkTUN) watch(updates <-chan netlink.LinkUpdate) {
+	up := false
+	for u := range updates {
+		if int(u.Index) != t.index {
+			continue
+		}
+		if u.Header.Type == unix.RTM_DELLINK {
+			t.once.Do(func() { close(t.gone) })
+			continue
+		}
+		if m := u.Attrs().MTU; m > 0 && int32(m) != t.mtu.Load() {
+			t.mtu.Store(int32(m))
+			t.send(tun.EventMTUUpdate)
+		}
+		if running := u.Flags&unix.IFF_RUNNING != 0; running != up {
+			up = running
+			if up {
+				t.send(tun.EventUp)
+			} else {
+				t.send(tun.EventDown)
+			}
+		}
+	}
+}
+
+// send hands ev to the device's event reader, which reads events until
+// Close closes them, so the send cannot block for good.
+func (t *linkTUN) send(ev tun.Event) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return
+	}
+	t.events <- ev
+}
+
+// Events implements tun.Device.
+func (t *linkTUN) Events() <-chan tun.Event { return t.events }
+
+// MTU implements tun.Device: the interface's current MTU.
+func (t *linkTUN) MTU() (int, error) { return int(t.mtu.Load()), nil }
+
+// Close implements tun.Device: it stops watching the interface and closes
+// the port (the device calls it once, when it closes).
+func (t *linkTUN) Close() error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil
+	}
+	t.closed = true
+	close(t.done)
+	close(t.events)
+	t.mu.Unlock()
+	return t.Port.Close()
+}
