@@ -1,0 +1,200 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/anyguard/anyguard/internal/keys"
+)
+
+// runMainEnv makes the test binary act as anyguard itself, so that the
+// signal tests run the real main (signals, exit codes) in a subprocess.
+const runMainEnv = "ANYGUARD_TEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) == "1" {
+		os.Args = append([]string{"anyguard"}, os.Args[1:]...)
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// syncBuffer collects a subprocess's output while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type gatewayProc struct {
+	cmd       *exec.Cmd
+	out       *syncBuffer
+	done      chan struct{}
+	http, tcp string
+}
+
+// startRun runs `anyguard run` (netstack mode, no privileges) in a
+// subprocess and waits until it is ready.
+func startRun(t *testing.T, drain time.Duration) *gatewayProc {
+	t.Helper()
+	k, _ := keys.Generate()
+	p := &gatewayProc{out: &syncBuffer{}, done: make(chan struct{}), http: freePort(t), tcp: freePort(t)}
+	cfg := fmt.Sprintf(`node: {name: drain-gw}
+clients:
+  private_key: %s
+  listen_port: 0
+  address: 10.99.0.1/16
+  uapi: false
+egress:
+  mode: netstack
+health:
+  listen: %q
+  tcp_listen: %q
+  drain_timeout: %s
+`, k, p.http, p.tcp, drain)
+	path := filepath.Join(t.TempDir(), "gw.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd = exec.Command(os.Args[0], "run", "--config", path)
+	p.cmd.Env = append(os.Environ(), runMainEnv+"=1")
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("anyguard output:\n%s", p.out)
+		}
+	})
+	p.waitReadyz(t, http.StatusOK, 15*time.Second)
+	return p
+}
+
+func (p *gatewayProc) readyz() int {
+	hc := &http.Client{Timeout: time.Second}
+	resp, err := hc.Get("http://" + p.http + "/readyz")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func (p *gatewayProc) waitReadyz(t *testing.T, want int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for p.readyz() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz did not answer %d within %v", want, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (p *gatewayProc) tcpOpen() bool {
+	c, err := net.DialTimeout("tcp", p.tcp, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+func (p *gatewayProc) exited(within time.Duration) bool {
+	select {
+	case <-p.done:
+		return true
+	case <-time.After(within):
+		return false
+	}
+}
+
+func TestSIGTERMDrainsThenExitsZero(t *testing.T) {
+	const drain = 3 * time.Second
+	p := startRun(t, drain)
+	if !p.tcpOpen() {
+		t.Fatal("TCP health port closed while ready")
+	}
+	start := time.Now()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.waitReadyz(t, http.StatusServiceUnavailable, time.Second)
+	if p.tcpOpen() {
+		t.Error("TCP health port still accepts while draining")
+	}
+	hc := &http.Client{Timeout: time.Second}
+	if resp, err := hc.Get("http://" + p.http + "/livez"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("/livez while draining: %v", err)
+	}
+	if p.exited(drain - time.Second) {
+		t.Fatalf("exited %v after SIGTERM, before the drain window of %v", time.Since(start), drain)
+	}
+	if !p.exited(10 * time.Second) {
+		t.Fatal("still running 10 s after the drain window")
+	}
+	if took := time.Since(start); took < drain {
+		t.Errorf("exited after %v, within the drain window", took)
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit code %d after a drain, want 0", code)
+	}
+	out := p.out.String()
+	for _, want := range []string{"drain: started", "drain: window over", "drain: done", "gateway stopped"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q", want)
+		}
+	}
+}
+
+func TestSecondSIGTERMExitsAtOnce(t *testing.T) {
+	p := startRun(t, time.Minute)
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.waitReadyz(t, http.StatusServiceUnavailable, time.Second)
+	start := time.Now()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if !p.exited(5 * time.Second) {
+		t.Fatal("a second SIGTERM did not end the process")
+	}
+	t.Logf("exited %v after the second SIGTERM", time.Since(start).Round(time.Millisecond))
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit code %d, want 0", code)
+	}
+	if !strings.Contains(p.out.String(), "second signal") {
+		t.Error("log does not say why it exited early")
+	}
+}
