@@ -104,9 +104,24 @@ func StartUserspace(ns *NS, daemon []string, dir string, c Interface) (*Proc, er
 	}); err != nil {
 		return fail(err)
 	}
+	if err := Configure(ns, dir, c); err != nil {
+		return fail(err)
+	}
+	if c.ListenPort != 0 {
+		if err := WaitUDPListening(ns, p, c.ListenPort, 5*time.Second); err != nil {
+			return fail(err)
+		}
+	}
+	return p, nil
+}
+
+// Configure sets up the existing userspace interface c.Iface in ns with
+// wg set and ip: key, listen port, the peer, address, MTU, routes, and up.
+// The private key goes through a file in dir.
+func Configure(ns *NS, dir string, c Interface) error {
 	keyFile, err := WriteSecret(dir, c.Iface+".key", c.PrivateKey+"\n")
 	if err != nil {
-		return fail(err)
+		return err
 	}
 	set := []string{"wg", "set", c.Iface, "private-key", keyFile}
 	if c.ListenPort != 0 {
@@ -117,7 +132,7 @@ func StartUserspace(ns *NS, daemon []string, dir string, c Interface) (*Proc, er
 		set = append(set, "endpoint", c.Endpoint)
 	}
 	if _, err := ns.MustExec(set...); err != nil {
-		return fail(err)
+		return err
 	}
 	steps := [][]string{
 		{"address", "add", c.Address, "dev", c.Iface},
@@ -128,15 +143,10 @@ func StartUserspace(ns *NS, daemon []string, dir string, c Interface) (*Proc, er
 	}
 	for _, s := range steps {
 		if _, err := ns.IP(s...); err != nil {
-			return fail(err)
+			return err
 		}
 	}
-	if c.ListenPort != 0 {
-		if err := WaitUDPListening(ns, p, c.ListenPort, 5*time.Second); err != nil {
-			return fail(err)
-		}
-	}
-	return p, nil
+	return nil
 }
 
 // WGPeer is one peer line of `wg show IFACE dump`.

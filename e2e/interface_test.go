@@ -1,0 +1,74 @@
+//go:build linux
+
+package e2e
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	bnetns "github.com/anyguard/anyguard/bench/netns"
+)
+
+// TestInterfaceDropIn uses `anyguard interface NAME` the way wg-quick uses
+// wireguard-go: it daemonises, exits 0 with the UAPI socket in place, is
+// configured with wg and ip, carries a stock client's traffic, follows the
+// link going down and up, and exits when its UAPI socket is removed.
+func TestInterfaceDropIn(t *testing.T) {
+	tp := newTopology(t, topologyOptions{srvDefaultRoute: true})
+	gwKeys, cliKeys := genKeyPair(t), genKeyPair(t)
+	bin := anyguardBinary(t)
+	iface := uniqueIfaceName(t, "agi")
+
+	// Without -f it must daemonise: the command returns at once, 0.
+	out, err := tp.gw.Exec(cmdTimeout, bin, "interface", iface)
+	if err != nil {
+		t.Fatalf("anyguard interface %s: %v: %s", iface, err, out)
+	}
+	if !fileExists(uapiSocket(iface)) {
+		t.Fatalf("anyguard interface returned but %s is missing", uapiSocket(iface))
+	}
+	if link := tp.gw.ip(t, "link", "show", iface); !strings.Contains(link, "state DOWN") {
+		t.Errorf("a new interface should start down like wireguard-go's: %s", link)
+	}
+	// A second one with the same name fails with exit 1 and a reason.
+	if out, err := tp.gw.Exec(cmdTimeout, bin, "interface", iface); err == nil || !strings.Contains(out, "exists") {
+		t.Errorf("second anyguard interface %s: want an error naming the existing interface, got %v: %s", iface, err, out)
+	}
+	err = bnetns.Configure(tp.gw.NS, t.TempDir(), bnetns.Interface{
+		Iface: iface, Address: bnetns.GWAddr + "/16", MTU: 1420, ListenPort: clientPort,
+		PrivateKey: gwKeys.Private, Peer: cliKeys.Public, AllowedIPs: []string{clientAddr + "/32"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	udpListening := func() bool {
+		out, err := tp.gw.Exec(cmdTimeout, "ss", "-Hlun", "sport = :"+strconv.Itoa(clientPort))
+		return err == nil && strings.TrimSpace(out) != ""
+	}
+	waitFor(t, nil, 5*time.Second, "the interface to listen once up", udpListening)
+	startWGQuickClient(t, tp.cli, cliKeys, gwKeys.Public, gatewayEndpoint())
+	checkClientPath(t, tp, iface, cliKeys.Public)
+
+	// Down closes the socket (and, as in wireguard-go, drops the session),
+	// up opens it again; traffic from the gateway side re-handshakes.
+	tp.gw.ip(t, "link", "set", iface, "down")
+	waitFor(t, nil, 5*time.Second, "the socket to close when the link is down", func() bool { return !udpListening() })
+	tp.gw.ip(t, "link", "set", iface, "mtu", "1380", "up")
+	waitFor(t, nil, 5*time.Second, "the socket to reopen when the link is up", udpListening)
+	waitFor(t, nil, 15*time.Second, "ping from the gateway to the client after down and up", func() bool {
+		_, err := tp.gw.Exec(cmdTimeout, "ping", "-n", "-c", "1", "-W", "1", clientAddr)
+		return err == nil
+	})
+
+	// Removing the UAPI socket ends the daemon, which removes the interface.
+	if err := os.Remove(uapiSocket(iface)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, nil, 10*time.Second, "the interface to go with its socket", func() bool {
+		_, err := tp.gw.IP("link", "show", iface)
+		return err != nil
+	})
+}
