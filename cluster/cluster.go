@@ -83,7 +83,8 @@ type Cluster struct {
 	hlc    *HLC
 	codec  Codec
 
-	meta atomic.Pointer[[]byte]
+	meta   atomic.Pointer[[]byte]
+	metaMu sync.Mutex // guards cfg.Meta
 
 	msgs, bad, applied, relayed, sent, decryptErrs, badMeta, pushPulls atomic.Uint64
 
@@ -214,6 +215,13 @@ func profileConfig(profile string) *memberlist.Config {
 	return mc
 }
 
+// Meta returns this gateway's metadata as last set.
+func (c *Cluster) Meta() Meta {
+	c.metaMu.Lock()
+	defer c.metaMu.Unlock()
+	return c.cfg.Meta
+}
+
 // SetMeta replaces this gateway's metadata and tells the others.
 func (c *Cluster) SetMeta(m Meta) error {
 	b, err := m.Encode()
@@ -221,7 +229,9 @@ func (c *Cluster) SetMeta(m Meta) error {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	c.meta.Store(&b)
+	c.metaMu.Lock()
 	c.cfg.Meta = m
+	c.metaMu.Unlock()
 	if c.ml != nil {
 		if err := c.ml.UpdateNode(2 * time.Second); err != nil {
 			return fmt.Errorf("cluster: announce metadata: %w", err)
@@ -258,6 +268,13 @@ func (c *Cluster) Table() *Table { return c.table }
 
 // HLC returns the gateway's hybrid logical clock.
 func (c *Cluster) HLC() *HLC { return c.hlc }
+
+// LocalAddr returns the gossip address this gateway advertises.
+func (c *Cluster) LocalAddr() netip.AddrPort {
+	n := c.ml.LocalNode()
+	a, _ := netip.AddrFromSlice(n.Addr)
+	return netip.AddrPortFrom(a.Unmap(), n.Port)
+}
 
 // Name returns this gateway's node name.
 func (c *Cluster) Name() string { return c.cfg.Name }

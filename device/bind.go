@@ -37,6 +37,21 @@ type ClassifyingBind struct {
 	conn.Bind
 	initiations, responses, cookies, transport, junk atomic.Uint64
 	onInitiation                                     atomic.Pointer[InitiationHook]
+	onTransport                                      atomic.Pointer[TransportHook]
+}
+
+// TransportHook is called on the receive goroutine for every transport
+// (data) message, with its sender. It runs per packet: it must be cheap,
+// must not block, and must not retain anything.
+type TransportHook func(from conn.Endpoint)
+
+// SetTransportHook installs fn (nil removes it).
+func (b *ClassifyingBind) SetTransportHook(fn TransportHook) {
+	if fn == nil {
+		b.onTransport.Store(nil)
+		return
+	}
+	b.onTransport.Store(&fn)
 }
 
 // InitiationHook is called on the receive goroutine for every datagram
@@ -79,6 +94,7 @@ func (b *ClassifyingBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) 
 func (b *ClassifyingBind) classify(packets [][]byte, sizes []int, eps []conn.Endpoint) {
 	var ini, resp, cookie, data, junk uint64
 	hook := b.onInitiation.Load()
+	thook := b.onTransport.Load()
 	for i, size := range sizes {
 		switch Classify(packets[i][:size]) {
 		case msgInitiation:
@@ -92,6 +108,9 @@ func (b *ClassifyingBind) classify(packets [][]byte, sizes []int, eps []conn.End
 			cookie++
 		case msgTransport:
 			data++
+			if thook != nil && i < len(eps) {
+				(*thook)(eps[i])
+			}
 		default:
 			junk++
 			sizes[i] = 0

@@ -15,6 +15,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/conn"
 	wgdevice "golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/anyguard/anyguard/internal/keys"
 )
@@ -59,9 +60,10 @@ type WireGuard struct {
 	closeOnce sync.Once
 }
 
-// NewWireGuard creates the device on port, configures it and brings it up.
+// NewWireGuard creates the device on port (a Port or a BackbonePort),
+// configures it and brings it up.
 // On error nothing is left running.
-func NewWireGuard(cfg WireGuardConfig, port *Port) (*WireGuard, error) {
+func NewWireGuard(cfg WireGuardConfig, port tun.Device) (*WireGuard, error) {
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -308,3 +310,26 @@ func (w *WireGuard) ResetPeer(k keys.Key) error {
 
 // Bind returns the device's classifying bind.
 func (w *WireGuard) Bind() *ClassifyingBind { return w.bind }
+
+// Initiate makes the device start a handshake with the peer at endpoint
+// now, instead of waiting for the peer to initiate: the way a gateway wins
+// back a client whose traffic a load balancer just moved to it.
+func (w *WireGuard) Initiate(k keys.Key, endpoint netip.AddrPort) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.peers[k]; !ok {
+		return fmt.Errorf("initiate handshake on %s: unknown peer", w.name)
+	}
+	// Turning persistent keepalive on sends a keepalive at once, which
+	// needs a session and so starts a handshake; turning it off again keeps
+	// the gateway from sending keepalives of its own afterwards.
+	set := fmt.Sprintf("public_key=%s\nupdate_only=true\nendpoint=%s\npersistent_keepalive_interval=1\n", k.Hex(), endpoint)
+	if err := w.dev.IpcSet(set); err != nil {
+		return fmt.Errorf("initiate handshake on %s: %w", w.name, err)
+	}
+	unset := fmt.Sprintf("public_key=%s\nupdate_only=true\npersistent_keepalive_interval=0\n", k.Hex())
+	if err := w.dev.IpcSet(unset); err != nil {
+		return fmt.Errorf("initiate handshake on %s: %w", w.name, err)
+	}
+	return nil
+}

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
@@ -20,6 +21,7 @@ import (
 	"github.com/anyguard/anyguard/device"
 	"github.com/anyguard/anyguard/health"
 	"github.com/anyguard/anyguard/internal/config"
+	"github.com/anyguard/anyguard/internal/keys"
 	"github.com/anyguard/anyguard/router"
 )
 
@@ -38,6 +40,9 @@ type Options struct {
 	ProbeInterval time.Duration
 	// WrapEgress interposes on the egress port (tests break and mend it).
 	WrapEgress func(router.Port) router.Port
+	// ClusterClock replaces the wall clock behind the cluster's hybrid
+	// logical clock (tests skew it); nil: time.Now.
+	ClusterClock func() time.Time
 }
 
 // egress is the local private network: a TUN or a netstack.
@@ -65,6 +70,10 @@ type Gateway struct {
 	probe       *probe // the data-path probe peer; see probe.go
 	started     time.Time
 	convergence health.Histogram
+
+	cluster    *clusterPart                             // nil when the gateway runs alone
+	clusterHot atomic.Pointer[clusterPart]              // the same, for packet goroutines
+	byKey      atomic.Pointer[map[keys.Key]config.Peer] // the client set, by public key
 }
 
 // ErrStart wraps every error that stops a gateway from starting; the
@@ -78,6 +87,7 @@ func New(cfg *config.Config, opts Options) (_ *Gateway, err error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	g := &Gateway{cfg: cfg, logger: logger, router: router.New(), started: time.Now()}
+	g.indexClients(cfg)
 	if g.probe, err = newProbe(cfg, opts.ProbeInterval); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrStart, err)
 	}
@@ -88,6 +98,9 @@ func New(cfg *config.Config, opts Options) (_ *Gateway, err error) {
 	}()
 	uapiName := cfg.Egress.TunName
 	g.port = device.NewPort(uapiName, cfg.Clients.MTU, func(bufs [][]byte, offset int) {
+		if cp := g.clusterHot.Load(); cp != nil {
+			cp.checkPending(bufs, offset)
+		}
 		g.router.Forward(g.clientPort, bufs, offset)
 	})
 	g.clientPort = g.router.AddPort("clients", router.KindClient, g.port)
@@ -154,6 +167,11 @@ func New(cfg *config.Config, opts Options) (_ *Gateway, err error) {
 			return nil, fmt.Errorf("%w: clients.uapi: %w (set clients.uapi: false to run without the wg(8) socket)", ErrStart, err)
 		}
 	}
+	if cfg.Clustered() {
+		if _, err = startCluster(g, cfg, opts); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrStart, err)
+		}
+	}
 	logger.Info("gateway started",
 		"node", cfg.Node.Name, "region", cfg.Node.Region,
 		"listen_port", g.clients.ListenPort(), "egress", cfg.Egress.Mode,
@@ -193,6 +211,11 @@ func (g *Gateway) setRoutes() error {
 	}
 	for _, a := range cfg.Clients.Address {
 		routes = append(routes, router.Route{Prefix: netip.PrefixFrom(a.Addr(), a.Addr().BitLen()), Port: g.egressPort})
+	}
+	if g.cluster != nil {
+		// Later routes replace earlier ones for the same prefix: clients
+		// owned elsewhere leave over the backbone.
+		routes = append(routes, g.cluster.routes(cfg)...)
 	}
 	if err := g.router.SetRoutes(routes); err != nil {
 		return err
@@ -252,6 +275,9 @@ func (g *Gateway) Netstack() *device.Netstack { return g.netstack }
 // Close stops everything the gateway started, in reverse order.
 func (g *Gateway) Close() {
 	start := time.Now()
+	if g.cluster != nil {
+		g.cluster.close(true)
+	}
 	g.probe.close()
 	if g.uapi != nil {
 		g.uapi.Close()

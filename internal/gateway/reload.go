@@ -3,9 +3,11 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 
 	"github.com/anyguard/anyguard/internal/config"
+	"github.com/anyguard/anyguard/internal/keys"
 )
 
 // ErrRestartNeeded is returned by Reload for a change that only a restart
@@ -36,10 +38,15 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 		return fmt.Errorf("reload: clients.peers: %w", err)
 	}
 	g.cfg = cfg
+	g.indexClients(cfg)
 	if err := g.applyRoutes(); err != nil {
 		g.cfg = old
+		g.indexClients(old)
 		err = errors.Join(err, g.clients.SetPeers(g.devicePeers(old)), g.applyRoutes())
 		return fmt.Errorf("reload: %w", err)
+	}
+	if g.cluster != nil {
+		g.cluster.announce(cfg)
 	}
 	g.logger.Info("configuration reloaded", "node", cfg.Node.Name,
 		"clients", len(cfg.Clients.Peers), "digest", cfg.ClientSetDigest()[:12],
@@ -82,6 +89,10 @@ func restartField(a, b *config.Config) string {
 		return "egress.tun_name"
 	case a.Egress.Queues != b.Egress.Queues:
 		return "egress.queues"
+	case a.Backbone != b.Backbone:
+		return "backbone"
+	case !reflect.DeepEqual(a.Cluster, b.Cluster):
+		return "cluster"
 	}
 	return ""
 }
@@ -91,4 +102,20 @@ func (g *Gateway) Config() *config.Config {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
 	return g.cfg
+}
+
+// indexClients publishes the client set by public key, for the lookups
+// the cluster makes per claim and per ownership change.
+func (g *Gateway) indexClients(cfg *config.Config) {
+	m := make(map[keys.Key]config.Peer, len(cfg.Clients.Peers))
+	for _, p := range cfg.Clients.Peers {
+		m[p.PublicKey] = p
+	}
+	g.byKey.Store(&m)
+}
+
+// peer returns the configured client with public key k.
+func (g *Gateway) peer(k keys.Key) (config.Peer, bool) {
+	p, ok := (*g.byKey.Load())[k]
+	return p, ok
 }

@@ -4,6 +4,7 @@
 package keys
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -114,3 +115,6 @@ func ReadFile(path string) (Key, error) {
 	}
 	return k, nil
 }
+
+// Compare orders keys bytewise, for sorting.
+func (k Key) Compare(o Key) int { return bytes.Compare(k[:], o[:]) }

@@ -1,0 +1,508 @@
+package gateway
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
+
+	"github.com/anyguard/anyguard/cluster"
+	"github.com/anyguard/anyguard/device"
+	"github.com/anyguard/anyguard/internal/config"
+	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/router"
+)
+
+// backboneKeepalive keeps backbone sessions warm, so the first packet to
+// another region never waits for a handshake.
+const backboneKeepalive = 10 * time.Second
+
+// claimQueue bounds the handshake initiations waiting to be authenticated;
+// beyond it they are dropped (and counted): wireguard-go answers them
+// anyway, and the client's next initiation claims it.
+const claimQueue = 1024
+
+// clusterPart is a gateway's membership in a cluster: the backbone device
+// and the routes that follow membership and client ownership.
+//
+// Backbone next hops use IP-in-IP encapsulation to a backbone address per
+// gateway, so each backbone peer's AllowedIPs is just that address and
+// never changes: with AllowedIPs carrying region prefixes, only one gateway
+// of a region could be the source of that region's traffic, and every
+// ownership move would rewrite device configuration.
+type clusterPart struct {
+	g      *Gateway
+	logger *slog.Logger
+	self   string
+	c      *cluster.Cluster
+	port   *device.BackbonePort
+	wg     *device.WireGuard
+	portID router.PortID
+	addr   netip.Addr // this gateway's backbone address
+	reader *device.InitiationReader
+
+	syncMu  sync.Mutex // serialises onMembers
+	mu      sync.Mutex
+	members map[string]cluster.Member // the latest view, by name
+	secrets map[keys.Key][32]byte     // static-static secrets of clients seen
+	lastTS  map[keys.Key]device.Timestamp
+
+	claims chan pendingInitiation
+	rec    *recovery
+	stop   chan struct{}
+	done   sync.WaitGroup
+
+	claimsMade, claimsDropped, claimsRefused, replays atomic.Uint64
+
+	// started is set once c is assigned; membership and ownership
+	// callbacks that arrive earlier (while joining) are caught up by the
+	// full sync that follows.
+	started atomic.Bool
+}
+
+type pendingInitiation struct {
+	msg  [148]byte
+	from netip.AddrPort
+}
+
+// backboneAddr derives a gateway's backbone address from its backbone
+// public key: an IPv4 address in 100.64.0.0/10 that only ever appears in
+// encapsulation headers between gateways, never on a host's network.
+func backboneAddr(pub keys.Key) netip.Addr {
+	h := sha256.Sum256(append([]byte("anyguard backbone address\x00"), pub[:]...))
+	return netip.AddrFrom4([4]byte{100, 64 | h[0]&0x3f, h[1], h[2]})
+}
+
+// startCluster joins the cluster named by cfg. g's router, client device
+// and egress exist already.
+func startCluster(g *Gateway, cfg *config.Config, opts Options) (_ *clusterPart, err error) {
+	pub := cfg.Backbone.PrivateKey.Public()
+	cp := &clusterPart{
+		g:       g,
+		logger:  g.logger,
+		self:    cfg.Node.Name,
+		addr:    backboneAddr(pub),
+		reader:  device.NewInitiationReader(cfg.Clients.PrivateKey),
+		members: make(map[string]cluster.Member),
+		secrets: make(map[keys.Key][32]byte),
+		lastTS:  make(map[keys.Key]device.Timestamp),
+		claims:  make(chan pendingInitiation, claimQueue),
+		rec:     newRecovery(),
+		stop:    make(chan struct{}),
+	}
+	g.cluster = cp // before any cluster goroutine that reads it starts
+	defer func() {
+		if err != nil {
+			cp.close(false)
+			g.cluster = nil
+		}
+	}()
+	cp.port = device.NewBackbonePort("backbone", cfg.Clients.MTU+20, cp.addr, func(bufs [][]byte, offset int) {
+		g.router.Forward(cp.portID, bufs, offset)
+	})
+	cp.portID = g.router.AddPort("backbone", router.KindBackbone, cp.port)
+	// WireGuard authenticates every backbone peer as a gateway of this
+	// cluster; which inner sources each may forward changes with ownership,
+	// so the router accepts any, and split horizon keeps loops out.
+	if err := g.router.SetSources(cp.portID, []router.SourceRule{
+		{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Allow: true},
+		{Prefix: netip.MustParsePrefix("::/0"), Allow: true},
+	}); err != nil {
+		return nil, err
+	}
+	cp.wg, err = device.NewWireGuard(device.WireGuardConfig{
+		Name:       cfg.Egress.TunName + "-bb",
+		PrivateKey: cfg.Backbone.PrivateKey,
+		ListenPort: cfg.Backbone.ListenPort,
+		Logger:     g.logger,
+	}, cp.port)
+	if err != nil {
+		if errors.Is(err, device.ErrPortInUse) {
+			return nil, fmt.Errorf("backbone.listen_port: UDP port %d is already in use", cfg.Backbone.ListenPort)
+		}
+		return nil, fmt.Errorf("backbone: %w", err)
+	}
+	endpoint := cfg.Backbone.EndpointAddrPort()
+	if !endpoint.IsValid() {
+		host := cfg.Cluster.AdvertiseAddrPort().Addr()
+		if !host.IsValid() {
+			host = cfg.Cluster.BindAddrPort().Addr()
+		}
+		endpoint = netip.AddrPortFrom(host, cp.wg.ListenPort())
+	}
+	var secret []byte
+	if !cfg.Cluster.SecretKey.IsZero() {
+		secret = cfg.Cluster.SecretKey[:]
+	}
+	clients := make([]keys.Key, 0, len(cfg.Clients.Peers))
+	for _, p := range cfg.Clients.Peers {
+		clients = append(clients, p.PublicKey)
+	}
+	cp.c, err = cluster.New(cluster.Config{
+		Name:      cfg.Node.Name,
+		Bind:      cfg.Cluster.BindAddrPort(),
+		Advertise: cfg.Cluster.AdvertiseAddrPort(),
+		Join:      cfg.Cluster.Join,
+		SecretKey: secret,
+		Profile:   cfg.Cluster.Profile,
+		Meta: cluster.Meta{
+			Region:           cfg.Node.Region,
+			State:            cluster.StateReady,
+			BackboneKey:      pub,
+			BackboneEndpoint: endpoint,
+			BackboneAddr:     cp.addr,
+			Prefixes:         cfg.Egress.Prefixes,
+			ClientDigest:     cfg.ClientSetDigest()[:16],
+		},
+		Clients:   clients,
+		Logger:    g.logger,
+		Now:       opts.ClusterClock,
+		OnMembers: cp.onMembers,
+		OnOwner:   cp.onOwner,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	cp.started.Store(true)
+	for _, rec := range cp.c.Table().Snapshot() {
+		cp.trackEndpoint(cluster.Record{}, rec)
+	}
+	cp.onMembers(nil)
+	cp.done.Add(1)
+	go cp.claimLoop()
+	g.clients.Bind().SetInitiationHook(cp.onInitiation)
+	g.clients.Bind().SetTransportHook(cp.onTransport)
+	g.clusterHot.Store(cp)
+	return cp, nil
+}
+
+// onInitiation runs on the client socket's receive goroutine: it copies
+// the message to the claim worker, or drops it when the worker is behind.
+func (cp *clusterPart) onInitiation(msg []byte, from conn.Endpoint) {
+	var p pendingInitiation
+	copy(p.msg[:], msg)
+	if ep, ok := from.(*conn.StdNetEndpoint); ok {
+		p.from = ep.AddrPort
+	} else if ap, err := netip.ParseAddrPort(from.DstToString()); err == nil {
+		p.from = ap
+	}
+	select {
+	case cp.claims <- p:
+	default:
+		cp.claimsDropped.Add(1)
+	}
+}
+
+// claimLoop authenticates initiations and claims their clients. A claim
+// needs proof that the initiator holds the client's private key (the
+// sealed timestamp opens with the static-static secret) and a timestamp
+// newer than any seen here, so a replayed initiation claims nothing.
+func (cp *clusterPart) claimLoop() {
+	defer cp.done.Done()
+	var in device.Initiation
+	for {
+		var p pendingInitiation
+		select {
+		case <-cp.stop:
+			return
+		case req := <-cp.rec.requests:
+			cp.takeover(req)
+			continue
+		case p = <-cp.claims:
+		}
+		if err := cp.reader.Read(p.msg[:], &in); err != nil {
+			cp.claimsRefused.Add(1)
+			continue
+		}
+		client := in.Static
+		if _, ok := cp.g.peer(client); !ok {
+			cp.claimsRefused.Add(1)
+			continue
+		}
+		cp.mu.Lock()
+		secret, ok := cp.secrets[client]
+		cp.mu.Unlock()
+		if !ok {
+			s, err := cp.reader.SharedSecret(client)
+			if err != nil {
+				cp.claimsRefused.Add(1)
+				continue
+			}
+			secret = s
+			cp.mu.Lock()
+			cp.secrets[client] = s
+			cp.mu.Unlock()
+		}
+		ts, err := in.Authenticate(&secret)
+		if err != nil {
+			cp.claimsRefused.Add(1)
+			continue
+		}
+		cp.mu.Lock()
+		fresh := ts.After(cp.lastTS[client])
+		if fresh {
+			cp.lastTS[client] = ts
+		}
+		cp.mu.Unlock()
+		if !fresh {
+			cp.replays.Add(1)
+			continue
+		}
+		if _, ok := cp.c.Claim(client, p.from, cluster.ReasonHandshake); ok {
+			cp.claimsMade.Add(1)
+		}
+	}
+}
+
+// onMembers reconfigures the backbone peers and every route that depends
+// on membership.
+func (cp *clusterPart) onMembers([]cluster.Member) {
+	if !cp.started.Load() {
+		return
+	}
+	// Callers race (the cluster's notifier and start-up); each applies
+	// the view current when it holds the lock, so the last one wins.
+	cp.syncMu.Lock()
+	defer cp.syncMu.Unlock()
+	ms := cp.c.Members()
+	view := make(map[string]cluster.Member, len(ms))
+	var peers []device.Peer
+	seen := map[netip.Addr]string{cp.addr: cp.self}
+	for _, m := range ms {
+		view[m.Name] = m
+		if m.Self || m.Status == "dead" || m.Status == "left" || !m.Meta.BackboneAddr.IsValid() {
+			continue
+		}
+		if other, dup := seen[m.Meta.BackboneAddr]; dup {
+			cp.logger.Error("two gateways derive the same backbone address; ignoring the second", "node", m.Name, "other", other, "addr", m.Meta.BackboneAddr)
+			delete(view, m.Name)
+			continue
+		}
+		seen[m.Meta.BackboneAddr] = m.Name
+		peers = append(peers, device.Peer{
+			PublicKey:  m.Meta.BackboneKey,
+			Endpoint:   m.Meta.BackboneEndpoint,
+			AllowedIPs: []netip.Prefix{netip.PrefixFrom(m.Meta.BackboneAddr, 32)},
+			Keepalive:  backboneKeepalive,
+		})
+	}
+	slices.SortFunc(peers, func(a, b device.Peer) int { return a.PublicKey.Compare(b.PublicKey) })
+	cp.mu.Lock()
+	cp.members = view
+	cp.mu.Unlock()
+	if err := cp.wg.SetPeers(peers); err != nil {
+		cp.logger.Error("cannot configure backbone peers", "err", err)
+	}
+	if err := cp.g.applyRoutes(); err != nil {
+		cp.logger.Error("cannot update routes after a membership change", "err", err)
+	}
+}
+
+// onOwner follows one client's ownership: its routes point at the new
+// owner, and a gateway that lost the client drops its session at once so
+// that it sends the client nothing that would pull it back.
+func (cp *clusterPart) onOwner(old, rec cluster.Record) {
+	if !cp.started.Load() {
+		return
+	}
+	peer, ok := cp.g.peer(rec.Client)
+	if !ok {
+		return
+	}
+	cp.logger.Info("client owner changed", "client", peer.Name, "from", ownerName(old.Owner), "to", ownerName(rec.Owner),
+		"version", rec.Version, "reason", rec.Reason, "endpoint", rec.Endpoint)
+	if old.Owner != rec.Owner && rec.Owner != cp.self {
+		if d := time.Since(rec.Time.Wall()); d >= 0 && d < time.Minute {
+			cp.g.ObserveConvergence(d)
+		}
+	}
+	cp.trackEndpoint(old, rec)
+	hop := cp.clientHop(rec)
+	for _, p := range peer.AllowedIPs {
+		if err := cp.g.router.SetRoute(router.Route{Prefix: p, Port: hop.Port, Via: hop.Via}); err != nil {
+			cp.logger.Error("cannot route client", "client", peer.Name, "err", err)
+		}
+	}
+	if old.Owner == cp.self && rec.Owner != cp.self {
+		if err := cp.g.clients.ResetPeer(rec.Client); err != nil {
+			cp.logger.Error("cannot drop the session of a client that moved away", "client", peer.Name, "err", err)
+		}
+	}
+}
+
+func ownerName(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// clientHop is where packets for a client go: to the client device when
+// this gateway owns it (or nobody does), else over the backbone to the
+// owner, as long as the owner is known. A dead owner keeps its clients
+// until the clients reconnect somewhere and that gateway claims them.
+func (cp *clusterPart) clientHop(rec cluster.Record) router.Hop {
+	local := router.Hop{Port: cp.g.clientPort}
+	if rec.Owner == "" || rec.Owner == cp.self {
+		return local
+	}
+	cp.mu.Lock()
+	m, ok := cp.members[rec.Owner]
+	cp.mu.Unlock()
+	if !ok || !m.Meta.BackboneAddr.IsValid() {
+		return local
+	}
+	return router.Hop{Port: cp.portID, Via: m.Meta.BackboneAddr}
+}
+
+// routes returns the routes membership and ownership add to the
+// configured ones: other gateways' prefixes over the backbone, and clients
+// owned elsewhere.
+func (cp *clusterPart) routes(cfg *config.Config) []router.Route {
+	cp.mu.Lock()
+	members := make([]cluster.Member, 0, len(cp.members))
+	for _, m := range cp.members {
+		members = append(members, m)
+	}
+	cp.mu.Unlock()
+	own := make(map[netip.Prefix]bool, len(cfg.Egress.Prefixes))
+	for _, p := range cfg.Egress.Prefixes {
+		own[p] = true
+	}
+	cands := make(map[netip.Prefix][]cluster.Member)
+	for _, m := range members {
+		if m.Self || !m.Meta.BackboneAddr.IsValid() {
+			continue
+		}
+		for _, p := range m.Meta.Prefixes {
+			if !own[p] {
+				cands[p] = append(cands[p], m)
+			}
+		}
+	}
+	var out []router.Route
+	for p, ms := range cands {
+		if best, ok := choose(p, ms); ok {
+			out = append(out, router.Route{Prefix: p, Port: cp.portID, Via: best.Meta.BackboneAddr})
+		}
+	}
+	for _, peer := range cfg.Clients.Peers {
+		rec, ok := cp.c.Owner(peer.PublicKey)
+		if !ok {
+			continue
+		}
+		if hop := cp.clientHop(rec); hop.Port == cp.portID {
+			for _, p := range peer.AllowedIPs {
+				out = append(out, router.Route{Prefix: p, Port: hop.Port, Via: hop.Via})
+			}
+		}
+	}
+	return out
+}
+
+// choose picks the gateway that serves prefix p for everyone: the best by
+// rendezvous hashing among the alive and ready ones, so that every gateway
+// makes the same choice and a failure moves only the prefixes of the
+// gateway that failed. Draining or suspect gateways serve only when no
+// ready one is left.
+func choose(p netip.Prefix, ms []cluster.Member) (cluster.Member, bool) {
+	var best cluster.Member
+	bestRank, found := -1, false
+	var bestScore uint64
+	for _, m := range ms {
+		rank := 0
+		switch {
+		case m.Alive && m.Meta.State == cluster.StateReady:
+			rank = 3
+		case m.Alive:
+			rank = 2
+		case m.Status == "suspect":
+			rank = 1
+		default:
+			continue
+		}
+		h := fnv.New64a()
+		h.Write([]byte(p.String()))
+		h.Write([]byte{0})
+		h.Write([]byte(m.Name))
+		score := h.Sum64()
+		if rank > bestRank || rank == bestRank && score > bestScore {
+			best, bestRank, bestScore, found = m, rank, score, true
+		}
+	}
+	return best, found
+}
+
+// announce tells the others this gateway's served prefixes and client-set
+// digest after a reload.
+func (cp *clusterPart) announce(cfg *config.Config) {
+	m := cp.c.Meta()
+	m.Prefixes = cfg.Egress.Prefixes
+	m.ClientDigest = cfg.ClientSetDigest()[:16]
+	if err := cp.c.SetMeta(m); err != nil {
+		cp.logger.Error("cannot announce the reloaded configuration to the cluster", "err", err)
+	}
+}
+
+// ready reports whether the cluster part can carry traffic: joined when
+// join addresses are configured.
+func (cp *clusterPart) ready() (bool, string) {
+	cp.mu.Lock()
+	n := 0
+	for _, m := range cp.members {
+		if m.Alive {
+			n++
+		}
+	}
+	cp.mu.Unlock()
+	if len(cp.g.Config().Cluster.Join) > 0 && n < 2 {
+		return false, "not joined: no other gateway reachable"
+	}
+	return true, fmt.Sprintf("%d gateways alive", n)
+}
+
+// close leaves the cluster (gracefully when leave is set, so the others
+// re-route at once) and stops the backbone.
+func (cp *clusterPart) close(leave bool) {
+	if cp.c != nil {
+		if leave {
+			if err := cp.c.Leave(2 * time.Second); err != nil {
+				cp.logger.Warn("leaving the cluster", "err", err)
+			}
+		} else {
+			cp.c.Close()
+		}
+	}
+	select {
+	case <-cp.stop:
+	default:
+		close(cp.stop)
+	}
+	cp.done.Wait()
+	if cp.g.clients != nil {
+		cp.g.clients.Bind().SetInitiationHook(nil)
+		cp.g.clients.Bind().SetTransportHook(nil)
+	}
+	if cp.wg != nil {
+		cp.wg.Close()
+	}
+	if cp.port != nil {
+		cp.port.Close()
+	}
+}
+
+// Cluster returns the gateway's cluster membership, or nil when it runs alone.
+func (g *Gateway) Cluster() *cluster.Cluster {
+	if g.cluster == nil {
+		return nil
+	}
+	return g.cluster.c
+}

@@ -1,0 +1,223 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/anyguard/anyguard/cluster"
+	"github.com/anyguard/anyguard/internal/config"
+	"github.com/anyguard/anyguard/internal/gateway"
+	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/internal/lbsim"
+	"github.com/anyguard/anyguard/internal/wgclient"
+)
+
+// region is one simulated region: a private prefix with a web service.
+type region struct {
+	name    string
+	prefix  netip.Prefix
+	service netip.AddrPort
+	srv     *httptest.Server
+}
+
+func newRegion(t *testing.T, name string, second byte) *region {
+	r := &region{
+		name:    name,
+		prefix:  netip.PrefixFrom(netip.AddrFrom4([4]byte{10, second, 0, 0}), 16),
+		service: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, second, 0, 10}), 80),
+	}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		io.WriteString(w, "hello from "+name)
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+// dial maps the region's service address onto its loopback server.
+func (r *region) dial(ctx context.Context, network string, dst netip.AddrPort) (net.Conn, error) {
+	if dst != r.service {
+		return nil, fmt.Errorf("no host at %s in region %s", dst, r.name)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, r.srv.Listener.Addr().String())
+}
+
+type clusterEnv struct {
+	clientsKey keys.Key
+	alice      keys.Key
+	secret     keys.Key
+	gws        map[string]*gateway.Gateway
+}
+
+var aliceAddr = netip.MustParseAddr("10.99.0.2")
+
+func (e *clusterEnv) start(t *testing.T, name string, r *region, join []string, skew time.Duration) *gateway.Gateway {
+	t.Helper()
+	bb, _ := keys.Generate()
+	cfg := config.Default()
+	cfg.Node = config.Node{Name: name, Region: r.name}
+	cfg.Clients.PrivateKey = e.clientsKey
+	cfg.Clients.ListenPort = 0
+	cfg.Clients.UAPI = false
+	cfg.Clients.Address = []netip.Prefix{netip.MustParsePrefix("10.99.0.1/16")}
+	cfg.Clients.Peers = []config.Peer{{Name: "alice", PublicKey: e.alice.Public(), AllowedIPs: []netip.Prefix{netip.PrefixFrom(aliceAddr, 32)}}}
+	cfg.Egress.Mode = config.ModeNetstack
+	cfg.Egress.Prefixes = []netip.Prefix{r.prefix}
+	cfg.Health.Listen = "127.0.0.1:0"
+	cfg.Health.TCPListen = config.Off
+	cfg.Backbone.PrivateKey = bb
+	cfg.Backbone.ListenPort = 0
+	cfg.Cluster.Bind = "127.0.0.1:0"
+	cfg.Cluster.Join = join
+	cfg.Cluster.SecretKey = e.secret
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	g, err := gateway.New(cfg, gateway.Options{NetstackDial: r.dial, ClusterClock: func() time.Time { return time.Now().Add(skew) }})
+	if err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	t.Cleanup(g.Close)
+	e.gws[name] = g
+	return g
+}
+
+func gossipAddr(g *gateway.Gateway) string { return g.Cluster().LocalAddr().String() }
+
+func clientEndpoint(g *gateway.Gateway) netip.AddrPort {
+	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), g.ListenPort())
+}
+
+func waitUntil(t *testing.T, what string, timeout time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func fetch(c *wgclient.Client, svc netip.AddrPort) (string, error) {
+	hc := &http.Client{Transport: &http.Transport{DialContext: c.DialContext}, Timeout: 3 * time.Second}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Get("http://" + svc.String() + "/")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+// mustFetch retries briefly: right after a move the new route may still be
+// converging, which is what the test measures, not a failure.
+func mustFetch(t *testing.T, c *wgclient.Client, r *region) {
+	t.Helper()
+	var last error
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		body, err := fetch(c, r.service)
+		if err == nil && body == "hello from "+r.name {
+			return
+		}
+		last = fmt.Errorf("body %q, err %v", body, err)
+	}
+	t.Fatalf("client cannot reach %s's service %s: %v", r.name, r.service, last)
+}
+
+func ownersAgree(e *clusterEnv, want string) bool {
+	for _, g := range e.gws {
+		rec, ok := g.Cluster().Owner(e.alice.Public())
+		if !ok || rec.Owner != want {
+			return false
+		}
+	}
+	return true
+}
+
+// TestClusterClientReachesEveryRegion: two regions, three gateways with
+// clocks ±30 s apart. A client on a gateway of region A reaches the
+// services of both regions; it moves to a gateway of region B (as a load
+// balancer would move it) and, once that gateway claims it, reaches both
+// again, and every gateway agrees on the owner.
+func TestClusterClientReachesEveryRegion(t *testing.T) {
+	e := &clusterEnv{gws: make(map[string]*gateway.Gateway)}
+	e.clientsKey, _ = keys.Generate()
+	e.alice, _ = keys.Generate()
+	e.secret, _ = keys.Generate()
+	ra, rb := newRegion(t, "region-a", 1), newRegion(t, "region-b", 2)
+	a1 := e.start(t, "a1", ra, nil, 0)
+	b1 := e.start(t, "b1", rb, []string{gossipAddr(a1)}, 30*time.Second)
+	e.start(t, "b2", rb, []string{gossipAddr(a1)}, -30*time.Second)
+	waitUntil(t, "3 gateways in every view", 10*time.Second, func() bool {
+		for _, g := range e.gws {
+			n := 0
+			for _, m := range g.Cluster().Members() {
+				if m.Alive {
+					n++
+				}
+			}
+			if n != 3 {
+				return false
+			}
+		}
+		return true
+	})
+
+	// One front address before all three gateways, like an NLB.
+	lb, err := lbsim.New("127.0.0.1:0", []netip.AddrPort{clientEndpoint(a1), clientEndpoint(b1), clientEndpoint(e.gws["b2"])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lb.Close()
+	client, err := wgclient.New(wgclient.Config{
+		PrivateKey: e.alice, Address: aliceAddr, Peer: e.clientsKey.Public(), Endpoint: lb.Addr(),
+		AllowedIPs: []netip.Prefix{ra.prefix, rb.prefix},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	mustFetch(t, client, ra)
+	flows := lb.Flows()
+	if len(flows) != 1 {
+		t.Fatalf("load balancer has %d flows, want 1", len(flows))
+	}
+	first, _ := lb.Backend(flows[0])
+	names := []string{"a1", "b1", "b2"}
+	owner := names[first]
+	waitUntil(t, "every gateway to agree on alice's owner", 5*time.Second, func() bool { return ownersAgree(e, owner) })
+	mustFetch(t, client, rb)
+	mustFetch(t, client, ra)
+
+	// The load balancer moves the flow to another gateway (of the other
+	// region when it can). That gateway has no session: it recognises the
+	// client's endpoint from the ownership record, initiates a handshake
+	// and claims the client when its traffic decrypts.
+	next := (first + 1) % 3
+	if first == 0 {
+		next = 1
+	}
+	lb.Move(flows[0], next)
+	moved := time.Now()
+	waitUntil(t, "every gateway to agree on the new owner", 10*time.Second, func() bool {
+		fetch(client, rb.service)
+		return ownersAgree(e, names[next])
+	})
+	t.Logf("client moved %s → %s: every gateway agreed after %s", owner, names[next], time.Since(moved).Round(time.Millisecond))
+	mustFetch(t, client, rb)
+	mustFetch(t, client, ra)
+	rec, _ := e.gws[names[next]].Cluster().Owner(e.alice.Public())
+	if rec.Reason != cluster.ReasonTakeover || rec.Version < 2 {
+		t.Fatalf("record after the move: %+v", rec)
+	}
+}
