@@ -67,6 +67,7 @@ func serve(ctx context.Context, g *gateway.Gateway, state *health.State, path st
 	startDrain := func(why string) {
 		if !state.Draining() {
 			logger.Info(why+": draining", "drain_timeout", g.Config().Health.DrainTimeout)
+			g.BeginDrain()
 			go func() {
 				drained <- health.Drain(drainCtx, state, g.Config().Health.DrainTimeout, g.DrainSteps(), logger)
 			}()

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -66,6 +67,7 @@ type clusterPart struct {
 	// callbacks that arrive earlier (while joining) are caught up by the
 	// full sync that follows.
 	started atomic.Bool
+	left    atomic.Bool // leave ran
 }
 
 type pendingInitiation struct {
@@ -452,6 +454,35 @@ func (cp *clusterPart) announce(cfg *config.Config) {
 	}
 }
 
+// check is the readiness check "cluster": joined when join addresses are
+// configured, or alone by configuration.
+func (cp *clusterPart) check(context.Context) error {
+	if ok, why := cp.ready(); !ok {
+		return errors.New(why)
+	}
+	return nil
+}
+
+// setState announces this gateway's state to the others.
+func (cp *clusterPart) setState(st cluster.State) {
+	m := cp.c.Meta()
+	m.State = st
+	if err := cp.c.SetMeta(m); err != nil {
+		cp.logger.Error("cannot announce state to the cluster", "state", st, "err", err)
+		return
+	}
+	cp.logger.Info("announced state to the cluster", "state", st)
+}
+
+// leave leaves the cluster gracefully, once; the others re-route this
+// gateway's prefixes at once instead of waiting for failure detection.
+func (cp *clusterPart) leave() error {
+	if !cp.left.CompareAndSwap(false, true) {
+		return nil
+	}
+	return cp.c.Leave(2 * time.Second)
+}
+
 // ready reports whether the cluster part can carry traffic: joined when
 // join addresses are configured.
 func (cp *clusterPart) ready() (bool, string) {
@@ -474,12 +505,11 @@ func (cp *clusterPart) ready() (bool, string) {
 func (cp *clusterPart) close(leave bool) {
 	if cp.c != nil {
 		if leave {
-			if err := cp.c.Leave(2 * time.Second); err != nil {
+			if err := cp.leave(); err != nil {
 				cp.logger.Warn("leaving the cluster", "err", err)
 			}
-		} else {
-			cp.c.Close()
 		}
+		cp.c.Close()
 	}
 	select {
 	case <-cp.stop:

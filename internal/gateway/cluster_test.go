@@ -221,3 +221,110 @@ func TestClusterClientReachesEveryRegion(t *testing.T) {
 		t.Fatalf("record after the move: %+v", rec)
 	}
 }
+
+// startTwoRegions starts a1 in region A and b1, b2 in region B, joined.
+func startTwoRegions(t *testing.T) (*clusterEnv, *region, *region) {
+	e := &clusterEnv{gws: make(map[string]*gateway.Gateway)}
+	e.clientsKey, _ = keys.Generate()
+	e.alice, _ = keys.Generate()
+	e.secret, _ = keys.Generate()
+	ra, rb := newRegion(t, "region-a", 1), newRegion(t, "region-b", 2)
+	a1 := e.start(t, "a1", ra, nil, 0)
+	e.start(t, "b1", rb, []string{gossipAddr(a1)}, 0)
+	e.start(t, "b2", rb, []string{gossipAddr(a1)}, 0)
+	waitUntil(t, "3 gateways in a1's view with region B's prefix routed", 10*time.Second, func() bool {
+		_, ok := a1.Router().LookupHop(rb.service.Addr())
+		return len(a1.Cluster().Members()) == 3 && ok
+	})
+	return e, ra, rb
+}
+
+// servingGateway returns the name of the gateway a1 sends region B's
+// traffic to.
+func servingGateway(t *testing.T, e *clusterEnv, rb *region) string {
+	hop, ok := e.gws["a1"].Router().LookupHop(rb.service.Addr())
+	if !ok || !hop.Via.IsValid() {
+		return ""
+	}
+	for _, m := range e.gws["a1"].Cluster().Members() {
+		if m.Meta.BackboneAddr == hop.Via && m.Alive {
+			return m.Name
+		}
+	}
+	return ""
+}
+
+// TestRegionFailover: the gateway serving region B's prefix for region A
+// crashes (no leave); a client on a1 reaches region B again through the
+// other gateway of region B once failure detection marks it dead.
+func TestRegionFailover(t *testing.T) {
+	e, ra, rb := startTwoRegions(t)
+	client, err := wgclient.New(wgclient.Config{
+		PrivateKey: e.alice, Address: aliceAddr, Peer: e.clientsKey.Public(), Endpoint: clientEndpoint(e.gws["a1"]),
+		AllowedIPs: []netip.Prefix{ra.prefix, rb.prefix},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	mustFetch(t, client, rb)
+	victim := servingGateway(t, e, rb)
+	if victim != "b1" && victim != "b2" {
+		t.Fatalf("region B served by %q", victim)
+	}
+	crashed := time.Now()
+	e.gws[victim].CrashForTest()
+	delete(e.gws, victim)
+	waitUntil(t, "region B's prefix to move to the surviving gateway", 15*time.Second, func() bool {
+		s := servingGateway(t, e, rb)
+		return s != "" && s != victim
+	})
+	t.Logf("%s crashed: region B's prefix moved after %s", victim, time.Since(crashed).Round(time.Millisecond))
+	mustFetch(t, client, rb)
+	mustFetch(t, client, ra)
+}
+
+// TestDrainingGatewayHandsOverPrefixes: a gateway that starts draining
+// announces it, and the others stop sending it other regions' traffic at
+// once, long before it leaves.
+func TestDrainingGatewayHandsOverPrefixes(t *testing.T) {
+	e, _, rb := startTwoRegions(t)
+	serving := servingGateway(t, e, rb)
+	if serving == "" {
+		t.Fatal("region B not routed")
+	}
+	start := time.Now()
+	e.gws[serving].BeginDrain()
+	waitUntil(t, "region B's prefix to move off the draining gateway", 5*time.Second, func() bool {
+		s := servingGateway(t, e, rb)
+		return s != "" && s != serving
+	})
+	t.Logf("prefix moved off draining %s after %s", serving, time.Since(start).Round(time.Millisecond))
+}
+
+// TestConcurrentClaimsAgree: the client's handshakes reach all three
+// gateways at once (a load balancer flapping); whatever the order, every
+// gateway ends with the same owner.
+func TestConcurrentClaimsAgree(t *testing.T) {
+	e, _, _ := startTwoRegions(t)
+	ep := netip.MustParseAddrPort("198.51.100.7:40000")
+	for round := range 5 {
+		done := make(chan struct{})
+		for _, g := range e.gws {
+			go func() { g.Cluster().Claim(e.alice.Public(), ep, cluster.ReasonHandshake); done <- struct{}{} }()
+		}
+		for range e.gws {
+			<-done
+		}
+		var agreed string
+		waitUntil(t, fmt.Sprintf("round %d: one owner everywhere", round), 5*time.Second, func() bool {
+			owners := map[string]bool{}
+			for _, g := range e.gws {
+				rec, _ := g.Cluster().Owner(e.alice.Public())
+				owners[rec.Owner] = true
+				agreed = rec.Owner
+			}
+			return len(owners) == 1 && agreed != ""
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/anyguard/anyguard/cluster"
 	"net"
 	"net/netip"
 	"slices"
@@ -25,17 +26,35 @@ const sessionLifetime = 180 * time.Second
 // lists them. Add a check here for each new condition of readiness (the
 // cluster's "joined, or alone by configuration" goes here).
 func (g *Gateway) Checks() []health.Check {
-	return []health.Check{
+	checks := []health.Check{
 		{Name: "clients", Run: g.checkClients},
 		{Name: "router", Run: g.checkRouter},
 		{Name: "egress", Run: g.checkEgress},
 		{Name: "dataplane", Run: g.probe.check},
 	}
+	if g.cluster != nil {
+		checks = append(checks, health.Check{Name: "cluster", Run: g.cluster.check})
+	}
+	return checks
 }
 
 // DrainSteps returns what the gateway does after the drain window, before
 // it exits. Leaving the cluster gracefully goes here.
-func (g *Gateway) DrainSteps() []health.Step { return nil }
+func (g *Gateway) DrainSteps() []health.Step {
+	if g.cluster == nil {
+		return nil
+	}
+	return []health.Step{{Name: "leave cluster", Run: func(context.Context) error { return g.cluster.leave() }}}
+}
+
+// BeginDrain tells the other gateways that this one is draining, so they
+// route other regions' traffic for its prefixes to a gateway that is not,
+// while its own sessions keep flowing until the drain window ends.
+func (g *Gateway) BeginDrain() {
+	if g.cluster != nil {
+		g.cluster.setState(cluster.StateDraining)
+	}
+}
 
 // checkClients: the client device has not been closed. (Whether its UDP
 // socket receives and sends is the data-path probe's job; asking the
