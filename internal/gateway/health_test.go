@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -67,6 +68,29 @@ func (p *breakablePort) Deliver(bufs [][]byte, offset int) error {
 	return p.Port.Deliver(bufs, offset)
 }
 
+var echoService = netip.MustParseAddrPort("10.1.0.11:7")
+
+// udpEcho runs a UDP echo server on loopback and returns its address.
+func udpEcho(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(buf[:n], from)
+		}
+	}()
+	return pc.LocalAddr().String()
+}
+
 type healthEnv struct {
 	*env
 	bind   *breakableBind
@@ -99,12 +123,16 @@ func startHealthGateway(t *testing.T, srv *httptest.Server) *healthEnv {
 		t.Fatal(err)
 	}
 	real := srv.Listener.Addr().(*net.TCPAddr).AddrPort()
+	echo := udpEcho(t)
 	dial := func(ctx context.Context, network string, dst netip.AddrPort) (net.Conn, error) {
-		if dst != service {
-			return nil, fmt.Errorf("no host at %s", dst)
-		}
 		var d net.Dialer
-		return d.DialContext(ctx, network, real.String())
+		switch {
+		case network == "tcp" && dst == service:
+			return d.DialContext(ctx, network, real.String())
+		case network == "udp" && dst == echoService:
+			return d.DialContext(ctx, network, echo)
+		}
+		return nil, fmt.Errorf("no host at %s", dst)
 	}
 	he := &healthEnv{bind: &breakableBind{Bind: conn.NewDefaultBind()}}
 	gw, err := gateway.New(cfg, gateway.Options{
@@ -227,8 +255,9 @@ func TestReadyzFollowsTheDataPath(t *testing.T) {
 	}
 }
 
-// TestDrainLosesNothing: a client with continuous traffic (pings and
-// HTTP requests on one connection) through a draining gateway loses
+// TestDrainLosesNothing: a client with continuous traffic (a UDP flow of
+// numbered datagrams, every one echoed, and HTTP requests on one
+// connection) through a draining gateway loses
 // nothing during the drain window, while /readyz answers 503.
 func TestDrainLosesNothing(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
@@ -247,25 +276,51 @@ func TestDrainLosesNothing(t *testing.T) {
 	start := time.Now()
 	go func() { drained <- health.Drain(context.Background(), he.state, window, nil, nil) }()
 
+	// A UDP flow of numbered datagrams through the egress to an echo
+	// service: every one must come back.
+	uc, err := c.DialUDPAddrPort(netip.AddrPort{}, echoService)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
 	var wg sync.WaitGroup
-	var pings, pingLost, reqs, reqFailed atomic.Int64
+	var udpSent, udpLost, reqs, reqFailed atomic.Int64
 	var firstErr atomic.Value
 	stop := make(chan struct{})
-	wg.Add(2)
+	echoed := make(map[uint32]bool)
+	var echoMu sync.Mutex
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		for seq := 1; ; seq++ {
+		buf := make([]byte, 64)
+		for {
+			uc.SetReadDeadline(time.Now().Add(10 * time.Second))
+			n, err := uc.Read(buf)
+			if err != nil {
+				return
+			}
+			if n == 4 {
+				echoMu.Lock()
+				echoed[binary.BigEndian.Uint32(buf)] = true
+				echoMu.Unlock()
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		var b [4]byte
+		for seq := uint32(1); ; seq++ {
 			select {
 			case <-stop:
 				return
 			default:
 			}
-			pings.Add(1)
-			if _, err := c.Ping(context.Background(), netip.MustParseAddr("10.99.0.1"), seq, 2*time.Second); err != nil {
-				pingLost.Add(1)
-				firstErr.CompareAndSwap(nil, fmt.Sprintf("ping %d: %v", seq, err))
+			binary.BigEndian.PutUint32(b[:], seq)
+			if _, err := uc.Write(b[:]); err != nil {
+				firstErr.CompareAndSwap(nil, fmt.Sprintf("UDP send %d: %v", seq, err))
 			}
-			time.Sleep(20 * time.Millisecond)
+			udpSent.Add(1)
+			time.Sleep(5 * time.Millisecond)
 		}
 	}()
 	go func() {
@@ -300,15 +355,28 @@ func TestDrainLosesNothing(t *testing.T) {
 		t.Fatalf("Drain: %v", err)
 	}
 	close(stop)
+	// Wait for the last echoes, then stop the reader.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		echoMu.Lock()
+		got := len(echoed)
+		echoMu.Unlock()
+		if int64(got) >= udpSent.Load() || time.Now().After(deadline) {
+			udpLost.Store(udpSent.Load() - int64(got))
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	uc.Close()
 	wg.Wait()
 	if took := time.Since(start); took < window {
 		t.Errorf("drain ended after %v, before its window of %v", took, window)
 	}
-	t.Logf("during the drain: %d pings (%d lost), %d HTTP requests (%d failed)", pings.Load(), pingLost.Load(), reqs.Load(), reqFailed.Load())
-	if pingLost.Load() != 0 || reqFailed.Load() != 0 {
+	t.Logf("during the drain: %d UDP datagrams (%d lost), %d HTTP requests (%d failed)", udpSent.Load(), udpLost.Load(), reqs.Load(), reqFailed.Load())
+	if udpLost.Load() != 0 || reqFailed.Load() != 0 {
 		t.Fatalf("traffic lost during the drain: first: %v\nrouter: %+v\nnetstack: %+v", firstErr.Load(), he.gw.Router().Stats(), he.gw.Netstack().Stats())
 	}
-	if pings.Load() < 20 || reqs.Load() < 20 {
-		t.Fatalf("too little traffic to tell: %d pings, %d requests", pings.Load(), reqs.Load())
+	if udpSent.Load() < 100 || reqs.Load() < 20 {
+		t.Fatalf("too little traffic to tell: %d datagrams, %d requests", udpSent.Load(), reqs.Load())
 	}
 }
