@@ -277,7 +277,14 @@ func wgLogger(l *slog.Logger, name string) *wgdevice.Logger {
 	wl := &wgdevice.Logger{
 		Verbosef: wgdevice.DiscardLogf,
 		Errorf: func(format string, args ...any) {
-			l.Warn(fmt.Sprintf(format, args...))
+			msg := fmt.Sprintf(format, args...)
+			if strings.Contains(msg, "no known endpoint for peer") {
+				// Expected for a client whose session this gateway dropped
+				// because it moved: the gateway must not reach out to it.
+				l.Debug(msg)
+				return
+			}
+			l.Warn(msg)
 		},
 	}
 	if l.Enabled(context.Background(), slog.LevelDebug) {

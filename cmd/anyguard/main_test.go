@@ -70,6 +70,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"demo", "--clients", "0"}, 2, "--clients 0: want 1 to 200"},
 		{[]string{"demo", "--requests", "-1"}, 2, "want 1 to 10000"},
 		{[]string{"demo", "--timeout", "-1s"}, 2, "want a positive duration"},
+		{[]string{"demo", "--regions", "4"}, 2, "--regions 4: want 1 to 3"},
+		{[]string{"demo", "--per-region", "3"}, 2, "--per-region 3: want 1 or 2"},
 		{[]string{"demo", "--log-level", "loud"}, 2, `log level "loud"`},
 		{[]string{"run", "--config", "/nonexistent/anyguard.yaml"}, 1, "no such file"},
 		{[]string{"help", "nope"}, 2, `unknown command "nope"`},
@@ -119,11 +121,12 @@ func TestDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the demo takes about a second")
 	}
-	code, out, errOut := runCLI(t, "", "demo", "--clients", "2", "--requests", "5")
+	code, out, errOut := runCLI(t, "", "demo", "--clients", "2", "--requests", "2")
 	if code != 0 {
 		t.Fatalf("demo exit %d\n%s\n%s", code, out, errOut)
 	}
-	for _, want := range []string{"client-1", "client-2", "5/5", "result: OK"} {
+	// 2 requests × 3 regions in phase 1, one per region after the move and after the stop.
+	for _, want := range []string{"client-1", "client-2", "12/12", "phase 3", "result: OK"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}

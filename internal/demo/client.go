@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"slices"
 	"strings"
 	"time"
 
@@ -16,164 +15,161 @@ import (
 	"github.com/anyguard/anyguard/internal/wgclient"
 )
 
-// ClientResult is what one client measured.
-type ClientResult struct {
-	Name          string
-	Addr          netip.Addr
-	Handshake     time.Duration // until the first packet came back through the tunnel
-	PingGateway   time.Duration
-	PingService   time.Duration
-	Requests      int
-	RequestsOK    int
-	P50, P99      time.Duration
-	DownloadBytes int64
-	DownloadTime  time.Duration
-	UDPEcho       time.Duration
-	Err           error
+// client is one demo client: a real wireguard-go client on its own
+// netstack, configured with the load balancer's address as its endpoint.
+type client struct {
+	name string
+	key  keys.Key
+	addr netip.Addr
+	wg   *wgclient.Client
+	hc   *http.Client
+	echo net.Conn
+	flow netip.AddrPort // its flow's key at the load balancer
+
+	requests, ok int
+	latencies    []time.Duration
+	moves        []moveResult
+	owners       []string        // owner agreed after each phase
+	agreed       []time.Duration // how long agreement took after each phase
+	err          error
 }
 
-type clientSpec struct {
-	name     string
-	key      keys.Key
-	addr     netip.Addr
-	gateway  keys.Key
-	endpoint netip.AddrPort
-	requests int
+type moveResult struct {
+	phase    string
+	from, to string
+	recovery time.Duration // until traffic flowed again
 }
 
-// runClient brings up a real wireguard-go client on its own netstack and
-// runs the traffic checks through the gateway.
-func runClient(ctx context.Context, s clientSpec) (res ClientResult) {
-	res = ClientResult{Name: s.name, Addr: s.addr, Requests: s.requests}
-	tnet, err := wgclient.New(wgclient.Config{
-		PrivateKey: s.key,
-		Address:    s.addr,
-		Peer:       s.gateway,
-		Endpoint:   s.endpoint,
-		AllowedIPs: []netip.Prefix{clientNet.Masked(), privateNet},
+func newClient(name string, k keys.Key, addr netip.Addr, d *deployment) (*client, error) {
+	var allowed []netip.Prefix
+	for _, pn := range d.regions {
+		allowed = append(allowed, pn.prefix)
+	}
+	wg, err := wgclient.New(wgclient.Config{
+		PrivateKey: k,
+		Address:    addr,
+		Peer:       d.key.Public(),
+		Endpoint:   d.lb.Addr(),
+		AllowedIPs: append(allowed, clientNet.Masked()),
 	})
 	if err != nil {
-		res.Err = err
-		return res
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	defer tnet.Close()
-
-	// The first ping triggers the handshake; its round trip is the time
-	// until the tunnel carried traffic.
-	start := time.Now()
-	var lastErr error
-	for ctx.Err() == nil {
-		if _, err := tnet.Ping(ctx, clientNet.Addr(), 1, time.Second); err == nil {
-			res.Handshake = time.Since(start)
-			break
-		} else {
-			lastErr = err
-		}
-	}
-	if res.Handshake == 0 {
-		res.Err = fmt.Errorf("no reply from the gateway through the tunnel: %v", lastErr)
-		return res
-	}
-	if res.PingGateway, err = tnet.Ping(ctx, clientNet.Addr(), 2, time.Second); err != nil {
-		res.Err = fmt.Errorf("ping gateway %s: %w", clientNet.Addr(), err)
-		return res
-	}
-	if res.PingService, err = tnet.Ping(ctx, webService.Addr(), 3, time.Second); err != nil {
-		res.Err = fmt.Errorf("ping %s: %w", webService.Addr(), err)
-		return res
-	}
-
-	hc := &http.Client{
-		Transport: &http.Transport{DialContext: tnet.DialContext, DisableKeepAlives: false},
-		Timeout:   10 * time.Second,
-	}
-	defer hc.CloseIdleConnections()
-	url := "http://" + webService.String()
-	var lat []time.Duration
-	for range s.requests {
-		t0 := time.Now()
-		body, err := get(ctx, hc, url+"/")
-		if err != nil {
-			res.Err = fmt.Errorf("GET %s: %w", url, err)
-			break
-		}
-		if !strings.HasPrefix(body, "hello ") {
-			res.Err = fmt.Errorf("GET %s: unexpected body %q", url, body)
-			break
-		}
-		lat = append(lat, time.Since(t0))
-		res.RequestsOK++
-	}
-	if len(lat) > 0 {
-		slices.Sort(lat)
-		res.P50 = lat[len(lat)/2]
-		res.P99 = lat[min(len(lat)-1, len(lat)*99/100)]
-	}
-	if res.Err != nil {
-		return res
-	}
-
-	t0 := time.Now()
-	body, err := get(ctx, hc, url+"/blob")
+	echo, err := wg.DialUDPAddrPort(netip.AddrPort{}, d.regions[0].echoAddr)
 	if err != nil {
-		res.Err = fmt.Errorf("download: %w", err)
-		return res
+		wg.Close()
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	res.DownloadTime = time.Since(t0)
-	res.DownloadBytes = int64(len(body))
-	if res.DownloadBytes != downloadSize {
-		res.Err = fmt.Errorf("download: got %d bytes, want %d", res.DownloadBytes, downloadSize)
-		return res
-	}
-
-	if res.UDPEcho, err = udpEcho(ctx, tnet); err != nil {
-		res.Err = fmt.Errorf("UDP echo %s: %w", echoService, err)
-	}
-	return res
+	return &client{
+		name: name, key: k, addr: addr, wg: wg, echo: echo,
+		hc:   &http.Client{Transport: &http.Transport{DialContext: wg.DialContext}, Timeout: 3 * time.Second},
+		flow: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), wg.ListenPort()),
+	}, nil
 }
 
-func get(ctx context.Context, hc *http.Client, url string) (string, error) {
+// backend is the load balancer backend (gateway index) of the client's flow.
+func (c *client) backend(d *deployment) (int, bool) { return d.lb.Backend(c.flow) }
+
+// reachAll makes n HTTP requests to every region's web service. A request
+// is tried three times before it counts as failed, since a move in
+// progress may cost a retransmission.
+func (c *client) reachAll(ctx context.Context, d *deployment, n int, phase string) {
+	for _, pn := range d.regions {
+		url := "http://" + pn.web.String() + "/"
+		for range n {
+			c.requests++
+			var err error
+			for try := 0; try < 3 && ctx.Err() == nil; try++ {
+				t0 := time.Now()
+				var body string
+				if body, err = c.get(ctx, url); err == nil && strings.Contains(body, "from "+pn.name) {
+					c.latencies = append(c.latencies, time.Since(t0))
+					c.ok++
+					break
+				} else if err == nil {
+					err = fmt.Errorf("unexpected answer %q", body)
+				}
+			}
+			if err != nil && c.err == nil {
+				c.err = fmt.Errorf("%s: GET %s (%s): %w", phase, url, pn.name, err)
+			}
+		}
+	}
+}
+
+func (c *client) get(ctx context.Context, url string) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return "", err
 	}
-	resp, err := hc.Do(req)
+	resp, err := c.hc.Do(req)
 	if err != nil {
 		return "", err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("status %s", resp.Status)
-	}
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
 }
 
-func udpEcho(ctx context.Context, tnet *wgclient.Client) (time.Duration, error) {
-	c, err := tnet.DialUDPAddrPort(netip.AddrPort{}, echoService)
-	if err != nil {
-		return 0, err
+// move has the load balancer send the client's flow to gateway to (or,
+// with to < 0, to a running gateway in another region) and measures how
+// soon traffic flows again.
+func (c *client) move(ctx context.Context, d *deployment, to int) {
+	from, ok := c.backend(d)
+	if !ok {
+		c.err = fmt.Errorf("no load balancer flow")
+		return
 	}
-	defer c.Close()
-	msg := []byte("anyguard demo datagram")
+	if to < 0 {
+		to = from
+		for _, i := range d.running() {
+			if i != from && (d.regionOf[i] != d.regionOf[from] || to == from) {
+				to = i
+				if d.regionOf[i] != d.regionOf[from] && i > from {
+					break
+				}
+			}
+		}
+	}
+	if to == from {
+		return
+	}
+	t0 := time.Now()
+	d.lb.Move(c.flow, to)
+	c.recover(ctx, d, t0, "move")
+}
+
+// recover sends UDP echoes every 20 ms until one comes back, and records
+// the time since the flow moved.
+func (c *client) recover(ctx context.Context, d *deployment, since time.Time, phase string) {
+	to, _ := c.backend(d)
+	from := "?"
+	if len(c.owners) > 0 {
+		from = c.owners[len(c.owners)-1]
+	}
+	msg := []byte("anyguard demo " + c.name)
 	buf := make([]byte, 1500)
-	for try := 0; try < 5 && ctx.Err() == nil; try++ {
-		c.SetDeadline(time.Now().Add(500 * time.Millisecond))
-		t0 := time.Now()
-		if _, err := c.Write(msg); err != nil {
-			return 0, err
+	for ctx.Err() == nil {
+		c.echo.SetDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, err := c.echo.Write(msg); err == nil {
+			if n, err := c.echo.Read(buf); err == nil && bytes.Equal(buf[:n], msg) {
+				c.moves = append(c.moves, moveResult{phase: phase, from: from, to: d.names[to], recovery: time.Since(since)})
+				return
+			}
 		}
-		n, err := c.Read(buf)
-		if ne, ok := err.(net.Error); ok && ne.Timeout() {
-			continue
-		}
-		if err != nil {
-			return 0, err
-		}
-		if !bytes.Equal(buf[:n], msg) {
-			return 0, fmt.Errorf("echo mismatch: %q", buf[:n])
-		}
-		return time.Since(t0), nil
+		time.Sleep(20 * time.Millisecond)
 	}
-	return 0, fmt.Errorf("no echo after 5 tries")
+	if c.err == nil {
+		c.err = fmt.Errorf("%s: traffic did not flow again after the flow moved to %s", phase, d.names[to])
+	}
+}
+
+func (c *client) close() {
+	if c.echo != nil {
+		c.echo.Close()
+	}
+	if c.wg != nil {
+		c.hc.CloseIdleConnections()
+		c.wg.Close()
+	}
 }

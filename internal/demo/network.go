@@ -20,6 +20,10 @@ import (
 // them through Dial, which maps their private addresses; hosts in the
 // private prefix answer ping.
 type privateNetwork struct {
+	name     string
+	prefix   netip.Prefix
+	web      netip.AddrPort // the web service's private address
+	echoAddr netip.AddrPort // the UDP echo service's private address
 	http     *http.Server
 	httpLn   net.Listener
 	udp      *net.UDPConn
@@ -30,7 +34,9 @@ type privateNetwork struct {
 // downloadSize is the size of the object clients download.
 const downloadSize = 4 << 20
 
-func newPrivateNetwork() (*privateNetwork, error) {
+// newPrivateNetwork starts region name's services; its private prefix is
+// 10.<second>.0.0/16, the web service at .0.10:80, the UDP echo at .0.11:7.
+func newPrivateNetwork(name string, second byte) (*privateNetwork, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("demo web service: %w", err)
@@ -44,19 +50,25 @@ func newPrivateNetwork() (*privateNetwork, error) {
 	rand.Read(blob)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "hello %s from the private network\n", r.RemoteAddr)
+		fmt.Fprintf(w, "hello %s from %s\n", r.RemoteAddr, name)
 	})
 	mux.HandleFunc("GET /blob", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", strconv.Itoa(len(blob)))
 		io.Copy(w, bytes.NewReader(blob))
 	})
+	web := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, second, 0, 10}), 80)
+	echo := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, second, 0, 11}), 7)
 	n := &privateNetwork{
-		http:   &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second},
-		httpLn: ln,
-		udp:    udp,
+		name:     name,
+		prefix:   netip.PrefixFrom(netip.AddrFrom4([4]byte{10, second, 0, 0}), 16),
+		web:      web,
+		echoAddr: echo,
+		http:     &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second},
+		httpLn:   ln,
+		udp:      udp,
 		services: map[netip.AddrPort]netip.AddrPort{
-			webService:  ln.Addr().(*net.TCPAddr).AddrPort(),
-			echoService: udp.LocalAddr().(*net.UDPAddr).AddrPort(),
+			web:  ln.Addr().(*net.TCPAddr).AddrPort(),
+			echo: udp.LocalAddr().(*net.UDPAddr).AddrPort(),
 		},
 	}
 	n.wg.Add(2)
@@ -89,7 +101,7 @@ func (n *privateNetwork) Dial(ctx context.Context, network string, dst netip.Add
 // Ping answers for every host of the private network, after a simulated
 // network round trip.
 func (n *privateNetwork) Ping(ctx context.Context, dst netip.Addr, id, seq uint16, payload []byte) ([]byte, error) {
-	if !privateNet.Contains(dst) {
+	if !n.prefix.Contains(dst) {
 		return nil, errors.New("host unreachable")
 	}
 	select {

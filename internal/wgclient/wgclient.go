@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -133,4 +134,16 @@ func (c *Client) Ping(ctx context.Context, dst netip.Addr, seq int, timeout time
 			return time.Since(t0), nil
 		}
 	}
+}
+
+// ListenPort returns the UDP port the client sends from.
+func (c *Client) ListenPort() uint16 {
+	s, _ := c.dev.IpcGet()
+	for line := range strings.SplitSeq(s, "\n") {
+		if v, ok := strings.CutPrefix(line, "listen_port="); ok {
+			n, _ := strconv.ParseUint(v, 10, 16)
+			return uint16(n)
+		}
+	}
+	return 0
 }
