@@ -635,4 +635,3 @@ func BenchmarkInitiationAuthenticate(b *testing.B) {
 		}
 	}
 }
-
