@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/anyguard/anyguard/cluster"
 	"net"
 	"net/netip"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/anyguard/anyguard/cluster"
 	"github.com/anyguard/anyguard/device"
 	"github.com/anyguard/anyguard/health"
 	"github.com/anyguard/anyguard/internal/config"
@@ -145,11 +145,23 @@ func (g *Gateway) Metrics() health.Metrics {
 		ConfigDigest:     cfg.ClientSetDigest(),
 		Convergence:      g.convergence.Snapshot(),
 	}
+	if c := g.Cluster(); c != nil {
+		m.Members = map[string]int{"alive": 0, "suspect": 0, "dead": 0, "left": 0}
+		for _, mb := range c.Members() {
+			m.Members[mb.Status]++
+			if !mb.Self && mb.Alive && mb.Meta.ClientDigest != "" && !strings.HasPrefix(m.ConfigDigest, mb.Meta.ClientDigest) {
+				m.ConfigDigestMismatch++
+			}
+		}
+		m.OwnedClients = c.Table().Stats().Owned
+	}
 	for _, c := range g.clientViews(cfg) {
 		switch {
 		case hasSession(c.state, now):
 			m.Peers["active"]++
-			m.OwnedClients++ // alone, a gateway owns every client it holds a session with
+			if g.Cluster() == nil {
+				m.OwnedClients++ // alone, a gateway owns every client it holds a session with
+			}
 		case c.state.LastHandshake.IsZero():
 			m.Peers["never"]++
 		default:
@@ -221,6 +233,9 @@ func (g *Gateway) Status() health.Status {
 		Regions:     []health.RegionStatus{{Name: cfg.Node.Region, Members: 1, Prefixes: prefixes}},
 		Convergence: health.ConvergenceFrom(g.convergence.Snapshot()),
 	}
+	if c := g.Cluster(); c != nil {
+		st.Members, st.Regions = clusterStatus(c.Members())
+	}
 	lastOK, rtt, err := g.probe.snapshot()
 	st.Probe = health.ProbeStatus{
 		Target: g.probe.target, OK: err == nil, LastSuccess: lastOK, RTTSeconds: rtt.Seconds(),
@@ -237,12 +252,55 @@ func (g *Gateway) Status() health.Status {
 		if c.state.Endpoint.IsValid() {
 			cs.Endpoint = c.state.Endpoint.String()
 		}
-		if hasSession(c.state, now) {
+		switch cl := g.Cluster(); {
+		case cl != nil:
+			if rec, ok := cl.Owner(c.cfg.PublicKey); ok && !rec.Released() {
+				cs.Owner = rec.Owner
+				if cs.Endpoint == "" && rec.Endpoint.IsValid() {
+					cs.Endpoint = rec.Endpoint.String()
+				}
+			}
+		case hasSession(c.state, now):
 			cs.Owner = cfg.Node.Name
 		}
 		st.Clients = append(st.Clients, cs)
 	}
 	return st
+}
+
+// clusterStatus turns the membership into /status members and regions (a
+// region's prefixes are those its live members serve).
+func clusterStatus(ms []cluster.Member) ([]health.MemberStatus, []health.RegionStatus) {
+	var members []health.MemberStatus
+	regions := map[string]*health.RegionStatus{}
+	for _, m := range ms {
+		members = append(members, health.MemberStatus{
+			Name: m.Name, Region: m.Meta.Region, Address: m.Addr.String(), State: m.Status, Self: m.Self,
+			Ready: m.Meta.State == cluster.StateReady, ConfigDigest: m.Meta.ClientDigest,
+		})
+		r := regions[m.Meta.Region]
+		if r == nil {
+			r = &health.RegionStatus{Name: m.Meta.Region}
+			regions[m.Meta.Region] = r
+		}
+		if !m.Alive {
+			continue
+		}
+		r.Members++
+		for _, p := range m.Meta.Prefixes {
+			if s := p.String(); !slices.Contains(r.Prefixes, s) {
+				r.Prefixes = append(r.Prefixes, s)
+			}
+		}
+	}
+	slices.SortFunc(members, func(a, b health.MemberStatus) int { return strings.Compare(a.Name, b.Name) })
+	out := make([]health.RegionStatus, 0, len(regions))
+	for _, r := range regions {
+		slices.Sort(r.Prefixes)
+		out = append(out, *r)
+	}
+	slices.SortFunc(out, func(a, b health.RegionStatus) int { return strings.Compare(a.Name, b.Name) })
+	return members, out
 }
 
 func prefixStrings(ps []netip.Prefix) []string {
