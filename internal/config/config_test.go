@@ -192,6 +192,10 @@ func TestExampleParses(t *testing.T) {
 	dir := t.TempDir()
 	writeKey(t, filepath.Join(dir, "clients.key"), testKeys["PRIV"].String()+"\n", 0o600)
 	writeKey(t, filepath.Join(dir, "bob.psk"), testKeys["PSK"].String()+"\n", 0o600)
+	bb, _ := keys.Generate()
+	gossip, _ := keys.Generate()
+	writeKey(t, filepath.Join(dir, "backbone.key"), bb.String()+"\n", 0o600)
+	writeKey(t, filepath.Join(dir, "gossip.key"), gossip.String()+"\n", 0o600)
 	text := strings.ReplaceAll(Example, "/etc/anyguard/", dir+"/")
 	c, err := Parse([]byte(text), "")
 	if err != nil {
@@ -210,6 +214,11 @@ func TestExampleParses(t *testing.T) {
 	want.Clients.Address = c.Clients.Address
 	want.Clients.Peers = c.Clients.Peers
 	want.Egress.Prefixes = c.Egress.Prefixes
+	want.Backbone.PrivateKey = bb
+	want.Backbone.Endpoint = "203.0.113.7:51821"
+	want.Cluster.Advertise = "203.0.113.7:7946"
+	want.Cluster.Join = []string{"198.51.100.9:7946"}
+	want.Cluster.SecretKey = gossip
 	want.lines = c.lines
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("example departs from the defaults:\n got %+v\nwant %+v", c, want)
