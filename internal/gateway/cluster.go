@@ -321,6 +321,7 @@ func (cp *clusterPart) onOwner(old, rec cluster.Record) {
 	}
 	cp.logger.Info("client owner changed", "client", peer.Name, "from", ownerName(old.Owner), "to", ownerName(rec.Owner),
 		"version", rec.Version, "reason", rec.Reason, "endpoint", rec.Endpoint)
+	cp.g.countOwnershipChange(old, rec)
 	if old.Owner != rec.Owner && rec.Owner != cp.self {
 		if d := time.Since(rec.Time.Wall()); d >= 0 && d < time.Minute {
 			cp.g.ObserveConvergence(d)

@@ -70,6 +70,8 @@ type Gateway struct {
 	probe       *probe // the data-path probe peer; see probe.go
 	started     time.Time
 	convergence health.Histogram
+	// ownershipChanges counts owner changes by cluster.Reason (health.go).
+	ownershipChanges [16]atomic.Uint64
 
 	cluster    *clusterPart                             // nil when the gateway runs alone
 	clusterHot atomic.Pointer[clusterPart]              // the same, for packet goroutines

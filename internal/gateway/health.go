@@ -107,6 +107,34 @@ func (g *Gateway) ClientStatus() ([]device.PeerStatus, error) {
 	return slices.DeleteFunc(peers, func(p device.PeerStatus) bool { return g.probe.isProbe(p.PublicKey) }), err
 }
 
+// countOwnershipChange counts a change of a client's owner by its reason
+// (anyguard_ownership_changes_total); endpoint refreshes by the same owner
+// do not count.
+func (g *Gateway) countOwnershipChange(old, rec cluster.Record) {
+	if old.Owner != rec.Owner {
+		g.ownershipChanges[int(rec.Reason)%len(g.ownershipChanges)].Add(1)
+	}
+}
+
+// ownershipChangeCounts returns the counts by reason name: the reasons the
+// cluster writes always, others once seen.
+func (g *Gateway) ownershipChangeCounts() map[string]uint64 {
+	m := make(map[string]uint64)
+	for i := range g.ownershipChanges {
+		r := cluster.Reason(i)
+		n := g.ownershipChanges[i].Load()
+		switch r {
+		case cluster.ReasonHandshake, cluster.ReasonData, cluster.ReasonTakeover, cluster.ReasonRelease:
+			m[r.String()] = n
+		default:
+			if n != 0 {
+				m[r.String()] = n
+			}
+		}
+	}
+	return m
+}
+
 // ObserveConvergence records how long an ownership change took to reach
 // every gateway (anyguard_convergence_seconds, /status).
 func (g *Gateway) ObserveConvergence(d time.Duration) { g.convergence.Observe(d) }
@@ -140,7 +168,7 @@ func (g *Gateway) Metrics() health.Metrics {
 	now := time.Now()
 	m := health.Metrics{
 		Peers:            map[string]int{"active": 0, "stale": 0, "never": 0},
-		OwnershipChanges: map[string]uint64{"handshake": 0, "data": 0, "takeover": 0, "release": 0},
+		OwnershipChanges: g.ownershipChangeCounts(),
 		Members:          map[string]int{"alive": 1, "suspect": 0, "dead": 0, "left": 0},
 		ConfigDigest:     cfg.ClientSetDigest(),
 		Convergence:      g.convergence.Snapshot(),

@@ -1,8 +1,14 @@
 package gateway_test
 
 import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/anyguard/anyguard/internal/gateway"
 )
 
 // TestStatusAndMetricsShowTheCluster: /status lists every member and
@@ -38,5 +44,23 @@ func TestStatusAndMetricsShowTheCluster(t *testing.T) {
 	m := a1.Metrics()
 	if m.Members["alive"] != 3 || m.ConfigDigestMismatch != 0 {
 		t.Errorf("members %v, digest mismatch %d", m.Members, m.ConfigDigestMismatch)
+	}
+	for _, r := range []string{"handshake", "data", "takeover", "release"} {
+		if _, ok := m.OwnershipChanges[r]; !ok {
+			t.Errorf("ownership changes lack reason %q: %v", r, m.OwnershipChanges)
+		}
+	}
+}
+
+// TestReloadRefusesHealthChanges: the health listeners are bound at
+// start, so a change to health: needs a restart, like the ports.
+func TestReloadRefusesHealthChanges(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	e := startGateway(t, srv)
+	cfg := *e.gw.Config()
+	cfg.Health.Listen = "127.0.0.1:9"
+	if err := e.gw.Reload(&cfg); !errors.Is(err, gateway.ErrRestartNeeded) || !strings.Contains(err.Error(), "health") {
+		t.Fatalf("reload changing health.listen: %v", err)
 	}
 }

@@ -93,6 +93,8 @@ func restartField(a, b *config.Config) string {
 		return "backbone"
 	case !reflect.DeepEqual(a.Cluster, b.Cluster):
 		return "cluster"
+	case a.Health != b.Health:
+		return "health"
 	}
 	return ""
 }
