@@ -19,9 +19,10 @@ func WriteJSON(path string, v any) error {
 }
 
 var testNames = map[string]string{
-	TestTCP1: "TCP, 1 stream",
-	TestTCP4: "TCP, 4 streams",
-	TestUDP:  "UDP, 1380 B datagrams",
+	TestTCP1:     "TCP, 1 stream",
+	TestTCP4:     "TCP, 4 streams",
+	TestTCP4Down: "TCP, 4 streams, download",
+	TestUDP:      "UDP, 1380 B datagrams",
 }
 
 var modeNames = map[string]string{

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -40,6 +41,8 @@ type ScalePoint struct {
 	HeapBytes   int64   `json:"heap_bytes"` // live heap after a GC
 	Goroutines  int     `json:"goroutines"`
 	PeakRSSByte int64   `json:"peak_rss_bytes"`
+	// Error says why the gateway did not start with this many clients.
+	Error string `json:"error,omitempty"`
 }
 
 // ScaleReport is the result of RunScale.
@@ -75,10 +78,23 @@ func RunScale(ctx context.Context, opts ScaleOptions) (_ *ScaleReport, err error
 			return nil, err
 		}
 		cmd := exec.CommandContext(ctx, opts.Anyguard, "bench", "scale", "--child", base, "--child-reload", changed)
-		cmd.Stderr = opts.Progress
+		var stderr bytes.Buffer
+		cmd.Stderr = io.MultiWriter(opts.Progress, &stderr)
 		out, err := cmd.Output()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		if err != nil {
-			return nil, fmt.Errorf("%d clients: %w", n, err)
+			// A size the gateway cannot start with is a result too.
+			why := strings.TrimSpace(stderr.String())
+			if i := strings.LastIndexByte(why, '\n'); i >= 0 {
+				why = why[i+1:]
+			}
+			if why == "" {
+				why = err.Error()
+			}
+			rep.Points = append(rep.Points, ScalePoint{Clients: n, Error: why})
+			continue
 		}
 		var p ScalePoint
 		if err := json.Unmarshal(out, &p); err != nil {
@@ -220,11 +236,16 @@ func (r *ScaleReport) Markdown() string {
 	b.WriteString("| clients | start (load + up) | of which config load | RSS | Go heap | goroutines | reload, 1% changed |\n")
 	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, p := range r.Points {
+		if p.Error != "" {
+			fmt.Fprintf(&b, "| %d | does not start: %s | | | | | |\n", p.Clients, strings.ReplaceAll(p.Error, "|", "/"))
+			continue
+		}
 		fmt.Fprintf(&b, "| %d | %.2f s | %.2f s | %.0f MB | %.0f MB | %d | %.2f s |\n",
 			p.Clients, p.StartSec, p.LoadSec, float64(p.RSSBytes)/1e6, float64(p.HeapBytes)/1e6, p.Goroutines, p.ReloadSec)
 	}
 	b.WriteString("\nEvery configured client is today a live wireguard-go peer (≈ 18 KB and two goroutines each), so memory and\n")
 	b.WriteString("start-up grow linearly with the configured set; the goals (100k clients in ≤ 200 MB, start ≤ 2 s, reload ≤ 1 s)\n")
-	b.WriteString("need peers added just in time on their first handshake, which is planned work.\n")
+	b.WriteString("need peers added just in time on their first handshake, which is planned work. wireguard-go also refuses\n")
+	b.WriteString("more than 65,536 peers per device (device.MaxPeers), so today 100k configured clients cannot start at all.\n")
 	return b.String()
 }

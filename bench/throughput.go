@@ -21,12 +21,15 @@ const (
 	TestTCP1 = "tcp1" // iperf3 TCP, 1 stream, client to server
 	TestTCP4 = "tcp4" // iperf3 TCP, 4 streams
 	TestUDP  = "udp"  // iperf3 UDP, unlimited rate, 1380-byte datagrams
+	// TestTCP4Down is TCP, 4 streams, server to client (iperf3 -R): the
+	// direction in which the gateway reads the kernel's TUN and encrypts.
+	TestTCP4Down = "tcp4down"
 )
 
 // AllModes and AllTests are the defaults, in the order they run.
 var (
 	AllModes = []string{ModeStock, ModeTUN, ModeNetstack, ModeInterface}
-	AllTests = []string{TestTCP1, TestTCP4, TestUDP}
+	AllTests = []string{TestTCP1, TestTCP4, TestTCP4Down, TestUDP}
 )
 
 // udpPayload fits one datagram in the tunnel MTU of 1420 (20 IP + 8 UDP).

@@ -252,6 +252,8 @@ func (h *harness) measure(ctx context.Context, gw *netns.Proc, mode, test string
 		args = []string{"-P", "1", "-O", "1"}
 	case TestTCP4:
 		args = []string{"-P", "4", "-O", "1"}
+	case TestTCP4Down:
+		args = []string{"-R", "-P", "4", "-O", "1"}
 	case TestUDP:
 		args = []string{"-u", "-b", "0", "-l", fmt.Sprint(udpPayload)}
 	default:
@@ -291,7 +293,7 @@ func (h *harness) measure(ctx context.Context, gw *netns.Proc, mode, test string
 		r.LostPercent = res.End.Sum.LostPercent
 	} else {
 		r.PPS = float64(rx.Bytes) / tcpMSS / max(rx.Seconds, 1e-9)
-		r.Retransmits = res.End.SumSent.Retransmits
+		r.Retransmits = res.End.SumSent.Retransmits // the sender's, either way
 	}
 	return r, nil
 }

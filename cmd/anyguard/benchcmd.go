@@ -123,7 +123,7 @@ func cmdBenchScale(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs := newFlags("bench scale", "[flags]",
 		"Measure start-up time, resident memory, goroutines and reload time of a gateway (netstack mode,\n"+
 			"unprivileged) with many configured clients, each size in a fresh child process.", stderr)
-	clients := fs.String("clients", "1,1000,10000,100000", "comma-separated client counts")
+	clients := fs.String("clients", "1,1000,10000,50000,100000", "comma-separated client counts")
 	jsonOut := fs.String("json", "", "write the results as JSON to `file`")
 	mdOut := fs.String("markdown", "", "write the table to `file` as well as stdout")
 	readme := fs.String("readme", "", "splice the table into `file` between <!-- bench:scale:begin/end --> markers")
