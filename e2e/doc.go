@@ -15,6 +15,14 @@
 // egress), or stock wireguard-go as a baseline (startStockGateway), which the
 // benchmarks compare against.
 //
+// TestClusterTwoRegions builds its own topology: two regions, each a
+// gateway namespace running `anyguard run` (tun egress, backbone and
+// cluster sections) with a server behind it whose default route is that
+// gateway, the gateways and the client on one bridged WAN (192.0.2.0/24).
+// The client moves between the gateways (wg set endpoint, then wg-quick
+// down/up) and must reach both servers, and both servers it, after each
+// move, the non-owner forwarding over the backbone (no SNAT).
+//
 // The tests need root, /dev/net/tun and the Debian tools wg, wg-quick,
 // wireguard-go, iperf3, ip and ping (`make deps` installs them). Without them
 // they skip, unless ANYGUARD_E2E=require, which turns every such skip into a

@@ -68,6 +68,13 @@ type wgQuickClient struct {
 // endpoint. It is brought down when t ends.
 func startWGQuickClient(t testing.TB, ns *netns, keys keyPair, gatewayPub, endpoint string) *wgQuickClient {
 	t.Helper()
+	return startWGQuickClientRoutes(t, ns, keys, gatewayPub, endpoint, "10.99.0.0/16, 10.1.0.0/16")
+}
+
+// startWGQuickClientRoutes is startWGQuickClient with the peer's AllowedIPs
+// (a wg-quick list) given.
+func startWGQuickClientRoutes(t testing.TB, ns *netns, keys keyPair, gatewayPub, endpoint, allowedIPs string) *wgQuickClient {
+	t.Helper()
 	dir := t.TempDir()
 	c := &wgQuickClient{ns: ns, iface: uniqueIfaceName(t, "agc")}
 	conf := fmt.Sprintf(`[Interface]
@@ -77,20 +84,10 @@ Address = 10.99.0.2/32
 [Peer]
 PublicKey = %s
 Endpoint = %s
-AllowedIPs = 10.99.0.0/16, 10.1.0.0/16
-`, keys.Private, gatewayPub, endpoint)
+AllowedIPs = %s
+`, keys.Private, gatewayPub, endpoint, allowedIPs)
 	c.conf = writeSecret(t, dir, c.iface+".conf", conf)
 	c.logPath = filepath.Join(dir, "wg-quick.log")
-	logf, err := os.Create(c.logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	// The daemon wireguard-go inherits the log file as stdout when
-	// LOG_LEVEL is set; a file (not a pipe) keeps Wait from waiting for it.
-	cmd := exec.Command("ip", "netns", "exec", ns.Name, "wg-quick", "up", c.conf)
-	cmd.Env = append(os.Environ(), "LOG_LEVEL=verbose")
-	cmd.Stdout, cmd.Stderr = logf, logf
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("--- client %s (wg-quick + wireguard-go) log ---\n%s", c.iface, c.log())
@@ -103,6 +100,23 @@ AllowedIPs = 10.99.0.0/16, 10.1.0.0/16
 			}
 		}
 	})
+	c.up(t)
+	return c
+}
+
+// up runs wg-quick up on the client's configuration.
+func (c *wgQuickClient) up(t testing.TB) {
+	t.Helper()
+	logf, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	// The daemon wireguard-go inherits the log file as stdout when
+	// LOG_LEVEL is set; a file (not a pipe) keeps Wait from waiting for it.
+	cmd := exec.Command("ip", "netns", "exec", c.ns.Name, "wg-quick", "up", c.conf)
+	cmd.Env = append(os.Environ(), "LOG_LEVEL=verbose")
+	cmd.Stdout, cmd.Stderr = logf, logf
 	done := make(chan error, 1)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("wg-quick up: %v", err)
@@ -117,7 +131,15 @@ AllowedIPs = 10.99.0.0/16, 10.1.0.0/16
 	if err != nil {
 		t.Fatalf("wg-quick up %s: %v", c.conf, err)
 	}
-	return c
+}
+
+// down runs wg-quick down on the client's configuration: its wireguard-go
+// exits and the session with it.
+func (c *wgQuickClient) down(t testing.TB) {
+	t.Helper()
+	if out, err := c.ns.Exec(cmdTimeout, "wg-quick", "down", c.conf); err != nil {
+		t.Fatalf("wg-quick down %s: %v: %s", c.iface, err, out)
+	}
 }
 
 func (c *wgQuickClient) log() string {
