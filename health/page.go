@@ -19,7 +19,7 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 	"bytes": func(n uint64) string {
 		const unit = 1024
 		if n < unit {
-			return template.HTMLEscapeString(itoa(n) + " B")
+			return itoa(n) + " B"
 		}
 		div, exp := uint64(unit), 0
 		for m := n / unit; m >= unit; m /= unit {

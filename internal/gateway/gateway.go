@@ -234,7 +234,6 @@ func clientPrefixes(cfg *config.Config) []netip.Prefix {
 		out = append(out, p.AllowedIPs...)
 	}
 	return append(out, probePrefix(cfg)) // routed to the client port like a client's
-
 }
 
 // routesOutside returns the prefixes not already covered by the connected

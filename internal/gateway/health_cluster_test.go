@@ -1,12 +1,14 @@
 package gateway_test
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/anyguard/anyguard/internal/gateway"
 )
@@ -16,6 +18,16 @@ import (
 func TestStatusAndMetricsShowTheCluster(t *testing.T) {
 	e, ra, rb := startTwoRegions(t)
 	a1 := e.gws["a1"]
+	// Every check passes on a clustered gateway too: the probe's route
+	// survives the routes the cluster adds.
+	waitUntil(t, "every check of a1 to pass", 10*time.Second, func() bool {
+		for _, c := range a1.Checks() {
+			if err := c.Run(context.Background()); err != nil {
+				return false
+			}
+		}
+		return true
+	})
 	st := a1.Status()
 	if len(st.Members) != 3 {
 		t.Fatalf("members: %+v", st.Members)
