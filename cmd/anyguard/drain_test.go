@@ -198,3 +198,21 @@ func TestSecondSIGTERMExitsAtOnce(t *testing.T) {
 		t.Error("log does not say why it exited early")
 	}
 }
+
+func TestRunRefusesTakenHealthPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	k, _ := keys.Generate()
+	path := filepath.Join(t.TempDir(), "gw.yaml")
+	cfg := fmt.Sprintf("clients:\n  private_key: %s\n  listen_port: 0\n  address: 10.99.0.1/16\n  uapi: false\negress:\n  mode: netstack\nhealth:\n  listen: %q\n  tcp_listen: \"off\"\n", k, ln.Addr())
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := runCLI(t, "", "run", "--config", path, "--log-level", "error")
+	if code != 1 || !strings.Contains(errOut, "health.listen "+ln.Addr().String()) || !strings.Contains(errOut, "address already in use") {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+}
