@@ -86,6 +86,9 @@ type Cluster struct {
 	meta   atomic.Pointer[[]byte]
 	metaMu sync.Mutex // guards cfg.Meta
 
+	viewMu sync.Mutex
+	view   map[string]Member // by name, from membership events
+
 	msgs, bad, applied, relayed, sent, decryptErrs, badMeta, pushPulls atomic.Uint64
 
 	membersChanged chan struct{}
@@ -115,6 +118,7 @@ func New(cfg Config) (*Cluster, error) {
 		hlc:            NewHLC(cfg.Now, 0),
 		codec:          Codec{Clients: NewClientSet(cfg.Clients)},
 		membersChanged: make(chan struct{}, 1),
+		view:           make(map[string]Member),
 		stop:           make(chan struct{}),
 	}
 	if err := c.SetMeta(cfg.Meta); err != nil {
@@ -289,27 +293,43 @@ func (c *Cluster) broadcast(r Record) {
 	c.queue.QueueBroadcast(&recordBroadcast{name: string(r.Client[:]), msg: msg})
 }
 
-// Members returns every gateway memberlist knows, itself included.
+// Members returns every gateway this one knows, itself included, as the
+// membership events left them (dead and left gateways stay listed, not
+// alive, until memberlist forgets them).
 func (c *Cluster) Members() []Member {
-	nodes := c.ml.Members()
-	out := make([]Member, 0, len(nodes))
-	for _, n := range nodes {
-		m, err := DecodeMeta(n.Meta)
-		if err != nil {
-			c.badMeta.Add(1)
-			continue
-		}
-		ap, _ := netip.AddrFromSlice(n.Addr)
-		out = append(out, Member{
-			Name:   n.Name,
-			Addr:   netip.AddrPortFrom(ap.Unmap(), n.Port),
-			Meta:   m,
-			Alive:  n.State == memberlist.StateAlive,
-			Status: stateName(n.State),
-			Self:   n.Name == c.cfg.Name,
-		})
+	c.viewMu.Lock()
+	defer c.viewMu.Unlock()
+	out := make([]Member, 0, len(c.view))
+	for _, m := range c.view {
+		out = append(out, m)
 	}
 	return out
+}
+
+// record copies a node into the view. memberlist calls the event delegate
+// while it holds its own lock and mutates its nodes later, so the copy is
+// taken here, never by reading memberlist's nodes at another time.
+func (c *Cluster) record(n *memberlist.Node, gone bool) Meta {
+	m, err := DecodeMeta(n.Meta)
+	if err != nil {
+		c.badMeta.Add(1)
+	}
+	ap, _ := netip.AddrFromSlice(n.Addr)
+	mem := Member{
+		Name:   n.Name,
+		Addr:   netip.AddrPortFrom(ap.Unmap(), n.Port),
+		Meta:   m,
+		Alive:  !gone && n.State == memberlist.StateAlive && err == nil,
+		Status: stateName(n.State),
+		Self:   n.Name == c.cfg.Name,
+	}
+	if gone && n.State == memberlist.StateAlive {
+		mem.Status = "dead"
+	}
+	c.viewMu.Lock()
+	c.view[n.Name] = mem
+	c.viewMu.Unlock()
+	return m
 }
 
 func stateName(s memberlist.NodeStateType) string {
@@ -481,7 +501,7 @@ type events Cluster
 
 func (e *events) NotifyJoin(n *memberlist.Node) {
 	c := (*Cluster)(e)
-	m, _ := DecodeMeta(n.Meta)
+	m := c.record(n, false)
 	c.logger.Info("member joined", "node", n.Name, "region", m.Region, "addr", n.Address())
 	c.signalMembers()
 }
@@ -492,14 +512,14 @@ func (e *events) NotifyLeave(n *memberlist.Node) {
 	if n.State == memberlist.StateLeft {
 		how = "left"
 	}
-	m, _ := DecodeMeta(n.Meta)
+	m := c.record(n, true)
 	c.logger.Info("member "+how, "node", n.Name, "region", m.Region, "addr", n.Address())
 	c.signalMembers()
 }
 
 func (e *events) NotifyUpdate(n *memberlist.Node) {
 	c := (*Cluster)(e)
-	m, _ := DecodeMeta(n.Meta)
+	m := c.record(n, false)
 	c.logger.Info("member updated", "node", n.Name, "region", m.Region, "state", m.State)
 	c.signalMembers()
 }

@@ -241,15 +241,16 @@ func (t *TUN) SetRoutes(prefixes []netip.Prefix) error {
 			delete(t.routes, p)
 		}
 	}
+	// Replace every wanted route, not only the ones we think are missing:
+	// the kernel deletes routes when the link loses its address or goes
+	// down, and a call after that must put them back.
 	for p := range want {
-		if !t.routes[p] {
-			rt := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(p), Scope: netlink.SCOPE_LINK}
-			if err := netlink.RouteReplace(rt); err != nil {
-				errs = errors.Join(errs, fmt.Errorf("add route %s: %w", p, err))
-				continue
-			}
-			t.routes[p] = true
+		rt := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(p), Scope: netlink.SCOPE_LINK}
+		if err := netlink.RouteReplace(rt); err != nil {
+			errs = errors.Join(errs, fmt.Errorf("add route %s: %w", p, err))
+			continue
 		}
+		t.routes[p] = true
 	}
 	return errs
 }

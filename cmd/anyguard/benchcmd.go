@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -64,9 +65,7 @@ func cmdBenchThroughput(ctx context.Context, args []string, stdout, stderr io.Wr
 	duration := fs.Duration("duration", 10*time.Second, "length of each iperf3 run")
 	reps := fs.Int("reps", 3, "repetitions (medians are reported)")
 	queues := fs.Int("queues", 0, "TUN queues in tun mode (0: one per CPU)")
-	jsonOut := fs.String("json", "", "write the full results as JSON to `file`")
-	mdOut := fs.String("markdown", "", "write the table to `file` as well as stdout")
-	readme := fs.String("readme", "", "splice the table into `file` between <!-- bench:throughput:begin/end --> markers")
+	out := addReportFlags(fs, "throughput")
 	perf := fs.String("perf", "", "record the gateway with perf(1) during each test into `dir` (the last repetition's recordings stay)")
 	logs := fs.String("logs", "", "keep the processes' logs in `dir` (default: a temporary directory, removed)")
 	if err := parseFlags(fs, args); err != nil {
@@ -94,27 +93,40 @@ func cmdBenchThroughput(ctx context.Context, args []string, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
-	return writeReport(stdout, rep, rep.Markdown(), "throughput", *jsonOut, *mdOut, *readme)
+	return out.write(stdout, rep, rep.Markdown())
 }
 
-// writeReport prints the markdown and writes the optional JSON, markdown
-// and README outputs.
-func writeReport(stdout io.Writer, v any, md, name, jsonOut, mdOut, readme string) error {
+// reportFlags are the outputs every benchmark offers besides its markdown
+// on stdout.
+type reportFlags struct {
+	name                   string // the README markers' name
+	json, markdown, readme *string
+}
+
+func addReportFlags(fs *flag.FlagSet, name string) *reportFlags {
+	return &reportFlags{
+		name:     name,
+		json:     fs.String("json", "", "write the full results as JSON to `file`"),
+		markdown: fs.String("markdown", "", "write the markdown to `file` as well as stdout"),
+		readme:   fs.String("readme", "", "splice the markdown into `file` between <!-- bench:"+name+":begin/end --> markers"),
+	}
+}
+
+// write prints md and writes the outputs asked for.
+func (o *reportFlags) write(stdout io.Writer, v any, md string) error {
 	fmt.Fprint(stdout, md)
-	if jsonOut != "" {
-		if err := bench.WriteJSON(jsonOut, v); err != nil {
+	if *o.json != "" {
+		if err := bench.WriteJSON(*o.json, v); err != nil {
 			return err
 		}
 	}
-	if mdOut != "" {
-		if err := os.WriteFile(mdOut, []byte(md), 0o644); err != nil {
+	if *o.markdown != "" {
+		if err := os.WriteFile(*o.markdown, []byte(md), 0o644); err != nil {
 			return err
 		}
 	}
-	if readme != "" {
-		if err := bench.Splice(readme, name, md); err != nil {
-			return err
-		}
+	if *o.readme != "" {
+		return bench.Splice(*o.readme, o.name, md)
 	}
 	return nil
 }
@@ -124,9 +136,7 @@ func cmdBenchScale(ctx context.Context, args []string, stdout, stderr io.Writer)
 		"Measure start-up time, resident memory, goroutines and reload time of a gateway (netstack mode,\n"+
 			"unprivileged) with many configured clients, each size in a fresh child process.", stderr)
 	clients := fs.String("clients", "1,1000,10000,50000,100000", "comma-separated client counts")
-	jsonOut := fs.String("json", "", "write the results as JSON to `file`")
-	mdOut := fs.String("markdown", "", "write the table to `file` as well as stdout")
-	readme := fs.String("readme", "", "splice the table into `file` between <!-- bench:scale:begin/end --> markers")
+	out := addReportFlags(fs, "scale")
 	child := fs.String("child", "", "internal: measure one gateway from this config `file`")
 	childReload := fs.String("child-reload", "", "internal: the config `file` to reload in --child mode")
 	if err := parseFlags(fs, args); err != nil {
@@ -147,5 +157,5 @@ func cmdBenchScale(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-	return writeReport(stdout, rep, rep.Markdown(), "scale", *jsonOut, *mdOut, *readme)
+	return out.write(stdout, rep, rep.Markdown())
 }

@@ -57,6 +57,7 @@ type clusterPart struct {
 	lastTS  map[keys.Key]device.Timestamp
 
 	claims chan pendingInitiation
+	resets chan keys.Key // clients whose sessions to drop
 	rec    *recovery
 	stop   chan struct{}
 	done   sync.WaitGroup
@@ -98,6 +99,7 @@ func startCluster(g *Gateway, cfg *config.Config, opts Options) (_ *clusterPart,
 		lastTS:  make(map[keys.Key]device.Timestamp),
 		claims:  make(chan pendingInitiation, claimQueue),
 		rec:     newRecovery(),
+		resets:  make(chan keys.Key, 4096),
 		stop:    make(chan struct{}),
 	}
 	g.cluster = cp // before any cluster goroutine that reads it starts
@@ -178,8 +180,9 @@ func startCluster(g *Gateway, cfg *config.Config, opts Options) (_ *clusterPart,
 		cp.trackEndpoint(cluster.Record{}, rec)
 	}
 	cp.onMembers(nil)
-	cp.done.Add(1)
+	cp.done.Add(2)
 	go cp.claimLoop()
+	go cp.resetLoop()
 	g.clients.Bind().SetInitiationHook(cp.onInitiation)
 	g.clients.Bind().SetTransportHook(cp.onTransport)
 	g.clusterHot.Store(cp)
@@ -328,16 +331,46 @@ func (cp *clusterPart) onOwner(old, rec cluster.Record) {
 		}
 	}
 	cp.trackEndpoint(old, rec)
-	hop := cp.clientHop(rec)
+	// Route by the table's current record: deliveries may lag the table.
+	cp.g.routesMu.Lock()
+	cur, ok := cp.c.Owner(rec.Client)
+	if !ok {
+		cur = rec
+	}
+	hop := cp.clientHop(cur)
 	for _, p := range peer.AllowedIPs {
 		if err := cp.g.router.SetRoute(router.Route{Prefix: p, Port: hop.Port, Via: hop.Via}); err != nil {
 			cp.logger.Error("cannot route client", "client", peer.Name, "err", err)
 		}
 	}
+	cp.g.routesMu.Unlock()
 	if old.Owner == cp.self && rec.Owner != cp.self {
-		if err := cp.g.clients.ResetPeer(rec.Client); err != nil {
-			cp.logger.Error("cannot drop the session of a client that moved away", "client", peer.Name, "err", err)
+		// Not inline: this may run on the device's own receive goroutine
+		// of that very peer, which removing the peer waits for.
+		select {
+		case cp.resets <- rec.Client:
+		default:
+			go cp.reset(rec.Client)
 		}
+	}
+}
+
+// resetLoop drops the sessions of clients that moved away, in order.
+func (cp *clusterPart) resetLoop() {
+	defer cp.done.Done()
+	for {
+		select {
+		case <-cp.stop:
+			return
+		case k := <-cp.resets:
+			cp.reset(k)
+		}
+	}
+}
+
+func (cp *clusterPart) reset(k keys.Key) {
+	if err := cp.g.clients.ResetPeer(k); err != nil {
+		cp.logger.Error("cannot drop the session of a client that moved away", "err", err)
 	}
 }
 
@@ -414,8 +447,8 @@ func (cp *clusterPart) routes(cfg *config.Config) []router.Route {
 // choose picks the gateway that serves prefix p for everyone: the best by
 // rendezvous hashing among the alive and ready ones, so that every gateway
 // makes the same choice and a failure moves only the prefixes of the
-// gateway that failed. Draining or suspect gateways serve only when no
-// ready one is left.
+// gateway that failed. Draining gateways serve only when no ready one is
+// left.
 func choose(p netip.Prefix, ms []cluster.Member) (cluster.Member, bool) {
 	var best cluster.Member
 	bestRank, found := -1, false
@@ -427,8 +460,6 @@ func choose(p netip.Prefix, ms []cluster.Member) (cluster.Member, bool) {
 			rank = 3
 		case m.Alive:
 			rank = 2
-		case m.Status == "suspect":
-			rank = 1
 		default:
 			continue
 		}

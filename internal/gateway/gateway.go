@@ -73,6 +73,10 @@ type Gateway struct {
 	// ownershipChanges counts owner changes by cluster.Reason (health.go).
 	ownershipChanges [16]atomic.Uint64
 
+	// routesMu serialises whole-table route rebuilds with the per-client
+	// updates of ownership changes, so a rebuild computed from an older
+	// view never lands after a newer update.
+	routesMu   sync.Mutex
 	cluster    *clusterPart                             // nil when the gateway runs alone
 	clusterHot atomic.Pointer[clusterPart]              // the same, for packet goroutines
 	byKey      atomic.Pointer[map[keys.Key]config.Peer] // the client set, by public key
@@ -196,6 +200,8 @@ func explainTUN(err error) error {
 // configuration: each client's allowed IPs to the client port, the served
 // prefixes and the gateway's own addresses to the egress.
 func (g *Gateway) setRoutes() error {
+	g.routesMu.Lock()
+	defer g.routesMu.Unlock()
 	cfg := g.cfg
 	var routes []router.Route
 	var clientSources []router.SourceRule
