@@ -56,22 +56,11 @@ type clusterEnv struct {
 	gws        map[string]*gateway.Gateway
 }
 
-var aliceAddr = netip.MustParseAddr("10.99.0.2")
-
 func (e *clusterEnv) start(t *testing.T, name string, r *region, join []string, skew time.Duration) *gateway.Gateway {
 	t.Helper()
 	bb, _ := keys.Generate()
-	cfg := config.Default()
+	cfg := testConfig(e.clientsKey, e.alice, r.prefix)
 	cfg.Node = config.Node{Name: name, Region: r.name}
-	cfg.Clients.PrivateKey = e.clientsKey
-	cfg.Clients.ListenPort = 0
-	cfg.Clients.UAPI = false
-	cfg.Clients.Address = []netip.Prefix{netip.MustParsePrefix("10.99.0.1/16")}
-	cfg.Clients.Peers = []config.Peer{{Name: "alice", PublicKey: e.alice.Public(), AllowedIPs: []netip.Prefix{netip.PrefixFrom(aliceAddr, 32)}}}
-	cfg.Egress.Mode = config.ModeNetstack
-	cfg.Egress.Prefixes = []netip.Prefix{r.prefix}
-	cfg.Health.Listen = "127.0.0.1:0"
-	cfg.Health.TCPListen = config.Off
 	cfg.Backbone.PrivateKey = bb
 	cfg.Backbone.ListenPort = 0
 	cfg.Cluster.Bind = "127.0.0.1:0"
@@ -180,7 +169,7 @@ func TestClusterClientReachesEveryRegion(t *testing.T) {
 	}
 	defer lb.Close()
 	client, err := wgclient.New(wgclient.Config{
-		PrivateKey: e.alice, Address: aliceAddr, Peer: e.clientsKey.Public(), Endpoint: lb.Addr(),
+		PrivateKey: e.alice, Address: clientAddr, Peer: e.clientsKey.Public(), Endpoint: lb.Addr(),
 		AllowedIPs: []netip.Prefix{ra.prefix, rb.prefix},
 	})
 	if err != nil {
@@ -260,7 +249,7 @@ func servingGateway(t *testing.T, e *clusterEnv, rb *region) string {
 func TestRegionFailover(t *testing.T) {
 	e, ra, rb := startTwoRegions(t)
 	client, err := wgclient.New(wgclient.Config{
-		PrivateKey: e.alice, Address: aliceAddr, Peer: e.clientsKey.Public(), Endpoint: clientEndpoint(e.gws["a1"]),
+		PrivateKey: e.alice, Address: clientAddr, Peer: e.clientsKey.Public(), Endpoint: clientEndpoint(e.gws["a1"]),
 		AllowedIPs: []netip.Prefix{ra.prefix, rb.prefix},
 	})
 	if err != nil {

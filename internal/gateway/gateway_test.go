@@ -40,15 +40,7 @@ func startGateway(t *testing.T, srv *httptest.Server) *env {
 	t.Helper()
 	gwKey, _ := keys.Generate()
 	cliKey, _ := keys.Generate()
-	cfg := config.Default()
-	cfg.Node.Name = "test-gw"
-	cfg.Clients.PrivateKey = gwKey
-	cfg.Clients.ListenPort = 0
-	cfg.Clients.UAPI = false
-	cfg.Clients.Address = []netip.Prefix{netip.MustParsePrefix("10.99.0.1/16")}
-	cfg.Clients.Peers = []config.Peer{{Name: "alice", PublicKey: cliKey.Public(), AllowedIPs: []netip.Prefix{netip.PrefixFrom(clientAddr, 32)}}}
-	cfg.Egress.Mode = config.ModeNetstack
-	cfg.Egress.Prefixes = []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}
+	cfg := testConfig(gwKey, cliKey, netip.MustParsePrefix("10.1.0.0/16"))
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -66,6 +58,23 @@ func startGateway(t *testing.T, srv *httptest.Server) *env {
 	}
 	t.Cleanup(gw.Close)
 	return &env{gw: gw, gwKey: gwKey, cliKey: cliKey, endpoint: netip.AddrPortFrom(loopback, gw.ListenPort())}
+}
+
+// testConfig is a netstack gateway on random ports with one client, alice
+// (clientAddr), serving prefix; no UAPI, health on loopback.
+func testConfig(gwKey, aliceKey keys.Key, prefix netip.Prefix) *config.Config {
+	cfg := config.Default()
+	cfg.Node.Name = "test-gw"
+	cfg.Clients.PrivateKey = gwKey
+	cfg.Clients.ListenPort = 0
+	cfg.Clients.UAPI = false
+	cfg.Clients.Address = []netip.Prefix{netip.MustParsePrefix("10.99.0.1/16")}
+	cfg.Clients.Peers = []config.Peer{{Name: "alice", PublicKey: aliceKey.Public(), AllowedIPs: []netip.Prefix{netip.PrefixFrom(clientAddr, 32)}}}
+	cfg.Egress.Mode = config.ModeNetstack
+	cfg.Egress.Prefixes = []netip.Prefix{prefix}
+	cfg.Health.Listen = "127.0.0.1:0"
+	cfg.Health.TCPListen = config.Off
+	return cfg
 }
 
 func (e *env) client(t *testing.T) *wgclient.Client {

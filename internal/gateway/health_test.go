@@ -19,7 +19,6 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/anyguard/anyguard/health"
-	"github.com/anyguard/anyguard/internal/config"
 	"github.com/anyguard/anyguard/internal/gateway"
 	"github.com/anyguard/anyguard/internal/keys"
 	"github.com/anyguard/anyguard/router"
@@ -107,17 +106,8 @@ func startHealthGateway(t *testing.T, srv *httptest.Server) *healthEnv {
 	t.Helper()
 	gwKey, _ := keys.Generate()
 	cliKey, _ := keys.Generate()
-	cfg := config.Default()
-	cfg.Node.Name = "test-gw"
+	cfg := testConfig(gwKey, cliKey, netip.MustParsePrefix("10.1.0.0/16"))
 	cfg.Node.Region = "test-region"
-	cfg.Clients.PrivateKey = gwKey
-	cfg.Clients.ListenPort = 0
-	cfg.Clients.UAPI = false
-	cfg.Clients.Address = []netip.Prefix{netip.MustParsePrefix("10.99.0.1/16")}
-	cfg.Clients.Peers = []config.Peer{{Name: "alice", PublicKey: cliKey.Public(), AllowedIPs: []netip.Prefix{netip.PrefixFrom(clientAddr, 32)}}}
-	cfg.Egress.Mode = config.ModeNetstack
-	cfg.Egress.Prefixes = []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}
-	cfg.Health.Listen = "127.0.0.1:0"
 	cfg.Health.TCPListen = "127.0.0.1:0"
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
