@@ -64,8 +64,12 @@ func serve(ctx context.Context, g *gateway.Gateway, state *health.State, path st
 	drainCtx, abort := context.WithCancel(context.Background())
 	defer abort()
 	drained := make(chan error, 1)
+	// One SIGTERM arrives both through ctx (main's NotifyContext) and
+	// through sigs: start the drain once.
+	draining := false
 	startDrain := func(why string) {
-		if !state.Draining() {
+		if !draining && !state.Draining() {
+			draining = true
 			logger.Info(why+": draining", "drain_timeout", g.Config().Health.DrainTimeout)
 			g.BeginDrain()
 			go func() {
