@@ -243,9 +243,34 @@ func (r *ScaleReport) Markdown() string {
 		fmt.Fprintf(&b, "| %d | %.2f s | %.2f s | %.0f MB | %.0f MB | %d | %.2f s |\n",
 			p.Clients, p.StartSec, p.LoadSec, float64(p.RSSBytes)/1e6, float64(p.HeapBytes)/1e6, p.Goroutines, p.ReloadSec)
 	}
+	if perClient, ok := r.perClientRSS(); ok {
+		fmt.Fprintf(&b, "\nEach configured client adds ≈ %.0f KB of RSS here.", perClient/1e3)
+	}
 	b.WriteString("\nEvery configured client is today a live wireguard-go peer (≈ 18 KB and two goroutines each), so memory and\n")
 	b.WriteString("start-up grow linearly with the configured set; the goals (100k clients in ≤ 200 MB, start ≤ 2 s, reload ≤ 1 s)\n")
 	b.WriteString("need peers added just in time on their first handshake, which is planned work. wireguard-go also refuses\n")
 	b.WriteString("more than 65,536 peers per device (device.MaxPeers), so today 100k configured clients cannot start at all.\n")
 	return b.String()
+}
+
+// perClientRSS is the growth of RSS per configured client between the
+// smallest and the largest size that started.
+func (r *ScaleReport) perClientRSS() (float64, bool) {
+	var lo, hi *ScalePoint
+	for i := range r.Points {
+		p := &r.Points[i]
+		if p.Error != "" {
+			continue
+		}
+		if lo == nil || p.Clients < lo.Clients {
+			lo = p
+		}
+		if hi == nil || p.Clients > hi.Clients {
+			hi = p
+		}
+	}
+	if lo == nil || hi.Clients == lo.Clients {
+		return 0, false
+	}
+	return float64(hi.RSSBytes-lo.RSSBytes) / float64(hi.Clients-lo.Clients), true
 }

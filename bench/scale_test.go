@@ -24,8 +24,13 @@ func TestScaleChild(t *testing.T) {
 	if p.Clients != 200 || p.RSSBytes <= 0 || p.StartSec <= 0 || p.Goroutines < 400 {
 		t.Errorf("implausible point %+v", p)
 	}
-	md := (&ScaleReport{Machine: DescribeMachine(), Points: []ScalePoint{p}}).Markdown()
-	if !bytes.Contains([]byte(md), []byte("| 200 |")) {
-		t.Errorf("markdown lacks the row:\n%s", md)
+	r := &ScaleReport{Machine: DescribeMachine(), Points: []ScalePoint{
+		{Clients: 1, RSSBytes: 20e6}, p, {Clients: 100000, Error: "too many peers"}}}
+	r.Points[1].RSSBytes = 20e6 + 199*30e3
+	md := r.Markdown()
+	for _, want := range []string{"| 200 |", "| 100000 | does not start: too many peers |", "adds ≈ 30 KB of RSS"} {
+		if !bytes.Contains([]byte(md), []byte(want)) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
 	}
 }
