@@ -38,6 +38,8 @@ type TUN struct {
 
 	readErrors atomic.Uint64
 	lastLog    atomic.Int64
+	running    atomic.Int32  // readers still reading
+	stopped    chan struct{} // closed when the last reader stops
 
 	routesMu sync.Mutex
 	routes   map[netip.Prefix]bool // kernel routes we added
@@ -79,6 +81,8 @@ func OpenTUN(cfg TUNConfig, forward ForwardFunc) (_ *TUN, err error) {
 	if err := t.SetRoutes(cfg.Routes); err != nil {
 		return nil, fmt.Errorf("configure TUN %s: %w", cfg.Name, err)
 	}
+	t.stopped = make(chan struct{})
+	t.running.Store(int32(len(t.queues)))
 	for _, q := range t.queues {
 		t.wg.Add(1)
 		go t.readLoop(q)
@@ -139,6 +143,11 @@ func ipNet(p netip.Prefix) *net.IPNet {
 
 func (t *TUN) readLoop(q tun.Device) {
 	defer t.wg.Done()
+	defer func() {
+		if t.running.Add(-1) == 0 {
+			close(t.stopped)
+		}
+	}()
 	batch := q.BatchSize()
 	bufs := make([][]byte, batch)
 	pkts := make([][]byte, batch)
@@ -199,6 +208,12 @@ func flowHash(p []byte) uint32 {
 
 // Name returns the interface name.
 func (t *TUN) Name() string { return t.name }
+
+// Stopped is closed once every queue's reader has stopped: after Close, or
+// when the interface was deleted from outside (the kernel then detaches
+// every queue). Moving the interface to another network namespace does not
+// stop them.
+func (t *TUN) Stopped() <-chan struct{} { return t.stopped }
 
 // ReadErrors returns how many reads from the kernel failed.
 func (t *TUN) ReadErrors() uint64 { return t.readErrors.Load() }

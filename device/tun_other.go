@@ -16,6 +16,9 @@ func (*TUN) Deliver([][]byte, int) error { return ErrNoTUN }
 // Close does nothing.
 func (*TUN) Close() error { return nil }
 
+// Stopped returns nil: there is never a TUN to stop.
+func (*TUN) Stopped() <-chan struct{} { return nil }
+
 // Name returns "".
 func (*TUN) Name() string { return "" }
 

@@ -72,3 +72,29 @@ func TestInterfaceDropIn(t *testing.T) {
 		return err != nil
 	})
 }
+
+// TestInterfaceMovesNetns moves the interface to another namespace, as
+// container set-ups do with wireguard-go: the daemon (and its UAPI socket)
+// stays, and deleting the moved interface ends it.
+func TestInterfaceMovesNetns(t *testing.T) {
+	requirePrivileged(t)
+	home, away := newNetns(t, "home"), newNetns(t, "away")
+	iface := uniqueIfaceName(t, "agm")
+	if out, err := home.Exec(cmdTimeout, anyguardBinary(t), "interface", iface); err != nil {
+		t.Fatalf("anyguard interface %s: %v: %s", iface, err, out)
+	}
+	home.ip(t, "link", "set", iface, "netns", away.Name)
+	away.ip(t, "address", "add", "10.77.0.1/24", "dev", iface)
+	away.ip(t, "link", "set", iface, "up")
+	time.Sleep(500 * time.Millisecond)
+	if !fileExists(uapiSocket(iface)) || len(bnetns.Pids(home.Name)) == 0 {
+		t.Fatalf("the daemon did not survive moving %s to another namespace", iface)
+	}
+	if _, err := home.Exec(cmdTimeout, "wg", "show", iface); err != nil {
+		t.Errorf("wg show %s from the home namespace after the move: %v", iface, err)
+	}
+	away.ip(t, "link", "del", iface)
+	waitFor(t, nil, 10*time.Second, "the daemon to exit once its interface is deleted", func() bool {
+		return !fileExists(uapiSocket(iface)) && len(bnetns.Pids(home.Name)) == 0
+	})
+}

@@ -189,7 +189,7 @@ func runInterface(ctx context.Context, name string, stdout io.Writer) (err error
 	case <-term:
 	case <-uapiErr:
 	case <-dev.Wait():
-	case <-tdev.gone:
+	case <-mq.Stopped(): // the interface was deleted
 	}
 	logger.Verbosef("Shutting down")
 	return nil
@@ -214,9 +214,7 @@ type linkTUN struct {
 	index  int
 	mtu    atomic.Int32
 	events chan tun.Event
-	gone   chan struct{} // closed when the interface is deleted
 	done   chan struct{} // closed by Close: ends the subscription
-	once   sync.Once
 
 	mu     sync.Mutex // guards closed and sends on events
 	closed bool
@@ -224,7 +222,7 @@ type linkTUN struct {
 
 func newLinkTUN(port *device.Port, index, mtu int) (*linkTUN, error) {
 	t := &linkTUN{Port: port, index: index, events: make(chan tun.Event, 4),
-		gone: make(chan struct{}), done: make(chan struct{})}
+		done: make(chan struct{})}
 	t.mtu.Store(int32(mtu))
 	updates := make(chan netlink.LinkUpdate, 16)
 	if err := netlink.LinkSubscribeWithOptions(updates, t.done, netlink.LinkSubscribeOptions{}); err != nil {
@@ -244,7 +242,9 @@ func (t *linkTUN) watch(updates <-chan netlink.LinkUpdate) {
 			continue
 		}
 		if u.Header.Type == unix.RTM_DELLINK {
-			t.once.Do(func() { close(t.gone) })
+			// Deleted, or moved to another namespace, where this
+			// subscription cannot follow it (neither can wireguard-go's).
+			// A deletion stops the TUN's readers, which ends the command.
 			continue
 		}
 		if m := u.Attrs().MTU; m > 0 && int32(m) != t.mtu.Load() {
