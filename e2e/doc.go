@@ -30,5 +30,9 @@
 // namespaces the test made. Namespaces are named agt-<pid>-<n>-<role>; a run
 // removes those left behind by earlier runs whose process is gone.
 //
+// The namespaces, processes, topology and iperf3 runs come from bench/netns,
+// which the throughput benchmark (anyguard bench throughput) shares; the
+// files here wrap it for testing.TB and add the wg-quick client.
+//
 // ANYGUARD_BIN=/path/to/anyguard uses a prebuilt binary instead of building.
 package e2e
