@@ -70,12 +70,12 @@ func RunThroughput(ctx context.Context, opts ThroughputOptions) (_ *ThroughputRe
 
 	for r := 1; r <= opts.Reps; r++ {
 		if err := h.ceilings(ctx, &rep.Ceilings); err != nil {
-			return nil, err
+			return nil, interrupted(ctx, err)
 		}
 		for _, mode := range opts.Modes {
 			runs, err := h.runMode(ctx, mode, r)
 			if err != nil {
-				return nil, fmt.Errorf("%s, repetition %d: %w", mode, r, err)
+				return nil, interrupted(ctx, fmt.Errorf("%s, repetition %d: %w", mode, r, err))
 			}
 			rep.Runs = append(rep.Runs, runs...)
 		}
@@ -86,6 +86,15 @@ func RunThroughput(ctx context.Context, opts ThroughputOptions) (_ *ThroughputRe
 	rep.Ceilings.Seal65536GBps = SealRate(65536, 300*time.Millisecond)
 	rep.Results = summarize(rep.Runs, opts.Modes, opts.Tests)
 	return rep, nil
+}
+
+// interrupted replaces err, the symptom of a cancelled run (a killed
+// iperf3), with the cancellation itself.
+func interrupted(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("interrupted, namespaces removed: %w", ctx.Err())
+	}
+	return err
 }
 
 type harness struct {
