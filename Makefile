@@ -57,12 +57,13 @@ test: deps
 fuzz:
 	GO="$(GO)" FUZZTIME="$(FUZZTIME)" scripts/fuzz.sh
 
-# Micro-benchmarks, then (as root) the throughput harness against stock
+# Micro-benchmarks (table in README), then (as root) the throughput harness against stock
 # wireguard-go built from the module proxy at the version go.mod embeds (never
 # a distribution's old build), then the scale benchmark; both refresh their
 # tables in README.md and leave JSON in bin/.
 bench: build
-	$(GO) test -run='^$$' -bench=. -benchmem $(BENCH_PKGS)
+	$(GO) test -run='^$$' -bench=. -benchmem $(BENCH_PKGS) | tee bin/bench-micro.txt
+	bin/anyguard bench micro --json bin/bench-micro.json --readme README.md < bin/bench-micro.txt > /dev/null
 	GOBIN=$(CURDIR)/bin $(GO) install golang.zx2c4.com/wireguard@$$($(GO) list -m -f '{{.Version}}' golang.zx2c4.com/wireguard)
 	@if [ "$$(id -u)" -ne 0 ]; then echo "bench: throughput needs root (network namespaces); skipped"; else \
 		echo bin/anyguard bench throughput; \

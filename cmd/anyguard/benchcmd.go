@@ -24,10 +24,13 @@ func cmdBench(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return cmdBenchThroughput(ctx, args[1:], stdout, stderr)
 	case "scale":
 		return cmdBenchScale(ctx, args[1:], stdout, stderr)
+	case "micro":
+		return cmdBenchMicro(args[1:], stdin, stdout, stderr)
 	case "-h", "--help", "-help":
 		fmt.Fprintf(stderr, "usage: anyguard bench %s\n\n"+
 			"  throughput  iperf3 through stock wireguard-go and anyguard in network namespaces (root)\n"+
-			"  scale       memory and start-up time with many configured clients\n\n"+
+			"  scale       memory and start-up time with many configured clients\n"+
+			"  micro       turn go test -bench output on stdin into a table (make bench)\n\n"+
 			"Run 'anyguard bench BENCHMARK --help' for its flags.\n", benchUsage)
 		return nil
 	}
@@ -154,6 +157,20 @@ func cmdBenchScale(ctx context.Context, args []string, stdout, stderr io.Writer)
 		counts = append(counts, n)
 	}
 	rep, err := bench.RunScale(ctx, bench.ScaleOptions{Clients: counts, Progress: stderr})
+	if err != nil {
+		return err
+	}
+	return out.write(stdout, rep, rep.Markdown())
+}
+
+func cmdBenchMicro(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlags("bench micro", "[flags] < go-test-bench-output",
+		"Read the output of go test -bench -benchmem on stdin and print it as a markdown table.", stderr)
+	out := addReportFlags(fs, "micro")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	rep, err := bench.ParseMicro(stdin)
 	if err != nil {
 		return err
 	}
