@@ -98,3 +98,46 @@ func TestInterfaceMovesNetns(t *testing.T) {
 		return !fileExists(uapiSocket(iface)) && len(bnetns.Pids(home.Name)) == 0
 	})
 }
+
+// TestInterfaceIPv6 joins two anyguard interfaces over an IPv6 underlay
+// and pings across the tunnel over IPv6, and over IPv4 on the same tunnel.
+func TestInterfaceIPv6(t *testing.T) {
+	tp := newTopology(t, topologyOptions{})
+	tp.gw.ip(t, "address", "add", "fd00:192::1/64", "dev", "ul0", "nodad")
+	tp.cli.ip(t, "address", "add", "fd00:192::2/64", "dev", "ul0", "nodad")
+	gwKeys, cliKeys := genKeyPair(t), genKeyPair(t)
+	bin := anyguardBinary(t)
+	dir := t.TempDir()
+	daemon := []string{bin, "interface"}
+	gwIface := uniqueIfaceName(t, "agi")
+	gw, err := bnetns.StartUserspace(tp.gw.NS, daemon, dir, bnetns.Interface{
+		Iface: gwIface, Address: "fd99::1/64", MTU: 1420, ListenPort: clientPort,
+		PrivateKey: gwKeys.Private, Peer: cliKeys.Public, AllowedIPs: []string{"fd99::2/128", clientAddr + "/32"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Stop(5 * time.Second) })
+	cliIface := uniqueIfaceName(t, "agi")
+	cli, err := bnetns.StartUserspace(tp.cli.NS, daemon, dir, bnetns.Interface{
+		Iface: cliIface, Address: "fd99::2/64", MTU: 1420,
+		PrivateKey: cliKeys.Private, Peer: gwKeys.Public, AllowedIPs: []string{"fd99::/64", "10.99.0.0/16"},
+		Endpoint: "[fd00:192::1]:" + strconv.Itoa(clientPort), Routes: []string{"10.99.0.0/16"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Stop(5 * time.Second) })
+	tp.gw.ip(t, "address", "add", bnetns.GWAddr+"/16", "dev", gwIface)
+	tp.cli.ip(t, "address", "add", clientAddr+"/32", "dev", cliIface)
+	for _, dst := range []string{"fd99::1", bnetns.GWAddr} {
+		waitFor(t, &proc{cli}, 10*time.Second, "ping "+dst+" through the tunnel", func() bool {
+			_, err := tp.cli.Exec(cmdTimeout, "ping", "-n", "-c", "1", "-W", "1", dst)
+			return err == nil
+		})
+	}
+	peers, out, err := bnetns.WGShowDump(tp.gw.NS, gwIface)
+	if err != nil || len(peers) != 1 || !strings.HasPrefix(peers[0].Endpoint, "[fd00:192::2]:") {
+		t.Errorf("gateway should see the client at its IPv6 endpoint: %v\n%s", err, out)
+	}
+}
