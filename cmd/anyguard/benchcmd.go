@@ -13,11 +13,11 @@ import (
 	"github.com/anyguard/anyguard/bench"
 )
 
-const benchUsage = "throughput|scale [flags]"
+const benchUsage = "throughput|scale|cluster [flags]"
 
 func cmdBench(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usagef("which benchmark? throughput or scale")
+		return usagef("which benchmark? throughput, scale or cluster")
 	}
 	switch args[0] {
 	case "throughput":
@@ -26,15 +26,18 @@ func cmdBench(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return cmdBenchScale(ctx, args[1:], stdout, stderr)
 	case "micro":
 		return cmdBenchMicro(args[1:], stdin, stdout, stderr)
+	case "cluster":
+		return cmdBenchCluster(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "-help":
 		fmt.Fprintf(stderr, "usage: anyguard bench %s\n\n"+
 			"  throughput  iperf3 through stock wireguard-go and anyguard in network namespaces (root)\n"+
 			"  scale       memory and start-up time with many configured clients\n"+
-			"  micro       turn go test -bench output on stdin into a table (make bench)\n\n"+
+			"  micro       turn go test -bench output on stdin into a table (make bench)\n"+
+			"  cluster     ownership convergence, gossip bytes and failover between gateways in one process\n\n"+
 			"Run 'anyguard bench BENCHMARK --help' for its flags.\n", benchUsage)
 		return nil
 	}
-	return usagef("unknown benchmark %q: want throughput or scale", args[0])
+	return usagef("unknown benchmark %q: want throughput, scale or cluster", args[0])
 }
 
 // listFlag parses a comma-separated list, each item one of allowed.
@@ -161,6 +164,68 @@ func cmdBenchScale(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	return out.write(stdout, rep, rep.Markdown())
+}
+
+func cmdBenchCluster(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench cluster", "[flags]",
+		"Measure client ownership between real cluster gateways in this process (memberlist over 127.0.0.1,\n"+
+			"encrypted, no privileges): time from a claim to the last gateway applying it, per profile and size (the wan\n"+
+			"profile with 50-150 ms round trips injected between 3 regions), bytes each gateway sends at a steady claim\n"+
+			"rate, and the time until a crashed gateway is seen down everywhere.", stderr)
+	sizes := fs.String("nodes", "3,10,30", "comma-separated cluster sizes")
+	profiles := fs.String("profiles", "lan,wan", "cluster profiles (wan runs with the WAN delays)")
+	clients := fs.Int("clients", 5000, "configured clients")
+	claims := fs.Int("claims", 200, "claims timed per size and profile")
+	rate := fs.Float64("rate", 20, "claims per second while timing convergence")
+	loadNodes := fs.Int("load-nodes", 30, "cluster size of the load phase (-1: none)")
+	loadRate := fs.Float64("load-rate", 100, "claims per second in the load phase")
+	loadTime := fs.Duration("load-time", 20*time.Second, "length of the load phase and of the idle window after it")
+	failNodes := fs.String("failover-nodes", "10,30", "comma-separated cluster sizes (lan) whose gateways are crashed (\"\": none)")
+	failTrials := fs.Int("failover-trials", 3, "gateways crashed one after another")
+	fullKeys := fs.Bool("full-keys", false, "gossip full client keys instead of indices into the client set")
+	out := addReportFlags(fs, "cluster")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	opts := bench.ClusterOptions{
+		Clients: *clients, Claims: *claims, ClaimRate: *rate,
+		LoadNodes: *loadNodes, LoadRate: *loadRate, LoadTime: *loadTime,
+		FailoverSizes: []int{}, FailoverTrials: *failTrials,
+		FullKeys: *fullKeys, Progress: stderr,
+	}
+	var err error
+	if opts.Sizes, err = sizesFlag("nodes", *sizes, 1); err != nil {
+		return err
+	}
+	if *failNodes != "" {
+		if opts.FailoverSizes, err = sizesFlag("failover-nodes", *failNodes, 3); err != nil {
+			return err
+		}
+	}
+	if opts.Profiles, err = listFlag("profiles", *profiles, []string{"lan", "wan"}); err != nil {
+		return err
+	}
+	if *clients < 1 || *claims < 1 || *rate <= 0 || *loadRate <= 0 || *loadTime < time.Second || *failTrials < 1 {
+		return usagef("--clients, --claims, --rate, --load-rate and --failover-trials must be positive, --load-time at least 1s")
+	}
+	rep, err := bench.RunCluster(ctx, opts)
+	if err != nil {
+		return err
+	}
+	return out.write(stdout, rep, rep.Markdown())
+}
+
+// sizesFlag parses a comma-separated list of cluster sizes from least to 200.
+func sizesFlag(name, value string, least int) ([]int, error) {
+	var out []int
+	for _, s := range strings.Split(value, ",") {
+		var n int
+		if _, err := fmt.Sscan(strings.TrimSpace(s), &n); err != nil || n < least || n > 200 {
+			return nil, usagef("--%s: %q is not a size from %d to 200", name, s, least)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 func cmdBenchMicro(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
