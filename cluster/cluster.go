@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -81,7 +80,7 @@ type Cluster struct {
 	queue  *memberlist.TransmitLimitedQueue
 	table  *Table
 	hlc    *HLC
-	codec  Codec
+	codec  atomic.Pointer[Codec] // compact: records as indices into the client set
 
 	meta   atomic.Pointer[[]byte]
 	metaMu sync.Mutex // guards cfg.Meta
@@ -116,11 +115,11 @@ func New(cfg Config) (*Cluster, error) {
 		cfg:            cfg,
 		logger:         cfg.Logger,
 		hlc:            NewHLC(cfg.Now, 0),
-		codec:          Codec{Clients: NewClientSet(cfg.Clients)},
 		membersChanged: make(chan struct{}, 1),
 		view:           make(map[string]Member),
 		stop:           make(chan struct{}),
 	}
+	c.codec.Store(&Codec{Clients: NewClientSet(cfg.Clients)})
 	if err := c.SetMeta(cfg.Meta); err != nil {
 		return nil, err
 	}
@@ -226,6 +225,30 @@ func profileConfig(profile string) *memberlist.Config {
 	return mc
 }
 
+// SetClients replaces the client set (after a reload) and announces its
+// tag, so that others know which compact records this gateway reads.
+func (c *Cluster) SetClients(clients []keys.Key) error {
+	c.codec.Store(&Codec{Clients: NewClientSet(clients)})
+	return c.SetMeta(c.Meta())
+}
+
+// sendCodec is the codec for records this gateway sends: compact (4-byte
+// client indices) only while every live member announces the same client
+// set; during a rolling change of the client set, full keys, which every
+// gateway reads.
+func (c *Cluster) sendCodec() Codec {
+	codec := *c.codec.Load()
+	tag := codec.Clients.Tag()
+	c.viewMu.Lock()
+	defer c.viewMu.Unlock()
+	for _, m := range c.view {
+		if m.Alive && !m.Self && m.Meta.ClientTag != tag {
+			return Codec{}
+		}
+	}
+	return codec
+}
+
 // Meta returns this gateway's metadata as last set.
 func (c *Cluster) Meta() Meta {
 	c.metaMu.Lock()
@@ -235,6 +258,7 @@ func (c *Cluster) Meta() Meta {
 
 // SetMeta replaces this gateway's metadata and tells the others.
 func (c *Cluster) SetMeta(m Meta) error {
+	m.ClientTag = c.codec.Load().Clients.Tag()
 	b, err := m.Encode()
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
@@ -291,7 +315,7 @@ func (c *Cluster) LocalAddr() netip.AddrPort {
 func (c *Cluster) Name() string { return c.cfg.Name }
 
 func (c *Cluster) broadcast(r Record) {
-	msg, err := c.codec.AppendRecord([]byte{msgRecord}, r)
+	msg, err := c.sendCodec().AppendRecord([]byte{msgRecord}, r)
 	if err != nil {
 		c.logger.Error("cannot encode ownership record", "err", err)
 		return
@@ -451,7 +475,7 @@ func (d *delegate) NotifyMsg(b []byte) {
 		return
 	}
 	c.msgs.Add(1)
-	r, _, err := c.codec.DecodeRecord(b[1:])
+	r, _, err := c.codec.Load().DecodeRecord(b[1:])
 	if err != nil {
 		c.bad.Add(1)
 		return
@@ -464,9 +488,15 @@ func (d *delegate) NotifyMsg(b []byte) {
 	if applied {
 		// memberlist never relays user messages: relay each record the
 		// first time it changes this replica.
+		// Re-encoded, not copied: the sender's encoding may be compact
+		// for a client set that not every member shares.
 		c.applied.Add(1)
 		c.relayed.Add(1)
-		c.queue.QueueBroadcast(&recordBroadcast{name: string(r.Client[:]), msg: bytes.Clone(b)})
+		msg, err := c.sendCodec().AppendRecord([]byte{msgRecord}, r)
+		if err != nil {
+			return
+		}
+		c.queue.QueueBroadcast(&recordBroadcast{name: string(r.Client[:]), msg: msg})
 	}
 }
 
@@ -476,7 +506,7 @@ func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
 
 func (d *delegate) LocalState(join bool) []byte {
 	c := (*Cluster)(d)
-	b, err := c.codec.AppendBatch(nil, c.table.Snapshot())
+	b, err := c.sendCodec().AppendBatch(nil, c.table.Snapshot())
 	if err != nil {
 		c.logger.Error("cannot encode ownership state for push/pull", "err", err)
 		return nil
@@ -487,7 +517,7 @@ func (d *delegate) LocalState(join bool) []byte {
 func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 	c := (*Cluster)(d)
 	c.pushPulls.Add(1)
-	rs, err := c.codec.DecodeBatch(buf)
+	rs, err := c.codec.Load().DecodeBatch(buf)
 	if err != nil {
 		c.bad.Add(1)
 		c.logger.Warn("refused ownership state from a member", "err", err)

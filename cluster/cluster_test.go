@@ -183,3 +183,46 @@ func TestMalformedMessagesCounted(t *testing.T) {
 		t.Fatalf("bad = %d, want ≥ 5", st.MsgsBad)
 	}
 }
+
+// TestMixedClientSets: during a rolling change of the client set, gateways
+// whose sets differ still agree on every claim (records travel with full
+// keys while the announced sets differ, compact again once they match).
+func TestMixedClientSets(t *testing.T) {
+	clients := genClients(10)
+	more := append(append([]keys.Key(nil), clients...), genClients(1)...)
+	a := startNode(t, "a", nil, testSecret, 0, clients)
+	b := startNode(t, "b", []string{a.addr()}, testSecret, 0, clients)
+	c := startNode(t, "c", []string{a.addr()}, testSecret, 0, more)
+	waitFor(t, "3 members", 10*time.Second, func() bool { return a.alive() == 3 && b.alive() == 3 && c.alive() == 3 })
+	ep := netip.MustParseAddrPort("198.51.100.1:40000")
+	for i, k := range clients {
+		[]*testNode{a, b, c}[i%3].Claim(k, ep, ReasonHandshake)
+	}
+	for i, k := range clients {
+		want := []string{"a", "b", "c"}[i%3]
+		waitFor(t, "claim seen everywhere", 3*time.Second, func() bool {
+			return a.owner(k) == want && b.owner(k) == want && c.owner(k) == want
+		})
+	}
+	if _, err := a.sendCodec().AppendRecord(nil, Record{Client: clients[0], Owner: "a", Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if a.sendCodec().Clients != nil {
+		t.Fatal("a sends compact records although c announces another client set")
+	}
+	// The others reload to the same set: compact again.
+	if err := a.SetClients(more); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetClients(more); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "compact records once all sets match", 5*time.Second, func() bool {
+		return a.sendCodec().Clients != nil && c.sendCodec().Clients != nil
+	})
+	for _, n := range []*testNode{a, b, c} {
+		if st := n.Stats(); st.MsgsBad != 0 {
+			t.Errorf("%s refused %d messages", n.Name(), st.MsgsBad)
+		}
+	}
+}

@@ -41,6 +41,9 @@ type Meta struct {
 	Prefixes         []netip.Prefix // private networks it serves
 	ClientDigest     string         // digest of its client set (hex prefix)
 	Version          string         // software version
+	// ClientTag identifies the client set behind compact (indexed)
+	// ownership records; set by the Cluster, not the caller.
+	ClientTag uint32
 }
 
 // MaxMetaSize is memberlist's limit on node metadata; it panics beyond it.
@@ -73,6 +76,7 @@ func (m Meta) Encode() ([]byte, error) {
 	}
 	b = appendString(b, m.ClientDigest)
 	b = appendString(b, m.Version)
+	b = binary.BigEndian.AppendUint32(b, m.ClientTag)
 	if len(b) > MaxMetaSize {
 		return nil, ErrMetaTooLarge
 	}
@@ -129,6 +133,7 @@ func DecodeMeta(b []byte) (Meta, error) {
 	}
 	m.ClientDigest = d.string()
 	m.Version = d.string()
+	m.ClientTag = binary.BigEndian.Uint32(d.take(4))
 	if d.err {
 		return Meta{}, fmt.Errorf("%w: truncated or invalid", ErrBadMeta)
 	}

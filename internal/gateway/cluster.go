@@ -478,6 +478,13 @@ func choose(p netip.Prefix, ms []cluster.Member) (cluster.Member, bool) {
 // announce tells the others this gateway's served prefixes and client-set
 // digest after a reload.
 func (cp *clusterPart) announce(cfg *config.Config) {
+	clients := make([]keys.Key, 0, len(cfg.Clients.Peers))
+	for _, p := range cfg.Clients.Peers {
+		clients = append(clients, p.PublicKey)
+	}
+	if err := cp.c.SetClients(clients); err != nil {
+		cp.logger.Error("cannot announce the reloaded client set to the cluster", "err", err)
+	}
 	m := cp.c.Meta()
 	m.Prefixes = cfg.Egress.Prefixes
 	m.ClientDigest = cfg.ClientSetDigest()[:16]
