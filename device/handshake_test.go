@@ -622,11 +622,14 @@ func BenchmarkInitiationBadMAC1(b *testing.B) {
 // static-static secret already cached.
 func BenchmarkInitiationAuthenticate(b *testing.B) {
 	r := NewInitiationReader(fuzzResponderKey)
+	ss, err := r.SharedSecret(fuzzInitiatorKey.Public())
+	if err != nil {
+		b.Fatal(err)
+	}
 	msg := hsReadSeed(b, hsSeedPath)
-	ss, _ := r.SharedSecret(fuzzInitiatorKey.Public())
 	b.ReportAllocs()
+	var in Initiation
 	for b.Loop() {
-		var in Initiation
 		if err := r.Read(msg, &in); err != nil {
 			b.Fatal(err)
 		}

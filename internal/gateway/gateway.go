@@ -110,6 +110,11 @@ func New(cfg *config.Config, opts Options) (_ *Gateway, err error) {
 		g.router.Forward(g.clientPort, bufs, offset)
 	})
 	g.clientPort = g.router.AddPort("clients", router.KindClient, g.port)
+	// The egress's router port exists before the egress does, so its
+	// readers never see the ID unset; packets for it before it is attached
+	// are dropped as port errors.
+	egressRef := &portRef{}
+	g.egressPort = g.router.AddPort("egress", router.KindEgress, egressRef)
 	forwardEgress := func(bufs [][]byte, offset int) { g.router.Forward(g.egressPort, bufs, offset) }
 
 	switch cfg.Egress.Mode {
@@ -145,7 +150,7 @@ func New(cfg *config.Config, opts Options) (_ *Gateway, err error) {
 	if opts.WrapEgress != nil {
 		egressPort = opts.WrapEgress(egressPort)
 	}
-	g.egressPort = g.router.AddPort("egress", router.KindEgress, egressPort)
+	egressRef.set(egressPort)
 	if err := g.setRoutes(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrStart, err)
 	}
@@ -301,4 +306,20 @@ func (g *Gateway) Close() {
 	if g.clients != nil {
 		g.logger.Info("gateway stopped", "node", g.cfg.Node.Name, "took", time.Since(start).Round(time.Millisecond))
 	}
+}
+
+// portRef is a router port that forwards to a port attached later.
+type portRef struct{ p atomic.Pointer[router.Port] }
+
+var errPortNotAttached = errors.New("port not attached yet")
+
+func (r *portRef) set(p router.Port) { r.p.Store(&p) }
+
+// Deliver implements router.Port.
+func (r *portRef) Deliver(bufs [][]byte, offset int) error {
+	p := r.p.Load()
+	if p == nil {
+		return errPortNotAttached
+	}
+	return (*p).Deliver(bufs, offset)
 }
