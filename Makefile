@@ -48,9 +48,12 @@ deps:
 
 # e2e runs last and uncached (-count=1): it builds ./cmd/anyguard in a
 # subprocess, so go test's cache cannot tell when the gateway changed.
+# Packages run one at a time (-p 1): the throughput smoke test saturates
+# both cores, and the demo and cluster tests measure recovery against
+# timeouts; on 2 cores the whole run stays around five minutes.
 test: deps
 	$(GO) vet ./...
-	$(GO) test -timeout $(TESTTIMEOUT) $(TESTFLAGS) $$($(GO) list ./... | grep -v '/e2e$$')
+	$(GO) test -p 1 -timeout $(TESTTIMEOUT) $(TESTFLAGS) $$($(GO) list ./... | grep -v '/e2e$$')
 	$(GO) test -timeout $(TESTTIMEOUT) -count=1 $(TESTFLAGS) ./e2e/
 
 # Runs every Fuzz target in the module for FUZZTIME each.

@@ -121,7 +121,7 @@ func TestDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the demo takes about a second")
 	}
-	code, out, errOut := runCLI(t, "", "demo", "--clients", "2", "--requests", "2")
+	code, out, errOut := runCLI(t, "", "demo", "--clients", "2", "--requests", "2", "--timeout", "120s")
 	if code != 0 {
 		t.Fatalf("demo exit %d\n%s\n%s", code, out, errOut)
 	}

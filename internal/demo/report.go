@@ -10,7 +10,7 @@ import (
 
 func (d *deployment) printClients(out io.Writer) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "client\taddress\towners (every gateway agreed)\tmove: traffic back after\tstop: traffic back after\tHTTP ok\tHTTP p50\tresult")
+	fmt.Fprintln(tw, "client\taddress\towner after each phase (all gateways agreed after)\tmove: traffic back after\tstop: traffic back after\tHTTP ok\tHTTP p50\tresult")
 	for _, c := range d.clients {
 		var owners []string
 		for i, o := range c.owners {
