@@ -318,6 +318,19 @@ func (w *WireGuard) ResetPeer(k keys.Key) error {
 // Bind returns the device's classifying bind.
 func (w *WireGuard) Bind() *ClassifyingBind { return w.bind }
 
+// SetEndpoint points the device at the peer's endpoint.
+func (w *WireGuard) SetEndpoint(k keys.Key, endpoint netip.AddrPort) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.peers[k]; !ok {
+		return fmt.Errorf("set endpoint on %s: unknown peer", w.name)
+	}
+	if err := w.dev.IpcSet(fmt.Sprintf("public_key=%s\nupdate_only=true\nendpoint=%s\n", k.Hex(), endpoint)); err != nil {
+		return fmt.Errorf("set endpoint on %s: %w", w.name, err)
+	}
+	return nil
+}
+
 // Initiate makes the device start a handshake with the peer at endpoint
 // now, instead of waiting for the peer to initiate: the way a gateway wins
 // back a client whose traffic a load balancer just moved to it.

@@ -147,14 +147,22 @@ func (c *client) recover(ctx context.Context, d *deployment, since time.Time, ph
 	if len(c.owners) > 0 {
 		from = c.owners[len(c.owners)-1]
 	}
-	msg := []byte("anyguard demo " + c.name)
 	buf := make([]byte, 1500)
-	for ctx.Err() == nil {
+	for seq := 0; ctx.Err() == nil; seq++ {
+		// A fresh payload per try, so that a late reply to an earlier
+		// try is not taken for recovery.
+		msg := fmt.Appendf(nil, "anyguard demo %s %d", c.name, seq)
 		c.echo.SetDeadline(time.Now().Add(200 * time.Millisecond))
 		if _, err := c.echo.Write(msg); err == nil {
-			if n, err := c.echo.Read(buf); err == nil && bytes.Equal(buf[:n], msg) {
-				c.moves = append(c.moves, moveResult{phase: phase, from: from, to: d.names[to], recovery: time.Since(since)})
-				return
+			for {
+				n, err := c.echo.Read(buf)
+				if err != nil {
+					break
+				}
+				if bytes.Equal(buf[:n], msg) {
+					c.moves = append(c.moves, moveResult{phase: phase, from: from, to: d.names[to], recovery: time.Since(since)})
+					return
+				}
 			}
 		}
 		time.Sleep(20 * time.Millisecond)

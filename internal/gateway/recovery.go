@@ -33,6 +33,7 @@ type recovery struct {
 	pending   sync.Map // netip.Addr (client tunnel address) → takeoverRequest
 	pendingN  atomic.Int32
 	lastTry   map[keys.Key]time.Time // claim worker only
+	seq       uint16                 // claim worker only
 	initiated atomic.Uint64
 	taken     atomic.Uint64
 }
@@ -81,7 +82,23 @@ func (cp *clusterPart) takeover(req takeoverRequest) {
 	if _, loaded := cp.rec.pending.Swap(addr, req); !loaded {
 		cp.rec.pendingN.Add(1)
 	}
-	if err := cp.g.clients.Initiate(req.client, req.endpoint); err != nil {
+	// An echo request to the client makes the device handshake with it
+	// (it has no session) and then deliver the request; the client's reply,
+	// decrypted over the new session, is what claims it (checkPending),
+	// even when the client has nothing else to send.
+	gw, ok := cp.gatewayAddr(addr)
+	if err := cp.g.clients.SetEndpoint(req.client, req.endpoint); err != nil {
+		cp.logger.Warn("cannot point a moved client's peer at its endpoint", "client", peer.Name, "err", err)
+		return
+	}
+	if ok {
+		cp.rec.seq++
+		pkt := append(make([]byte, echoHeadroom), echoRequest(gw, addr, takeoverEchoID, cp.rec.seq)...)
+		if err := cp.g.port.Deliver([][]byte{pkt}, echoHeadroom); err != nil {
+			cp.logger.Warn("cannot send to a moved client", "client", peer.Name, "err", err)
+			return
+		}
+	} else if err := cp.g.clients.Initiate(req.client, req.endpoint); err != nil {
 		cp.logger.Warn("cannot initiate a handshake to a moved client", "client", peer.Name, "err", err)
 		return
 	}
@@ -112,6 +129,24 @@ func (cp *clusterPart) checkPending(bufs [][]byte, offset int) {
 		}
 	}
 }
+
+// gatewayAddr returns the gateway's own client-network address of the
+// family of a.
+func (cp *clusterPart) gatewayAddr(a netip.Addr) (netip.Addr, bool) {
+	for _, p := range cp.g.Config().Clients.Address {
+		if p.Addr().Is4() == a.Is4() {
+			return p.Addr(), true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// echoHeadroom is the room left before packets handed to the client port.
+const echoHeadroom = 16
+
+// takeoverEchoID marks the echo requests of takeovers (the probe's
+// echoRequest builds them).
+const takeoverEchoID = 0x6167
 
 // sourceAddr returns the source address of an IP packet.
 func sourceAddr(p []byte) (netip.Addr, bool) {
