@@ -146,10 +146,6 @@ func startCluster(g *Gateway, cfg *config.Config, opts Options) (_ *clusterPart,
 	if !cfg.Cluster.SecretKey.IsZero() {
 		secret = cfg.Cluster.SecretKey[:]
 	}
-	clients := make([]keys.Key, 0, len(cfg.Clients.Peers))
-	for _, p := range cfg.Clients.Peers {
-		clients = append(clients, p.PublicKey)
-	}
 	cp.c, err = cluster.New(cluster.Config{
 		Name:      cfg.Node.Name,
 		Bind:      cfg.Cluster.BindAddrPort(),
@@ -166,7 +162,7 @@ func startCluster(g *Gateway, cfg *config.Config, opts Options) (_ *clusterPart,
 			Prefixes:         cfg.Egress.Prefixes,
 			ClientDigest:     cfg.ClientSetDigest()[:16],
 		},
-		Clients:   clients,
+		Clients:   clientKeys(cfg),
 		Logger:    g.logger,
 		Now:       opts.ClusterClock,
 		OnMembers: cp.onMembers,
@@ -187,6 +183,15 @@ func startCluster(g *Gateway, cfg *config.Config, opts Options) (_ *clusterPart,
 	g.clients.Bind().SetTransportHook(cp.onTransport)
 	g.clusterHot.Store(cp)
 	return cp, nil
+}
+
+// clientKeys lists the public keys of the configured clients.
+func clientKeys(cfg *config.Config) []keys.Key {
+	out := make([]keys.Key, 0, len(cfg.Clients.Peers))
+	for _, p := range cfg.Clients.Peers {
+		out = append(out, p.PublicKey)
+	}
+	return out
 }
 
 // onInitiation runs on the client socket's receive goroutine: it copies
@@ -478,11 +483,7 @@ func choose(p netip.Prefix, ms []cluster.Member) (cluster.Member, bool) {
 // announce tells the others this gateway's served prefixes and client-set
 // digest after a reload.
 func (cp *clusterPart) announce(cfg *config.Config) {
-	clients := make([]keys.Key, 0, len(cfg.Clients.Peers))
-	for _, p := range cfg.Clients.Peers {
-		clients = append(clients, p.PublicKey)
-	}
-	if err := cp.c.SetClients(clients); err != nil {
+	if err := cp.c.SetClients(clientKeys(cfg)); err != nil {
 		cp.logger.Error("cannot announce the reloaded client set to the cluster", "err", err)
 	}
 	m := cp.c.Meta()
