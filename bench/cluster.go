@@ -699,11 +699,11 @@ func (r *ClusterReport) Markdown() string {
 		row(profileLabel(g.Profile, g.WAN)+", under load", g.Convergence)
 	}
 	if len(r.Gossip) > 0 {
-		b.WriteString("\n| profile | gateways | claims/s | gossip for the claims, per gateway | per claim, whole cluster | idle gossip | push/pull (table) |\n")
-		b.WriteString("|---|---:|---:|---:|---:|---:|---:|\n")
+		b.WriteString("\n| profile | gateways | claims/s | all gossip under load, per gateway | of which for the claims | per claim, whole cluster | idle UDP | idle push/pull |\n")
+		b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, g := range r.Gossip {
-			fmt.Fprintf(&b, "| %s | %d | %.0f | %.1f kB/s | %.0f B | %.1f kB/s | %.1f kB/s (%d records) |\n",
-				profileLabel(g.Profile, g.WAN), g.Nodes, g.Rate, g.ClaimsBps/1e3, g.BytesPerClaim,
+			fmt.Fprintf(&b, "| %s | %d | %.0f | %.1f kB/s | %.1f kB/s | %.0f B | %.1f kB/s | %.1f kB/s (%d records) |\n",
+				profileLabel(g.Profile, g.WAN), g.Nodes, g.Rate, (g.LoadPacketBps+g.LoadStreamBps)/1e3, g.ClaimsBps/1e3, g.BytesPerClaim,
 				g.IdlePacketBps/1e3, g.IdleStreamBps/1e3, g.Records)
 		}
 	}
@@ -722,9 +722,10 @@ func (r *ClusterReport) Markdown() string {
 	b.WriteString("\nClaim → last gateway: from the call to Claim until the last gateway's OnOwner for that record (one process, one clock).\n")
 	b.WriteString("Crashed gateway: until every other gateway's OnMembers view shows it dead, which is what moves its prefixes to\n")
 	b.WriteString("another gateway of its region (memberlist announces no suspicion, so the view changes at dead).\n")
-	b.WriteString("Bytes: sent per gateway as they leave the transport (encrypted), mean over gateways. Gossip for the claims: UDP\n")
-	b.WriteString("during the claims minus UDP in as long a window without claims (idle: probes). Push/pull: TCP anti-entropy without\n")
-	b.WriteString("claims; it sends the whole table, so it grows with the number of records, not with the rate of claims.\n")
+	b.WriteString("Bytes: sent per gateway as they leave the transport (encrypted), mean over gateways. All gossip: UDP and TCP during\n")
+	b.WriteString("the claims (direct sends, relays, probes, push/pull digests and repairs). For the claims: UDP during the claims minus\n")
+	b.WriteString("UDP in as long a window without claims. Idle push/pull: TCP anti-entropy without claims, a digest of the table\n")
+	b.WriteString("(4 B per 32 records) plus the records of buckets that differ.\n")
 	return b.String()
 }
 

@@ -47,6 +47,8 @@ type Config struct {
 	Transport memberlist.Transport
 	// Table tunes the ownership table; OnChange is set from OnOwner.
 	Table TableOptions
+	// PushPullInterval overrides the profile's anti-entropy period (tests).
+	PushPullInterval time.Duration
 }
 
 // Member is one gateway as this gateway sees it.
@@ -66,10 +68,12 @@ type Stats struct {
 	RecordsApplied uint64 // records that changed the table
 	Relayed        uint64
 	Broadcasts     uint64 // own claims and releases sent
+	FanoutErrors   uint64 // direct sends of an own record that failed
 	DecryptErrors  uint64 // gossip packets refused for a wrong key or no encryption
 	BadMeta        uint64 // members whose metadata did not decode
 	PushPulls      uint64
-	Queued         int // broadcasts waiting
+	RepairsSent    uint64 // records sent to a member whose digest differed
+	Queued         int    // broadcasts waiting
 }
 
 // Cluster is a gateway's membership and its replica of client ownership.
@@ -88,7 +92,9 @@ type Cluster struct {
 	viewMu sync.Mutex
 	view   map[string]Member // by name, from membership events
 
-	msgs, bad, applied, relayed, sent, decryptErrs, badMeta, pushPulls atomic.Uint64
+	msgs, bad, applied, relayed, sent, fanoutErrs, decryptErrs, badMeta, pushPulls, repairsSent atomic.Uint64
+
+	repairs chan repair // to repairLoop
 
 	membersChanged chan struct{}
 	stop           chan struct{}
@@ -96,7 +102,14 @@ type Cluster struct {
 	closeOnce      sync.Once
 }
 
-const msgRecord = 1 // message type byte of an ownership record
+// Message type bytes of user messages.
+const (
+	msgRecord = 1 // one ownership record (gossip and fan-out)
+	msgBatch  = 2 // a batch of records repairing a member's digest (reliable)
+)
+
+// repairBatch bounds the records of one repair message.
+const repairBatch = 4096
 
 // ErrJoin is returned when none of the join addresses answered.
 var ErrJoin = errors.New("could not join the cluster")
@@ -118,6 +131,7 @@ func New(cfg Config) (*Cluster, error) {
 		membersChanged: make(chan struct{}, 1),
 		view:           make(map[string]Member),
 		stop:           make(chan struct{}),
+		repairs:        make(chan repair, 4),
 	}
 	c.codec.Store(&Codec{Clients: NewClientSet(cfg.Clients)})
 	if err := c.SetMeta(cfg.Meta); err != nil {
@@ -132,6 +146,9 @@ func New(cfg Config) (*Cluster, error) {
 	c.table = t
 
 	mc := profileConfig(cfg.Profile)
+	if cfg.PushPullInterval > 0 {
+		mc.PushPullInterval = cfg.PushPullInterval
+	}
 	mc.Name = cfg.Name
 	mc.BindAddr = cfg.Bind.Addr().String()
 	mc.BindPort = int(cfg.Bind.Port())
@@ -156,15 +173,16 @@ func New(cfg Config) (*Cluster, error) {
 		mc.GossipVerifyIncoming = true
 		mc.GossipVerifyOutgoing = true
 	}
-	c.queue = &memberlist.TransmitLimitedQueue{NumNodes: c.numMembers, RetransmitMult: mc.RetransmitMult}
+	c.queue = &memberlist.TransmitLimitedQueue{NumNodes: c.numMembers, RetransmitMult: recordRetransmitMult}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: start gossip on %s: %w", cfg.Bind, err)
 	}
 	c.ml = ml
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go c.notifyLoop()
 	go c.maintain()
+	go c.repairLoop()
 	if len(cfg.Join) > 0 {
 		if err := c.join(); err != nil {
 			c.logger.Warn("cluster join failed, running alone and retrying", "join", strings.Join(cfg.Join, ","), "err", err)
@@ -314,6 +332,22 @@ func (c *Cluster) LocalAddr() netip.AddrPort {
 // Name returns this gateway's node name.
 func (c *Cluster) Name() string { return c.cfg.Name }
 
+// recordRetransmitMult is how often each gateway gossips a record it
+// applied, times ceil(log10(N+1)): 2 transmissions each at 10-99
+// gateways. The originator sends every record to every member directly
+// (fanout), so gossip is only the repair path for a lost datagram: a
+// member that missed the direct one hears it from one of about 2N relays
+// with probability 1 - e^-2 per missed datagram, and otherwise at the next
+// push/pull. Relaying 5 times as memberlist's own broadcasts do cost 2.5×
+// the bytes for latency that the fan-out already gives (anyguard bench
+// cluster).
+const recordRetransmitMult = 1
+
+// broadcast sends one of this gateway's own records: straight to every
+// other live member (one datagram each, so every member has it one network
+// hop after the claim, whatever the cluster size), and into the gossip
+// queue, from which it and every member that applies it relay it a few
+// times in case a datagram was lost.
 func (c *Cluster) broadcast(r Record) {
 	msg, err := c.sendCodec().AppendRecord([]byte{msgRecord}, r)
 	if err != nil {
@@ -321,7 +355,22 @@ func (c *Cluster) broadcast(r Record) {
 		return
 	}
 	c.sent.Add(1)
+	c.fanout(msg)
 	c.queue.QueueBroadcast(&recordBroadcast{name: string(r.Client[:]), msg: msg})
+}
+
+// fanout sends msg to every member not known dead but this one, best effort (UDP,
+// encrypted like all gossip).
+func (c *Cluster) fanout(msg []byte) {
+	for _, n := range c.ml.Members() {
+		if n.Name == c.cfg.Name { // Members lists alive and suspect ones
+			continue
+		}
+		if err := c.ml.SendBestEffort(n, msg); err != nil {
+			c.fanoutErrs.Add(1)
+			c.logger.Debug("direct send of an ownership record failed", "member", n.Name, "err", err)
+		}
+	}
 }
 
 // Members returns every gateway this one knows, itself included, as the
@@ -388,6 +437,8 @@ func (c *Cluster) Stats() Stats {
 		DecryptErrors:  c.decryptErrs.Load(),
 		BadMeta:        c.badMeta.Load(),
 		PushPulls:      c.pushPulls.Load(),
+		RepairsSent:    c.repairsSent.Load(),
+		FanoutErrors:   c.fanoutErrs.Load(),
 		Queued:         c.queue.NumQueued(),
 	}
 }
@@ -470,6 +521,10 @@ func (d *delegate) NodeMeta(limit int) []byte {
 
 func (d *delegate) NotifyMsg(b []byte) {
 	c := (*Cluster)(d)
+	if len(b) > 0 && b[0] == msgBatch {
+		c.mergeBatch(b[1:], "repair")
+		return
+	}
 	if len(b) == 0 || b[0] != msgRecord {
 		c.bad.Add(1)
 		return
@@ -504,8 +559,14 @@ func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
 	return (*Cluster)(d).queue.GetBroadcasts(overhead, limit)
 }
 
+// LocalState is this gateway's side of a push/pull: the whole table when
+// either side is joining, otherwise a digest of it (see digest.go).
 func (d *delegate) LocalState(join bool) []byte {
 	c := (*Cluster)(d)
+	if !join {
+		bits := digestBits(c.table.Stats().Clients)
+		return appendDigest(nil, c.cfg.Name, bits, c.table.Digest(bits))
+	}
 	b, err := c.sendCodec().AppendBatch(nil, c.table.Snapshot())
 	if err != nil {
 		c.logger.Error("cannot encode ownership state for push/pull", "err", err)
@@ -514,13 +575,37 @@ func (d *delegate) LocalState(join bool) []byte {
 	return b
 }
 
+// MergeRemoteState takes the other side of a push/pull: a whole table is
+// merged; a digest is compared, and the records of every bucket that
+// differs are sent back to its sender (by repairLoop, off memberlist's
+// goroutine).
 func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 	c := (*Cluster)(d)
 	c.pushPulls.Add(1)
+	if len(buf) > 0 && buf[0] == stateDigest {
+		dg, err := decodeDigest(buf)
+		if err != nil {
+			c.bad.Add(1)
+			c.logger.Warn("refused ownership digest from a member", "err", err)
+			return
+		}
+		if dg.from == c.cfg.Name {
+			return
+		}
+		select {
+		case c.repairs <- repair{to: dg.from, bits: dg.bits, hashes: dg.hashes}:
+		default: // busy: the next push/pull compares again
+		}
+		return
+	}
+	c.mergeBatch(buf, "push/pull")
+}
+
+func (c *Cluster) mergeBatch(buf []byte, via string) {
 	rs, err := c.codec.Load().DecodeBatch(buf)
 	if err != nil {
 		c.bad.Add(1)
-		c.logger.Warn("refused ownership state from a member", "err", err)
+		c.logger.Warn("refused ownership records from a member", "via", via, "err", err)
 		return
 	}
 	changed, err := c.table.Merge(rs)
@@ -529,7 +614,56 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 	}
 	if len(changed) > 0 {
 		c.applied.Add(uint64(len(changed)))
-		c.logger.Debug("ownership merged by push/pull", "changed", len(changed), "join", join)
+		c.logger.Debug("ownership records merged", "via", via, "changed", len(changed))
+	}
+}
+
+// repair is a member's digest whose differing buckets it should receive.
+type repair struct {
+	to     string
+	bits   uint8
+	hashes []uint32
+}
+
+// repairLoop sends members the records of the buckets where their digest
+// differs from this table.
+func (c *Cluster) repairLoop() {
+	defer c.wg.Done()
+	for {
+		var rp repair
+		select {
+		case <-c.stop:
+			return
+		case rp = <-c.repairs:
+		}
+		rs := c.table.Differing(rp.bits, rp.hashes)
+		if len(rs) == 0 {
+			continue
+		}
+		var to *memberlist.Node
+		for _, n := range c.ml.Members() {
+			if n.Name == rp.to {
+				to = n
+				break
+			}
+		}
+		if to == nil {
+			continue
+		}
+		codec := c.sendCodec()
+		for len(rs) > 0 {
+			chunk := rs[:min(len(rs), repairBatch)]
+			rs = rs[len(chunk):]
+			msg, err := codec.AppendBatch([]byte{msgBatch}, chunk)
+			if err == nil {
+				err = c.ml.SendReliable(to, msg)
+			}
+			if err != nil {
+				c.logger.Debug("ownership repair not sent", "member", rp.to, "err", err)
+				break
+			}
+			c.repairsSent.Add(uint64(len(chunk)))
+		}
 	}
 }
 

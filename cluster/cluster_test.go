@@ -21,8 +21,13 @@ type testNode struct {
 
 func startNode(t *testing.T, name string, join []string, secret []byte, skew time.Duration, clients []keys.Key) *testNode {
 	t.Helper()
+	return startNodeWith(t, name, join, secret, skew, clients, nil)
+}
+
+func startNodeWith(t *testing.T, name string, join []string, secret []byte, skew time.Duration, clients []keys.Key, edit func(*Config)) *testNode {
+	t.Helper()
 	n := &testNode{owners: make(map[keys.Key]Record)}
-	c, err := New(Config{
+	cfg := Config{
 		Name:      name,
 		Bind:      netip.MustParseAddrPort("127.0.0.1:0"),
 		Join:      join,
@@ -32,7 +37,11 @@ func startNode(t *testing.T, name string, join []string, secret []byte, skew tim
 		Now:       func() time.Time { return time.Now().Add(skew) },
 		OnMembers: func(ms []Member) { n.mu.Lock(); n.members = ms; n.mu.Unlock() },
 		OnOwner:   func(_, r Record) { n.mu.Lock(); n.owners[r.Client] = r; n.mu.Unlock() },
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	c, err := New(cfg)
 	if err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
@@ -131,6 +140,14 @@ func TestRejoinLearnsEverything(t *testing.T) {
 	for _, k := range clients {
 		a.Claim(k, ep, ReasonHandshake)
 	}
+	waitFor(t, "b to hold all 50 claims", 5*time.Second, func() bool {
+		for _, k := range clients {
+			if b.owner(k) != "a" {
+				return false
+			}
+		}
+		return true
+	})
 	c := startNode(t, "c", []string{b.addr()}, testSecret, 0, clients)
 	waitFor(t, "c to learn all 50 claims", 5*time.Second, func() bool {
 		for _, k := range clients {
@@ -175,12 +192,19 @@ func TestFailureDetected(t *testing.T) {
 func TestMalformedMessagesCounted(t *testing.T) {
 	a := startNode(t, "a", nil, testSecret, 0, nil)
 	d := (*delegate)(a.Cluster)
-	for _, msg := range [][]byte{nil, {9}, {msgRecord}, {msgRecord, 0xff, 0xff}, make([]byte, 600)} {
+	msgs := [][]byte{nil, {9}, {msgRecord}, {msgRecord, 0xff, 0xff}, make([]byte, 600), {msgBatch}, {msgBatch, 1, 5}}
+	for _, msg := range msgs {
 		d.NotifyMsg(msg)
 	}
-	d.MergeRemoteState([]byte{1, 2, 3}, false)
-	if st := a.Stats(); st.MsgsBad < 5 {
-		t.Fatalf("bad = %d, want ≥ 5", st.MsgsBad)
+	states := [][]byte{{1, 2, 3}, {stateDigest}, {stateDigest, 1, 'a', 1, 0, 0, 0, 0}, nil}
+	for _, st := range states {
+		d.MergeRemoteState(st, false)
+	}
+	if st := a.Stats(); st.MsgsBad != uint64(len(msgs)+len(states)) {
+		t.Fatalf("bad = %d, want %d", st.MsgsBad, len(msgs)+len(states))
+	}
+	if n := a.Table().Stats().Clients; n != 0 {
+		t.Fatalf("malformed messages left %d records", n)
 	}
 }
 
@@ -224,5 +248,53 @@ func TestMixedClientSets(t *testing.T) {
 		if st := n.Stats(); st.MsgsBad != 0 {
 			t.Errorf("%s refused %d messages", n.Name(), st.MsgsBad)
 		}
+	}
+}
+
+// TestDigestRepairsMissedRecords: records one gateway never gossiped
+// (written straight into its table, as if every datagram carrying them had
+// been lost) reach the other by the digest push/pull, in both directions,
+// and once the tables agree the digests match and nothing more is sent.
+func TestDigestRepairsMissedRecords(t *testing.T) {
+	clients := genClients(300)
+	fast := func(c *Config) { c.PushPullInterval = 200 * time.Millisecond }
+	a := startNodeWith(t, "a", nil, testSecret, 0, clients, fast)
+	b := startNodeWith(t, "b", []string{a.addr()}, testSecret, 0, clients, fast)
+	waitFor(t, "2 members", 10*time.Second, func() bool { return a.alive() == 2 && b.alive() == 2 })
+
+	ep := netip.MustParseAddrPort("198.51.100.1:40000")
+	for i, k := range clients {
+		switch i % 3 {
+		case 0:
+			a.Table().Claim(k, ep, ReasonHandshake)
+		case 1:
+			b.Table().Claim(k, ep, ReasonHandshake)
+		default: // both: the greater record must win on both
+			a.Table().Claim(k, ep, ReasonHandshake)
+			b.Table().Claim(k, ep, ReasonHandshake)
+		}
+	}
+	waitFor(t, "both tables to agree on all 300 clients", 10*time.Second, func() bool {
+		for _, k := range clients {
+			ra, _ := a.Table().Get(k)
+			rb, _ := b.Table().Get(k)
+			if ra.Version == 0 || ra != rb {
+				return false
+			}
+		}
+		return true
+	})
+	if a.Stats().RepairsSent == 0 || b.Stats().RepairsSent == 0 {
+		t.Fatalf("repairs sent: a %d, b %d; want both > 0", a.Stats().RepairsSent, b.Stats().RepairsSent)
+	}
+	// Agreed tables have equal digests: later push/pulls repair nothing.
+	before := a.Stats().RepairsSent + b.Stats().RepairsSent
+	pp := a.Stats().PushPulls
+	waitFor(t, "three more push/pulls", 10*time.Second, func() bool { return a.Stats().PushPulls >= pp+3 })
+	if after := a.Stats().RepairsSent + b.Stats().RepairsSent; after != before {
+		t.Fatalf("agreed tables still sent %d repair records", after-before)
+	}
+	if a.Stats().MsgsBad+b.Stats().MsgsBad != 0 {
+		t.Fatalf("bad messages: a %d, b %d", a.Stats().MsgsBad, b.Stats().MsgsBad)
 	}
 }
