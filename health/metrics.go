@@ -44,6 +44,12 @@ type Metrics struct {
 	// Members counts gossip members by state ("alive", "suspect", "dead",
 	// "left").
 	Members map[string]int
+	// Gossip counts ownership gossip by event: "received", "bad"
+	// (malformed or refused, never applied), "applied", "relayed", "sent"
+	// (own claims and releases), "send_error", "repair_sent" (records sent
+	// to a member whose digest differed), "push_pull", "decrypt_error"
+	// (packets with a wrong key or none). Nil when not clustered.
+	Gossip map[string]uint64
 	// ConfigDigest is the digest of this gateway's client set;
 	// ConfigDigestMismatch is how many members serve a different one.
 	ConfigDigest         string
@@ -168,6 +174,7 @@ var (
 	descOwned       = prometheus.NewDesc("anyguard_owned_clients", "Clients this gateway owns (holds the session of).", nil, nil)
 	descOwnChanges  = prometheus.NewDesc("anyguard_ownership_changes_total", "Client ownership changes seen, by reason.", []string{"reason"}, nil)
 	descMembers     = prometheus.NewDesc("anyguard_gossip_members", "Cluster members by state, this gateway included.", []string{"state"}, nil)
+	descGossip      = prometheus.NewDesc("anyguard_gossip_events_total", "Ownership gossip by event (received, bad, applied, relayed, sent, send_error, repair_sent, push_pull, decrypt_error).", []string{"event"}, nil)
 	descConvergence = prometheus.NewDesc("anyguard_convergence_seconds", "Time from a client's move to every gateway agreeing on its owner.", nil, nil)
 	descConfigInfo  = prometheus.NewDesc("anyguard_config_info", "Digest of this gateway's client set; always 1.", []string{"digest"}, nil)
 	descMismatch    = prometheus.NewDesc("anyguard_config_digest_mismatch", "Cluster members whose client-set digest differs from this gateway's.", nil, nil)
@@ -193,7 +200,7 @@ type collector struct {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuildInfo, descReady, descDraining, descCheck, descPeers, descHandshakes,
-		descJunk, descPackets, descBytes, descDrops, descOwned, descOwnChanges, descMembers, descConvergence,
+		descJunk, descPackets, descBytes, descDrops, descOwned, descOwnChanges, descMembers, descGossip, descConvergence,
 		descConfigInfo, descMismatch, descProbes, descProbeRTT, descProbeLast} {
 		ch <- d
 	}
@@ -250,6 +257,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, k := range sortedKeys(m.Members) {
 		gauge(descMembers, float64(m.Members[k]), k)
+	}
+	for _, k := range sortedKeys(m.Gossip) {
+		counter(descGossip, m.Gossip[k], k)
 	}
 	ch <- prometheus.MustNewConstHistogram(descConvergence, m.Convergence.Count, m.Convergence.Sum, m.Convergence.Buckets)
 	if m.ConfigDigest != "" {

@@ -209,6 +209,13 @@ func TestClusterClientReachesEveryRegion(t *testing.T) {
 	if rec.Reason != cluster.ReasonTakeover || rec.Version < 2 {
 		t.Fatalf("record after the move: %+v", rec)
 	}
+	// The gossip behind it is in the metrics, and none of it was refused.
+	for _, name := range names {
+		gm := e.gws[name].Metrics().Gossip
+		if gm["received"] == 0 || gm["bad"] != 0 || gm["decrypt_error"] != 0 {
+			t.Errorf("%s gossip metrics: %v", name, gm)
+		}
+	}
 }
 
 // startTwoRegions starts a1 in region A and b1, b2 in region B, joined.

@@ -182,6 +182,12 @@ func (g *Gateway) Metrics() health.Metrics {
 			}
 		}
 		m.OwnedClients = c.Table().Stats().Owned
+		st := c.Stats()
+		m.Gossip = map[string]uint64{
+			"received": st.MsgsReceived, "bad": st.MsgsBad, "applied": st.RecordsApplied, "relayed": st.Relayed,
+			"sent": st.Broadcasts, "send_error": st.FanoutErrors, "repair_sent": st.RepairsSent,
+			"push_pull": st.PushPulls, "decrypt_error": st.DecryptErrors,
+		}
 	}
 	for _, c := range g.clientViews(cfg) {
 		switch {
