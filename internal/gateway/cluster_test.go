@@ -198,10 +198,22 @@ func TestClusterClientReachesEveryRegion(t *testing.T) {
 	}
 	lb.Move(flows[0], next)
 	moved := time.Now()
-	waitUntil(t, "every gateway to agree on the new owner", 10*time.Second, func() bool {
-		fetch(client, rb.service)
-		return ownersAgree(e, names[next])
-	})
+	// The client's traffic drives the takeover; its first packet after
+	// the move is lost (the new gateway cannot decrypt it) and TCP resends
+	// it a second later, so the fetches run beside the wait.
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+				fetch(client, rb.service)
+			}
+		}
+	}()
+	waitUntil(t, "every gateway to agree on the new owner", 10*time.Second, func() bool { return ownersAgree(e, names[next]) })
 	t.Logf("client moved %s → %s: every gateway agreed after %s", owner, names[next], time.Since(moved).Round(time.Millisecond))
 	mustFetch(t, client, rb)
 	mustFetch(t, client, ra)
