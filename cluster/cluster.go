@@ -56,8 +56,8 @@ type Member struct {
 	Name   string
 	Addr   netip.AddrPort // gossip address
 	Meta   Meta
-	Alive  bool   // memberlist considers it alive (not suspect, dead or left)
-	Status string // alive, suspect, dead, left
+	Alive  bool   // not gone (memberlist reports no suspicion: a suspect member is alive until declared dead)
+	Status string // alive, dead, left (it announced draining before it went)
 	Self   bool
 }
 
@@ -238,7 +238,15 @@ func profileConfig(profile string) *memberlist.Config {
 	// gateways in 2.5 s instead of 3 s for a few more probe packets.
 	mc.ProbeInterval = 400 * time.Millisecond
 	mc.ProbeTimeout = 200 * time.Millisecond
+	// A suspect is declared dead after SuspicionMult × log10(N) probe
+	// intervals (1.2 s at 10 gateways, 1.8 s at 30) once another member
+	// confirms the suspicion; memberlist waits up to 6 times that for the
+	// confirmation, which made one crash in a few take 3.1 s at 10
+	// gateways. With a multiplier of 1 it never waits longer: a gateway
+	// stalled beyond that is declared dead, refutes when it runs again,
+	// and meanwhile only its share of region traffic moves to a peer.
 	mc.SuspicionMult = 3
+	mc.SuspicionMaxTimeoutMult = 1
 	mc.PushPullInterval = 5 * time.Second
 	return mc
 }
@@ -363,7 +371,7 @@ func (c *Cluster) broadcast(r Record) {
 // encrypted like all gossip).
 func (c *Cluster) fanout(msg []byte) {
 	for _, n := range c.ml.Members() {
-		if n.Name == c.cfg.Name { // Members lists alive and suspect ones
+		if n.Name == c.cfg.Name { // Members lists alive and suspect members
 			continue
 		}
 		if err := c.ml.SendBestEffort(n, msg); err != nil {
@@ -389,6 +397,11 @@ func (c *Cluster) Members() []Member {
 // record copies a node into the view. memberlist calls the event delegate
 // while it holds its own lock and mutates its nodes later, so the copy is
 // taken here, never by reading memberlist's nodes at another time.
+//
+// memberlist v0.7.0 never fills in Node.State (its node states live in a
+// private struct), so the status comes from the event alone: alive until
+// NotifyLeave, then "left" when the member had announced it was draining
+// (a graceful shutdown) and "dead" otherwise.
 func (c *Cluster) record(n *memberlist.Node, gone bool) Meta {
 	m, err := DecodeMeta(n.Meta)
 	if err != nil {
@@ -399,31 +412,23 @@ func (c *Cluster) record(n *memberlist.Node, gone bool) Meta {
 		Name:   n.Name,
 		Addr:   netip.AddrPortFrom(ap.Unmap(), n.Port),
 		Meta:   m,
-		Alive:  !gone && n.State == memberlist.StateAlive && err == nil,
-		Status: stateName(n.State),
+		Alive:  !gone && err == nil,
+		Status: "alive",
 		Self:   n.Name == c.cfg.Name,
 	}
-	if gone && n.State == memberlist.StateAlive {
-		mem.Status = "dead"
-	}
 	c.viewMu.Lock()
+	if gone {
+		mem.Status = "dead"
+		if prev, ok := c.view[n.Name]; ok && prev.Meta.State == StateDraining {
+			mem.Status = "left"
+		}
+		if err != nil { // a leave carries no new metadata: keep what it announced
+			mem.Meta = c.view[n.Name].Meta
+		}
+	}
 	c.view[n.Name] = mem
 	c.viewMu.Unlock()
-	return m
-}
-
-func stateName(s memberlist.NodeStateType) string {
-	switch s {
-	case memberlist.StateAlive:
-		return "alive"
-	case memberlist.StateSuspect:
-		return "suspect"
-	case memberlist.StateDead:
-		return "dead"
-	case memberlist.StateLeft:
-		return "left"
-	}
-	return "unknown"
+	return mem.Meta
 }
 
 // Stats returns the counters.
@@ -679,11 +684,11 @@ func (e *events) NotifyJoin(n *memberlist.Node) {
 
 func (e *events) NotifyLeave(n *memberlist.Node) {
 	c := (*Cluster)(e)
+	m := c.record(n, true)
 	how := "failed"
-	if n.State == memberlist.StateLeft {
+	if m.State == StateDraining {
 		how = "left"
 	}
-	m := c.record(n, true)
 	c.logger.Info("member "+how, "node", n.Name, "region", m.Region, "addr", n.Address())
 	c.signalMembers()
 }

@@ -187,6 +187,46 @@ func TestFailureDetected(t *testing.T) {
 	b.Close()
 	waitFor(t, "b detected dead", 10*time.Second, func() bool { return a.alive() == 1 })
 	t.Logf("crash detected after %s", time.Since(start).Round(time.Millisecond))
+	if st := memberStatus(a, "b"); st != "dead" {
+		t.Fatalf("crashed member's status %q, want dead", st)
+	}
+}
+
+// TestDrainedLeaveIsLeft: a gateway that announces draining and leaves is
+// "left" in the others' views, not "dead".
+func TestDrainedLeaveIsLeft(t *testing.T) {
+	a := startNode(t, "a", nil, testSecret, 0, nil)
+	b := startNode(t, "b", []string{a.addr()}, testSecret, 0, nil)
+	waitFor(t, "2 members", 10*time.Second, func() bool { return a.alive() == 2 })
+	m := b.Meta()
+	m.State = StateDraining
+	if err := b.SetMeta(m); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a to see b draining", 5*time.Second, func() bool {
+		for _, mb := range a.Members() {
+			if mb.Name == "b" {
+				return mb.Meta.State == StateDraining
+			}
+		}
+		return false
+	})
+	if err := b.Leave(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "b gone", 5*time.Second, func() bool { return a.alive() == 1 })
+	if st := memberStatus(a, "b"); st != "left" {
+		t.Fatalf("drained member's status %q, want left", st)
+	}
+}
+
+func memberStatus(n *testNode, name string) string {
+	for _, m := range n.Members() {
+		if m.Name == name {
+			return m.Status
+		}
+	}
+	return ""
 }
 
 func TestMalformedMessagesCounted(t *testing.T) {

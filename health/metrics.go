@@ -41,7 +41,7 @@ type Metrics struct {
 	OwnedClients int
 	// OwnershipChanges counts ownership changes by reason.
 	OwnershipChanges map[string]uint64
-	// Members counts gossip members by state ("alive", "suspect", "dead",
+	// Members counts gossip members by state ("alive", "dead",
 	// "left").
 	Members map[string]int
 	// Gossip counts ownership gossip by event: "received", "bad"

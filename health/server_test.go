@@ -39,7 +39,7 @@ func (f fakeSource) Metrics() Metrics {
 		Drops:            []DropCounter{{"router", "no_route", 2}, {"router", "ttl_expired", 0}},
 		OwnedClients:     1,
 		OwnershipChanges: map[string]uint64{"handshake": 1, "data": 0, "takeover": 0, "release": 0},
-		Members:          map[string]int{"alive": 1, "suspect": 0, "dead": 0, "left": 0},
+		Members:          map[string]int{"alive": 1, "dead": 0, "left": 0},
 		Gossip:           map[string]uint64{"received": 7, "bad": 1},
 		ConfigDigest:     "abc123",
 		Convergence:      h.Snapshot(),

@@ -53,7 +53,7 @@ type MemberStatus struct {
 	Name         string `json:"name"`
 	Region       string `json:"region"`
 	Address      string `json:"address"`
-	State        string `json:"state"` // alive, suspect, dead, left
+	State        string `json:"state"` // alive, dead, left (it drained first)
 	Self         bool   `json:"self"`
 	Ready        bool   `json:"ready"`
 	ConfigDigest string `json:"config_digest"`

@@ -169,12 +169,12 @@ func (g *Gateway) Metrics() health.Metrics {
 	m := health.Metrics{
 		Peers:            map[string]int{"active": 0, "stale": 0, "never": 0},
 		OwnershipChanges: g.ownershipChangeCounts(),
-		Members:          map[string]int{"alive": 1, "suspect": 0, "dead": 0, "left": 0},
+		Members:          map[string]int{"alive": 1, "dead": 0, "left": 0},
 		ConfigDigest:     cfg.ClientSetDigest(),
 		Convergence:      g.convergence.Snapshot(),
 	}
 	if c := g.Cluster(); c != nil {
-		m.Members = map[string]int{"alive": 0, "suspect": 0, "dead": 0, "left": 0}
+		m.Members = map[string]int{"alive": 0, "dead": 0, "left": 0}
 		for _, mb := range c.Members() {
 			m.Members[mb.Status]++
 			if !mb.Self && mb.Alive && mb.Meta.ClientDigest != "" && !strings.HasPrefix(m.ConfigDigest, mb.Meta.ClientDigest) {
