@@ -90,7 +90,8 @@ type Cluster struct {
 	metaMu sync.Mutex // guards cfg.Meta
 
 	viewMu sync.Mutex
-	view   map[string]Member // by name, from membership events
+	view   map[string]Member    // by name, from membership events
+	gone   map[string]time.Time // when each member not alive went
 
 	msgs, bad, applied, relayed, sent, fanoutErrs, decryptErrs, badMeta, pushPulls, repairsSent atomic.Uint64
 
@@ -130,6 +131,7 @@ func New(cfg Config) (*Cluster, error) {
 		hlc:            NewHLC(cfg.Now, 0),
 		membersChanged: make(chan struct{}, 1),
 		view:           make(map[string]Member),
+		gone:           make(map[string]time.Time),
 		stop:           make(chan struct{}),
 		repairs:        make(chan repair, 4),
 	}
@@ -381,9 +383,29 @@ func (c *Cluster) fanout(msg []byte) {
 	}
 }
 
+// ForgetGone is how long a dead or left gateway stays listed in Members
+// (and in /status) before it is forgotten, so that a fleet that replaces
+// its gateways does not list every one it ever had.
+const ForgetGone = 30 * time.Minute
+
+// pruneView forgets members that went before cut and returns how many.
+func (c *Cluster) pruneView(cut time.Time) int {
+	c.viewMu.Lock()
+	defer c.viewMu.Unlock()
+	n := 0
+	for name, at := range c.gone {
+		if at.Before(cut) {
+			delete(c.gone, name)
+			delete(c.view, name)
+			n++
+		}
+	}
+	return n
+}
+
 // Members returns every gateway this one knows, itself included, as the
 // membership events left them (dead and left gateways stay listed, not
-// alive, until memberlist forgets them).
+// alive, for ForgetGone).
 func (c *Cluster) Members() []Member {
 	c.viewMu.Lock()
 	defer c.viewMu.Unlock()
@@ -427,6 +449,11 @@ func (c *Cluster) record(n *memberlist.Node, gone bool) Meta {
 		}
 	}
 	c.view[n.Name] = mem
+	if gone {
+		c.gone[n.Name] = time.Now()
+	} else {
+		delete(c.gone, n.Name)
+	}
 	c.viewMu.Unlock()
 	return mem.Meta
 }
@@ -507,6 +534,10 @@ func (c *Cluster) maintain() {
 		case <-gc.C:
 			if n := c.table.GC(c.hlc.Now()); n > 0 {
 				c.logger.Debug("ownership tombstones collected", "count", n)
+			}
+			if n := c.pruneView(time.Now().Add(-ForgetGone)); n > 0 {
+				c.logger.Debug("forgot members gone long ago", "count", n)
+				c.signalMembers()
 			}
 		}
 	}

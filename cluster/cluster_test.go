@@ -190,6 +190,12 @@ func TestFailureDetected(t *testing.T) {
 	if st := memberStatus(a, "b"); st != "dead" {
 		t.Fatalf("crashed member's status %q, want dead", st)
 	}
+	if n := a.pruneView(time.Now().Add(-time.Hour)); n != 0 {
+		t.Fatalf("pruned %d members that went just now", n)
+	}
+	if n := a.pruneView(time.Now().Add(time.Second)); n != 1 || memberStatus(a, "b") != "" || memberStatus(a, "a") != "alive" {
+		t.Fatalf("pruned %d; b %q, a %q: want b forgotten, a kept", n, memberStatus(a, "b"), memberStatus(a, "a"))
+	}
 }
 
 // TestDrainedLeaveIsLeft: a gateway that announces draining and leaves is
