@@ -236,15 +236,19 @@ func profileConfig(profile string) *memberlist.Config {
 	// left 1-2% of claims at 30 gateways waiting; 5 leaves ~0.1% for a
 	// quarter more gossip bytes (anyguard bench cluster).
 	mc.RetransmitMult = 5
-	// Probing every 400 ms rather than 500 detects a crash at 30
-	// gateways in 2.5 s instead of 3 s for a few more probe packets.
-	mc.ProbeInterval = 400 * time.Millisecond
-	mc.ProbeTimeout = 200 * time.Millisecond
+	// Crash detection takes a probe to reach the dead gateway, its timeout
+	// and the indirect probes (about two intervals), then the suspicion
+	// timeout below; every part scales with ProbeInterval. At 400 ms a
+	// crash at 30 gateways took 2.3-3.3 s (goal 3 s); 300 ms costs one
+	// more probe a second per gateway (≈ 0.1 kB/s). The ack timeout stays
+	// far above LAN round trips.
+	mc.ProbeInterval = 300 * time.Millisecond
+	mc.ProbeTimeout = 150 * time.Millisecond
 	// A suspect is declared dead after SuspicionMult × log10(N) probe
-	// intervals (1.2 s at 10 gateways, 1.8 s at 30) once another member
+	// intervals (0.9 s at 10 gateways, 1.3 s at 30) once another member
 	// confirms the suspicion; memberlist waits up to 6 times that for the
 	// confirmation, which made one crash in a few take 3.1 s at 10
-	// gateways. With a multiplier of 1 it never waits longer: a gateway
+	// gateways (with 400 ms probes). With a multiplier of 1 it never waits longer: a gateway
 	// stalled beyond that is declared dead, refutes when it runs again,
 	// and meanwhile only its share of region traffic moves to a peer.
 	mc.SuspicionMult = 3
