@@ -99,6 +99,7 @@ type Cluster struct {
 
 	membersChanged chan struct{}
 	stop           chan struct{}
+	closing        atomic.Bool // Leave or Close began: failed sends are expected
 	wg             sync.WaitGroup
 	closeOnce      sync.Once
 }
@@ -482,6 +483,7 @@ func (c *Cluster) Stats() Stats {
 // Leave tells the others this gateway is going (they stop routing to it
 // at once instead of waiting for failure detection) and stops gossip.
 func (c *Cluster) Leave(timeout time.Duration) error {
+	c.closing.Store(true)
 	err := c.ml.Leave(timeout)
 	c.Close()
 	return err
@@ -490,6 +492,7 @@ func (c *Cluster) Leave(timeout time.Duration) error {
 // Close stops gossip without telling the others (they detect the failure).
 func (c *Cluster) Close() {
 	c.closeOnce.Do(func() {
+		c.closing.Store(true)
 		close(c.stop)
 		c.ml.Shutdown()
 		c.wg.Wait()
@@ -771,6 +774,11 @@ func (l *logAdapter) Write(p []byte) (int, error) {
 	}
 	if _, msg, ok := strings.Cut(line, "memberlist: "); ok {
 		line = msg
+	}
+	if l.c.closing.Load() {
+		// Leaving: probes and sends fail on this gateway's own closing
+		// sockets, which says nothing about the network.
+		level = min(level, slog.LevelDebug)
 	}
 	l.c.logger.Log(context.Background(), level, "gossip: "+line, "node", l.c.cfg.Name)
 	return len(p), nil

@@ -388,13 +388,14 @@ func (d *deployment) close() {
 	if d.lb != nil {
 		d.lb.Close()
 	}
-	var wg sync.WaitGroup
+	// One after another: each leaves the cluster while the others still
+	// take its leave message (closing all at once timed out every leave
+	// and logged sends to closed sockets).
 	for _, g := range d.gws {
 		if g != nil {
-			wg.Go(g.Close)
+			g.Close()
 		}
 	}
-	wg.Wait()
 	for _, pn := range d.regions {
 		pn.Close()
 	}
