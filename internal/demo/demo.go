@@ -242,6 +242,9 @@ func startGateway(name string, pn *privateNetwork, key, secret keys.Key, peers [
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("demo configuration of %s: %w", name, err)
 	}
+	if logger != nil {
+		logger = logger.With("gw", name) // one process logs for all six
+	}
 	g, err := gateway.New(cfg, gateway.Options{Logger: logger, NetstackDial: pn.Dial, NetstackPing: pn.Ping})
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)

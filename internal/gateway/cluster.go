@@ -23,8 +23,24 @@ import (
 )
 
 // backboneKeepalive keeps backbone sessions warm, so the first packet to
-// another region never waits for a handshake.
-const backboneKeepalive = 10 * time.Second
+// another region never waits for a handshake. Only the gateway with the
+// lower backbone key of a pair sets it: a persistent keepalive starts a
+// handshake the moment the peer is configured, and two gateways that
+// learn of each other at the same moment (start-up, a rejoin) would
+// otherwise both initiate; each then answers the other's initiation,
+// which discards its own, both responses are refused and the pair has no
+// session until wireguard-go's retry 5 s later (seen in the demo as
+// requests to another region stalling for 5 s). The higher key answers;
+// the lower key's keepalives and rekeys keep the session for both.
+//
+// The lower key's first initiation is lost when it learns of the pair
+// before the higher key does (the higher key's device drops an initiation
+// from an unknown peer); so the higher key initiates once itself when it
+// has no session backboneNudge after adding the peer.
+const (
+	backboneKeepalive = 10 * time.Second
+	backboneNudge     = 500 * time.Millisecond
+)
 
 // claimQueue bounds the handshake initiations waiting to be authenticated;
 // beyond it they are dropped (and counted): wireguard-go answers them
@@ -48,9 +64,11 @@ type clusterPart struct {
 	wg     *device.WireGuard
 	portID router.PortID
 	addr   netip.Addr // this gateway's backbone address
+	pub    keys.Key   // this gateway's backbone public key
 	reader *device.InitiationReader
 
-	syncMu  sync.Mutex // serialises onMembers
+	syncMu  sync.Mutex        // serialises onMembers
+	bbPeers map[keys.Key]bool // backbone peers configured (syncMu)
 	mu      sync.Mutex
 	members map[string]cluster.Member // the latest view, by name
 	secrets map[keys.Key][32]byte     // static-static secrets of clients seen
@@ -93,6 +111,7 @@ func startCluster(g *Gateway, cfg *config.Config, opts Options) (_ *clusterPart,
 		logger:  g.logger,
 		self:    cfg.Node.Name,
 		addr:    backboneAddr(pub),
+		pub:     pub,
 		reader:  device.NewInitiationReader(cfg.Clients.PrivateKey),
 		members: make(map[string]cluster.Member),
 		secrets: make(map[keys.Key][32]byte),
@@ -297,12 +316,15 @@ func (cp *clusterPart) onMembers([]cluster.Member) {
 			continue
 		}
 		seen[m.Meta.BackboneAddr] = m.Name
-		peers = append(peers, device.Peer{
+		p := device.Peer{
 			PublicKey:  m.Meta.BackboneKey,
 			Endpoint:   m.Meta.BackboneEndpoint,
 			AllowedIPs: []netip.Prefix{netip.PrefixFrom(m.Meta.BackboneAddr, 32)},
-			Keepalive:  backboneKeepalive,
-		})
+		}
+		if cp.pub.Compare(m.Meta.BackboneKey) < 0 {
+			p.Keepalive = backboneKeepalive
+		}
+		peers = append(peers, p)
 	}
 	slices.SortFunc(peers, func(a, b device.Peer) int { return a.PublicKey.Compare(b.PublicKey) })
 	cp.mu.Lock()
@@ -310,6 +332,15 @@ func (cp *clusterPart) onMembers([]cluster.Member) {
 	cp.mu.Unlock()
 	if err := cp.wg.SetPeers(peers); err != nil {
 		cp.logger.Error("cannot configure backbone peers", "err", err)
+	} else {
+		known := make(map[keys.Key]bool, len(peers))
+		for _, p := range peers {
+			known[p.PublicKey] = true
+			if p.Keepalive == 0 && !cp.bbPeers[p.PublicKey] {
+				time.AfterFunc(backboneNudge, func() { cp.nudge(p.PublicKey, p.Endpoint) })
+			}
+		}
+		cp.bbPeers = known
 	}
 	if err := cp.g.applyRoutes(); err != nil {
 		cp.logger.Error("cannot update routes after a membership change", "err", err)
@@ -319,6 +350,32 @@ func (cp *clusterPart) onMembers([]cluster.Member) {
 // onOwner follows one client's ownership: its routes point at the new
 // owner, and a gateway that lost the client drops its session at once so
 // that it sends the client nothing that would pull it back.
+// nudge initiates a handshake with a backbone peer that has none yet (see
+// backboneKeepalive).
+func (cp *clusterPart) nudge(k keys.Key, endpoint netip.AddrPort) {
+	select {
+	case <-cp.stop:
+		return
+	default:
+	}
+	st, err := cp.wg.Status()
+	if err != nil {
+		return
+	}
+	for _, p := range st {
+		if p.PublicKey != k {
+			continue
+		}
+		if p.LastHandshake.IsZero() && endpoint.IsValid() {
+			cp.logger.Debug("no backbone session yet: initiating", "peer", k.String(), "endpoint", endpoint)
+			if err := cp.wg.Initiate(k, endpoint); err != nil {
+				cp.logger.Debug("backbone handshake not started", "err", err)
+			}
+		}
+		return
+	}
+}
+
 func (cp *clusterPart) onOwner(old, rec cluster.Record) {
 	if !cp.started.Load() {
 		return

@@ -336,3 +336,32 @@ func TestConcurrentClaimsAgree(t *testing.T) {
 		})
 	}
 }
+
+// TestBackboneMeshFormsWithoutRetry: gateways that join at once all hold a
+// backbone session with each other well before wireguard-go's 5 s
+// handshake retry, with or without traffic: one side of each pair
+// initiates at once, the other after half a second when the first
+// initiation was lost because it arrived before that side knew the
+// initiator. (Both initiating at once used to leave pairs without a
+// session for 5 s.)
+func TestBackboneMeshFormsWithoutRetry(t *testing.T) {
+	e := &clusterEnv{gws: make(map[string]*gateway.Gateway)}
+	e.clientsKey, _ = keys.Generate()
+	e.alice, _ = keys.Generate()
+	e.secret, _ = keys.Generate()
+	ra, rb := newRegion(t, "region-a", 1), newRegion(t, "region-b", 2)
+	a1 := e.start(t, "a1", ra, nil, 0)
+	e.start(t, "a2", ra, []string{gossipAddr(a1)}, 0)
+	e.start(t, "b1", rb, []string{gossipAddr(a1)}, 0)
+	e.start(t, "b2", rb, []string{gossipAddr(a1)}, 0)
+	start := time.Now()
+	waitUntil(t, "a backbone session between every pair", 3*time.Second, func() bool {
+		for _, g := range e.gws {
+			if g.BackboneSessionsForTest() != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("full backbone mesh of 4 after %s", time.Since(start).Round(time.Millisecond))
+}

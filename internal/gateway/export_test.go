@@ -8,3 +8,19 @@ func (g *Gateway) CrashForTest() {
 	}
 	g.Close()
 }
+
+// BackboneSessionsForTest returns how many backbone peers the gateway has
+// completed a handshake with.
+func (g *Gateway) BackboneSessionsForTest() int {
+	st, err := g.cluster.wg.Status()
+	if err != nil {
+		return -1
+	}
+	n := 0
+	for _, p := range st {
+		if !p.LastHandshake.IsZero() {
+			n++
+		}
+	}
+	return n
+}
