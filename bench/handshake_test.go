@@ -1,10 +1,14 @@
 package bench
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,4 +126,76 @@ func TestInitiatorCookie(t *testing.T) {
 	if _, err := resp.openCookie(wire, make([]byte, 16)); err == nil {
 		t.Fatal("cookie opened against the wrong mac1")
 	}
+}
+
+// hsChildEnv makes the test binary a handshake benchmark child (TestMain).
+const hsChildEnv = "ANYGUARD_BENCH_HS_CHILD"
+
+// TestRunHandshakes runs the whole benchmark small, against both gateways
+// in child processes (this test binary, re-executed), without timing
+// assertions: every step ran, handshakes completed, the session answered.
+func TestRunHandshakes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two gateways in child processes")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progress strings.Builder
+	rep, err := RunHandshakes(context.Background(), HandshakeOptions{
+		Command: func(ctx context.Context, args ...string) *exec.Cmd {
+			cmd := exec.CommandContext(ctx, exe, "-test.run=^$")
+			cmd.Env = append(os.Environ(), hsChildEnv+"="+strings.Join(args, "\n"))
+			return cmd
+		},
+		Targets:  AllHSTargets,
+		Clients:  30,
+		Rates:    []float64{100},
+		Duration: time.Second,
+		Progress: &progress,
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	if len(rep.Steps) != 4 {
+		t.Fatalf("%d steps, want 4", len(rep.Steps))
+	}
+	for _, p := range rep.Steps {
+		if p.EchoSent == 0 || p.EchoSent == p.EchoLost {
+			t.Errorf("%s at %.0f/s: the established session did not answer (%d/%d lost)", p.Target, p.Offered, p.EchoLost, p.EchoSent)
+		}
+		if p.Offered > 0 && p.Completed == 0 {
+			t.Errorf("%s at %.0f/s: no handshake completed: %+v", p.Target, p.Offered, p)
+		}
+	}
+	md := rep.Markdown()
+	for _, want := range []string{"| stock wireguard-go | 100 |", "| anyguard gateway (netstack, no cluster) | 100 |", "handshakes per core-second"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+func TestMain(m *testing.M) {
+	if args := os.Getenv(hsChildEnv); args != "" {
+		a := strings.Split(args, "\n")
+		var kind, config, profile string
+		for i := 0; i+1 < len(a); i += 2 {
+			switch a[i] {
+			case "--child":
+				kind = a[i+1]
+			case "--child-config":
+				config = a[i+1]
+			case "--child-profile":
+				profile = a[i+1]
+			}
+		}
+		if err := HandshakeChild(kind, config, profile, os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
 }
