@@ -17,8 +17,8 @@ func cmdBenchHandshakes(ctx context.Context, args []string, stdin io.Reader, std
 			"CPU time for them (it runs in a child process), and the echo latency of an established session meanwhile;\n"+
 			"against stock wireguard-go with the same peers. Unprivileged, UDP on loopback.", stderr)
 	targets := fs.String("targets", strings.Join(bench.AllHSTargets, ","), "gateways to compare")
-	clients := fs.Int("clients", 2000, "configured clients (one is the established session, the rest initiators)")
-	rates := fs.String("rates", "1000,2500,5000,10000,20000", "comma-separated offered handshake attempts per second, one step each")
+	clients := fs.Int("clients", 5000, "configured clients (one is the established session, the rest initiators)")
+	rates := fs.String("rates", "500,1000,2000,4000,8000", "comma-separated offered handshake attempts per second, one step each")
 	duration := fs.Duration("duration", 5*time.Second, "length of each step")
 	senders := fs.Int("senders", 2, "goroutines sending initiations")
 	out := addReportFlags(fs, "handshakes")
