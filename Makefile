@@ -62,8 +62,9 @@ fuzz:
 
 # Micro-benchmarks (table in README), then (as root) the throughput harness against stock
 # wireguard-go built from the module proxy at the version go.mod embeds (never
-# a distribution's old build), then the scale benchmark, then the cluster
-# benchmark (gossip between gateways in one process, about 5 minutes); each
+# a distribution's old build), then the scale benchmark, then the handshake
+# storm (unprivileged, about 2 minutes), then the cluster benchmark (gossip
+# between gateways in one process, about 5 minutes); each
 # refreshes its tables in README.md and leaves JSON in bin/.
 bench: build
 	$(GO) test -run='^$$' -bench=. -benchmem $(BENCH_PKGS) | tee bin/bench-micro.txt
@@ -75,6 +76,7 @@ bench: build
 			--json bin/bench-throughput.json --readme README.md; \
 	fi
 	bin/anyguard bench scale --json bin/bench-scale.json --readme README.md
+	bin/anyguard bench handshakes --json bin/bench-handshakes.json --readme README.md
 	bin/anyguard bench cluster --json bin/bench-cluster.json --readme README.md
 
 lint:

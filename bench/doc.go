@@ -1,6 +1,8 @@
 // Package bench measures anyguard against stock wireguard-go: throughput
 // through one gateway in network namespaces (RunThroughput, root only),
-// memory and start-up time with many configured clients (RunScale), and
+// memory and start-up time with many configured clients (RunScale),
+// handshakes per second and per CPU-second under a storm of initiators
+// (RunHandshakes), and
 // renders each as JSON and a markdown table that `make bench` splices into
 // the README (Splice).
 //
