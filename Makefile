@@ -12,6 +12,11 @@ TESTFLAGS   ?=
 # staticcheck 2025.1.1 is published as module version v0.6.1: the module
 # proxy does not resolve the calendar tag @2025.1.1.
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.6.1
+# Packages whose tests also run under the race detector in `make test`:
+# the lock-free router snapshot, the gossip and ownership code, the health
+# server and config reload (the others are covered by -race runs by hand:
+# under the detector the data-path tests take minutes on 2 cores).
+RACE_PKGS   ?= ./router/ ./cluster/ ./health/ ./internal/config/
 # Packages with Go micro-benchmarks.
 BENCH_PKGS  ?= $(patsubst %,./%/,$(wildcard router device))
 # anyguard bench throughput: length of each iperf3 run and repetitions.
@@ -54,6 +59,7 @@ deps:
 test: deps
 	$(GO) vet ./...
 	$(GO) test -p 1 -timeout $(TESTTIMEOUT) $(TESTFLAGS) $$($(GO) list ./... | grep -v '/e2e$$')
+	$(GO) test -race -p 1 -timeout $(TESTTIMEOUT) $(TESTFLAGS) $(RACE_PKGS)
 	$(GO) test -timeout $(TESTTIMEOUT) -count=1 $(TESTFLAGS) ./e2e/
 
 # Runs every Fuzz target in the module for FUZZTIME each.
