@@ -249,9 +249,10 @@ func profileConfig(profile string) *memberlist.Config {
 	// intervals (0.9 s at 10 gateways, 1.3 s at 30) once another member
 	// confirms the suspicion; memberlist waits up to 6 times that for the
 	// confirmation, which made one crash in a few take 3.1 s at 10
-	// gateways (with 400 ms probes). With a multiplier of 1 it never waits longer: a gateway
-	// stalled beyond that is declared dead, refutes when it runs again,
-	// and meanwhile only its share of region traffic moves to a peer.
+	// gateways (with 400 ms probes). With a multiplier of 1 it never
+	// waits longer: a gateway stalled beyond that is declared dead,
+	// refutes when it runs again, and meanwhile only its share of region
+	// traffic moves to a peer.
 	mc.SuspicionMult = 3
 	mc.SuspicionMaxTimeoutMult = 1
 	mc.PushPullInterval = 5 * time.Second
@@ -374,8 +375,8 @@ func (c *Cluster) broadcast(r Record) {
 	c.queue.QueueBroadcast(&recordBroadcast{name: string(r.Client[:]), msg: msg})
 }
 
-// fanout sends msg to every member not known dead but this one, best effort (UDP,
-// encrypted like all gossip).
+// fanout sends msg to every member not known dead but this one, best
+// effort (UDP, encrypted like all gossip).
 func (c *Cluster) fanout(msg []byte) {
 	for _, n := range c.ml.Members() {
 		if n.Name == c.cfg.Name { // Members lists alive and suspect members
@@ -449,7 +450,7 @@ func (c *Cluster) record(n *memberlist.Node, gone bool) Meta {
 		if prev, ok := c.view[n.Name]; ok && prev.Meta.State == StateDraining {
 			mem.Status = "left"
 		}
-		if err != nil { // a leave carries no new metadata: keep what it announced
+		if err != nil { // unreadable now: keep what it announced before
 			mem.Meta = c.view[n.Name].Meta
 		}
 	}
