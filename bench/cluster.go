@@ -245,7 +245,13 @@ func RunCluster(ctx context.Context, opts ClusterOptions) (*ClusterReport, error
 type claimKey struct {
 	client  keys.Key
 	version uint64
+	time    cluster.Timestamp
 	owner   string
+}
+
+// record is the part of the claim's record that orders it.
+func (k claimKey) record() cluster.Record {
+	return cluster.Record{Client: k.client, Version: k.version, Time: k.time, Owner: k.owner}
 }
 
 type claimTrack struct {
@@ -385,7 +391,7 @@ func (c *benchCluster) close() {
 // onOwner runs on every gateway's table callback.
 func (c *benchCluster) onOwner(_, r cluster.Record) {
 	now := time.Now()
-	k := claimKey{r.Client, r.Version, r.Owner}
+	k := claimKey{r.Client, r.Version, r.Time, r.Owner}
 	c.mu.Lock()
 	t := c.claims[k]
 	if t == nil {
@@ -436,7 +442,7 @@ func (c *benchCluster) claim(i int, client keys.Key, timed bool) (claimKey, bool
 	if !ok {
 		return claimKey{}, false
 	}
-	k := claimKey{r.Client, r.Version, r.Owner}
+	k := claimKey{r.Client, r.Version, r.Time, r.Owner}
 	if timed {
 		c.mu.Lock()
 		t := c.claims[k]
@@ -604,12 +610,14 @@ func (c *benchCluster) load(ctx context.Context, rate float64, d, timeout time.D
 	return g
 }
 
-// unsuperseded returns the keys of ks that no later claim of the same
-// client replaced: only those can reach every gateway.
+// unsuperseded returns the keys of ks that no other claim of the same
+// client beat (in the table's order: version, then HLC time, then owner,
+// so of two concurrent claims the later one): only those can reach every
+// gateway.
 func (c *benchCluster) unsuperseded(ks []claimKey) []claimKey {
 	latest := make(map[keys.Key]claimKey)
 	for _, k := range ks {
-		if l, ok := latest[k.client]; !ok || k.version > l.version || k.version == l.version && k.owner > l.owner {
+		if l, ok := latest[k.client]; !ok || k.record().Newer(l.record()) {
 			latest[k.client] = k
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/anyguard/anyguard/internal/keys"
 )
 
 // TestClusterSmoke runs the cluster benchmark on 3 gateways with a few
@@ -73,5 +75,20 @@ func TestWANDelays(t *testing.T) {
 	}
 	if d := newWANNet(nil).delay(0, "127.0.0.1:2"); d != 0 {
 		t.Errorf("no delays configured, got %v", d)
+	}
+}
+
+// TestUnsupersededFollowsTableOrder: of two concurrent claims with the
+// same version, the one with the later HLC time wins in every table, so
+// the benchmark must wait for that one, whatever the owners' names.
+func TestUnsupersededFollowsTableOrder(t *testing.T) {
+	var client keys.Key
+	client[0] = 1
+	early := claimKey{client: client, version: 3, time: 100, owner: "z"}
+	late := claimKey{client: client, version: 3, time: 200, owner: "a"}
+	older := claimKey{client: client, version: 2, time: 900, owner: "zz"}
+	got := (&benchCluster{}).unsuperseded([]claimKey{early, late, older})
+	if len(got) != 1 || got[0] != late {
+		t.Fatalf("unsuperseded = %+v, want only %+v", got, late)
 	}
 }
