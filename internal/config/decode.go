@@ -29,8 +29,11 @@ var (
 // already in c, and returns the document's root node, where validation
 // finds the line of each field.
 func decode(data []byte, baseDir string, c *Config) (*yaml.Node, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
+	if parallelPeers(data, &doc) {
+		return decodeRoot(&doc, baseDir, c)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, &FieldError{Err: errorf(ErrMissing, "file is empty")}
@@ -45,6 +48,11 @@ func decode(data []byte, baseDir string, c *Config) (*yaml.Node, error) {
 	default:
 		return nil, &FieldError{Line: next.Line, Err: errorf(ErrInvalidValue, "a second YAML document starts here; the file must hold only one")}
 	}
+	return decodeRoot(&doc, baseDir, c)
+}
+
+// decodeRoot decodes the parsed document doc into c.
+func decodeRoot(doc *yaml.Node, baseDir string, c *Config) (*yaml.Node, error) {
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
 		return nil, &FieldError{Err: errorf(ErrSyntax, "not a YAML document")}
 	}
