@@ -154,7 +154,7 @@ func startCluster(g *Gateway, cfg *config.Config, opts Options) (_ *clusterPart,
 			BackboneEndpoint: endpoint,
 			BackboneAddr:     cp.addr,
 			Prefixes:         cfg.Egress.Prefixes,
-			ClientDigest:     cfg.ClientSetDigest()[:16],
+			ClientDigest:     g.digest[:16],
 		},
 		Clients:   clientKeys(cfg),
 		Logger:    g.logger,
@@ -433,13 +433,13 @@ func choose(p netip.Prefix, ms []cluster.Member) (cluster.Member, bool) {
 
 // announce tells the others this gateway's served prefixes and client-set
 // digest after a reload.
-func (cp *clusterPart) announce(cfg *config.Config) {
+func (cp *clusterPart) announce(cfg *config.Config, digest string) {
 	if err := cp.c.SetClients(clientKeys(cfg)); err != nil {
 		cp.logger.Error("cannot announce the reloaded client set to the cluster", "err", err)
 	}
 	m := cp.c.Meta()
 	m.Prefixes = cfg.Egress.Prefixes
-	m.ClientDigest = cfg.ClientSetDigest()[:16]
+	m.ClientDigest = digest[:16]
 	if err := cp.c.SetMeta(m); err != nil {
 		cp.logger.Error("cannot announce the reloaded configuration to the cluster", "err", err)
 	}

@@ -56,8 +56,9 @@ type egress interface {
 
 // Gateway is one running anyguard gateway.
 type Gateway struct {
-	reloadMu sync.Mutex // serialises Reload; guards cfg
+	reloadMu sync.Mutex // serialises Reload; guards cfg and digest
 	cfg      *config.Config
+	digest   string // cfg.ClientSetDigest(), which costs a sort of every client
 	logger   *slog.Logger
 
 	router   *router.Router
@@ -96,7 +97,7 @@ func New(cfg *config.Config, opts Options) (_ *Gateway, err error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{cfg: cfg, logger: logger, router: router.New(), started: time.Now()}
+	g := &Gateway{cfg: cfg, digest: cfg.ClientSetDigest(), logger: logger, router: router.New(), started: time.Now()}
 	g.indexClients(cfg)
 	if g.probe, err = newProbe(cfg, opts.ProbeInterval); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrStart, err)

@@ -166,7 +166,7 @@ func hasSession(p device.PeerStatus, now time.Time) bool {
 
 // Metrics implements health.MetricsSource.
 func (g *Gateway) Metrics() health.Metrics {
-	cfg := g.Config()
+	_, digest := g.config()
 	now := time.Now()
 	js := g.jit.stats()
 	m := health.Metrics{
@@ -177,7 +177,7 @@ func (g *Gateway) Metrics() health.Metrics {
 		Initiations:       js.Initiations,
 		OwnershipChanges:  g.ownershipChangeCounts(),
 		Members:           map[string]int{"alive": 1, "suspect": 0, "dead": 0, "left": 0},
-		ConfigDigest:      cfg.ClientSetDigest(),
+		ConfigDigest:      digest,
 		Convergence:       g.convergence.Snapshot(),
 	}
 	if c := g.Cluster(); c != nil {
@@ -252,18 +252,18 @@ func (g *Gateway) Metrics() health.Metrics {
 
 // Status implements health.StatusSource.
 func (g *Gateway) Status() health.Status {
-	cfg := g.Config()
+	cfg, digest := g.config()
 	now := time.Now()
 	prefixes := prefixStrings(cfg.Egress.Prefixes)
 	st := health.Status{
 		Node: health.NodeStatus{
 			Name: cfg.Node.Name, Region: cfg.Node.Region, Started: g.started,
 			EgressMode: cfg.Egress.Mode, ListenPort: int(g.clients.ListenPort()),
-			ConfigDigest: cfg.ClientSetDigest(), Prefixes: prefixes,
+			ConfigDigest: digest, Prefixes: prefixes,
 		},
 		Members: []health.MemberStatus{{
 			Name: cfg.Node.Name, Region: cfg.Node.Region, State: "alive", Self: true,
-			Ready: true, ConfigDigest: cfg.ClientSetDigest(),
+			Ready: true, ConfigDigest: digest,
 		}},
 		Regions:     []health.RegionStatus{{Name: cfg.Node.Region, Members: 1, Prefixes: prefixes}},
 		Convergence: health.ConvergenceFrom(g.convergence.Snapshot()),

@@ -45,11 +45,12 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 		err = errors.Join(err, g.setClients(old), g.applyRoutes())
 		return fmt.Errorf("reload: %w", err)
 	}
+	g.digest = cfg.ClientSetDigest()
 	if g.cluster != nil {
-		g.cluster.announce(cfg)
+		g.cluster.announce(cfg, g.digest)
 	}
 	g.logger.Info("configuration reloaded", "node", cfg.Node.Name,
-		"clients", len(cfg.Clients.Peers), "digest", cfg.ClientSetDigest()[:12],
+		"clients", len(cfg.Clients.Peers), "digest", g.digest[:12],
 		"prefixes", fmt.Sprint(cfg.Egress.Prefixes))
 	return nil
 }
@@ -101,9 +102,15 @@ func restartField(a, b *config.Config) string {
 
 // Config returns the configuration in force.
 func (g *Gateway) Config() *config.Config {
+	cfg, _ := g.config()
+	return cfg
+}
+
+// config returns the configuration in force and its client-set digest.
+func (g *Gateway) config() (*config.Config, string) {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
-	return g.cfg
+	return g.cfg, g.digest
 }
 
 // setClients installs the client index of cfg and brings the device's
