@@ -2,6 +2,8 @@ package device
 
 import (
 	"encoding/binary"
+	"net"
+	"sync"
 	"sync/atomic"
 
 	"golang.zx2c4.com/wireguard/conn"
@@ -27,17 +29,37 @@ type BindStats struct {
 	CookieReplies uint64
 	Transport     uint64 // data and keepalive messages
 	Junk          uint64 // datagrams that are no WireGuard message; dropped here
+	// ReleaseDrops counts held initiations that Release could not hand
+	// to the device (its queue was full).
+	ReleaseDrops uint64
 }
 
 // ClassifyingBind wraps a conn.Bind and looks at every received datagram
 // before the wireguard-go device does: it counts each kind of WireGuard
 // message and drops datagrams that cannot be one (wrong type or size), so a
 // flood of junk costs one comparison each and is visible in metrics.
+//
+// An initiation hook may hold initiations back and hand them to the device
+// later with Release (see InitiationHook).
 type ClassifyingBind struct {
 	conn.Bind
 	initiations, responses, cookies, transport, junk atomic.Uint64
 	onInitiation                                     atomic.Pointer[InitiationHook]
 	onTransport                                      atomic.Pointer[TransportHook]
+
+	released     chan releasedInitiation // for the device's extra receive function
+	releaseDrops atomic.Uint64
+	mu           sync.Mutex
+	closed       chan struct{} // closed by Close; a new one per Open
+}
+
+// releaseQueue bounds the initiations released and not yet read by the
+// device; more are dropped (the client retries).
+const releaseQueue = 1024
+
+type releasedInitiation struct {
+	msg  [sizeInitiation]byte
+	from conn.Endpoint
 }
 
 // TransportHook is called on the receive goroutine for every transport
@@ -57,8 +79,10 @@ func (b *ClassifyingBind) SetTransportHook(fn TransportHook) {
 // InitiationHook is called on the receive goroutine for every datagram
 // shaped like a handshake initiation, before the device sees it. It must
 // not block or retain msg (copy it), and should hand real work to another
-// goroutine.
-type InitiationHook func(msg []byte, from conn.Endpoint)
+// goroutine. It returns whether it holds the initiation back: then the
+// device does not see it now, and the hook's owner hands it over later
+// with Release (or drops it).
+type InitiationHook func(msg []byte, from conn.Endpoint) (hold bool)
 
 // SetInitiationHook installs fn (nil removes it).
 func (b *ClassifyingBind) SetInitiationHook(fn InitiationHook) {
@@ -70,15 +94,18 @@ func (b *ClassifyingBind) SetInitiationHook(fn InitiationHook) {
 }
 
 // NewClassifyingBind wraps b.
-func NewClassifyingBind(b conn.Bind) *ClassifyingBind { return &ClassifyingBind{Bind: b} }
+func NewClassifyingBind(b conn.Bind) *ClassifyingBind {
+	return &ClassifyingBind{Bind: b, released: make(chan releasedInitiation, releaseQueue)}
+}
 
-// Open implements conn.Bind, wrapping each receive function.
+// Open implements conn.Bind, wrapping each receive function, and adds one
+// that delivers the initiations released by Release.
 func (b *ClassifyingBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	fns, actual, err := b.Bind.Open(port)
 	if err != nil {
 		return nil, 0, err
 	}
-	wrapped := make([]conn.ReceiveFunc, len(fns))
+	wrapped := make([]conn.ReceiveFunc, len(fns), len(fns)+1)
 	for i, fn := range fns {
 		wrapped[i] = func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 			n, err := fn(packets, sizes, eps)
@@ -86,7 +113,70 @@ func (b *ClassifyingBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) 
 			return n, err
 		}
 	}
+	closed := make(chan struct{})
+	b.mu.Lock()
+	b.closed = closed
+	b.mu.Unlock()
+	wrapped = append(wrapped, func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+		return b.receiveReleased(closed, packets, sizes, eps)
+	})
 	return wrapped, actual, nil
+}
+
+// Close implements conn.Bind: it also ends the receive function of
+// released initiations.
+func (b *ClassifyingBind) Close() error {
+	b.mu.Lock()
+	if b.closed != nil {
+		close(b.closed)
+		b.closed = nil
+	}
+	b.mu.Unlock()
+	return b.Bind.Close()
+}
+
+// Release hands an initiation that the hook held back to the device, as
+// if it had just arrived from from. It does not block: when the device is
+// behind (or the bind is closed for long) the initiation is dropped and
+// counted, and Release returns false.
+func (b *ClassifyingBind) Release(msg []byte, from conn.Endpoint) bool {
+	if len(msg) != sizeInitiation {
+		return false
+	}
+	r := releasedInitiation{from: from}
+	copy(r.msg[:], msg)
+	select {
+	case b.released <- r:
+		return true
+	default:
+		b.releaseDrops.Add(1)
+		return false
+	}
+}
+
+// receiveReleased is the device's receive function for released
+// initiations: it blocks until there is at least one or the bind closes.
+func (b *ClassifyingBind) receiveReleased(closed chan struct{}, packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+	var r releasedInitiation
+	select {
+	case r = <-b.released:
+	case <-closed:
+		return 0, net.ErrClosed
+	}
+	n := 0
+	for {
+		sizes[n] = copy(packets[n], r.msg[:])
+		eps[n] = r.from
+		n++
+		if n == len(packets) {
+			return n, nil
+		}
+		select {
+		case r = <-b.released:
+		default:
+			return n, nil
+		}
+	}
 }
 
 // classify counts each datagram and zeroes the size of junk, which the
@@ -99,8 +189,8 @@ func (b *ClassifyingBind) classify(packets [][]byte, sizes []int, eps []conn.End
 		switch Classify(packets[i][:size]) {
 		case msgInitiation:
 			ini++
-			if hook != nil && i < len(eps) {
-				(*hook)(packets[i][:size], eps[i])
+			if hook != nil && i < len(eps) && (*hook)(packets[i][:size], eps[i]) {
+				sizes[i] = 0 // held back; the device skips it
 			}
 		case msgResponse:
 			resp++
@@ -169,5 +259,6 @@ func (b *ClassifyingBind) Stats() BindStats {
 		CookieReplies: b.cookies.Load(),
 		Transport:     b.transport.Load(),
 		Junk:          b.junk.Load(),
+		ReleaseDrops:  b.releaseDrops.Load(),
 	}
 }

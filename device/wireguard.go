@@ -155,6 +155,107 @@ func (w *WireGuard) SetPeers(peers []Peer) error {
 	return nil
 }
 
+// AddPeer makes p one of the device's peers, or updates it in place if a
+// peer with its key exists and differs; peers it does not name are left
+// alone. It reports whether the peer is new. Adding costs the device one
+// X25519 (the static-static secret) and two goroutines for the peer.
+//
+// Do not call it from the device's own receive goroutines: configuring the
+// device waits on a lock that closing the device's socket holds while it
+// waits for those goroutines.
+func (w *WireGuard) AddPeer(p Peer) (added bool, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	old, ok := w.peers[p.PublicKey]
+	if ok && old.equal(p) {
+		return false, nil
+	}
+	var sb strings.Builder
+	writePeer(&sb, p, false)
+	if err := w.dev.IpcSet(sb.String()); err != nil {
+		return false, fmt.Errorf("add peer to %s: %w", w.name, err)
+	}
+	w.peers[p.PublicKey] = p
+	return !ok, nil
+}
+
+// UpdatePeers applies the configuration of those peers that the device
+// has and whose configuration differs, in one step; sessions are kept.
+// Peers the device does not have are ignored.
+func (w *WireGuard) UpdatePeers(peers []Peer) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var sb strings.Builder
+	var changed []Peer
+	for _, p := range peers {
+		if old, ok := w.peers[p.PublicKey]; ok && !old.equal(p) {
+			writePeer(&sb, p, true)
+			changed = append(changed, p)
+		}
+	}
+	if len(changed) == 0 {
+		return nil
+	}
+	if err := w.dev.IpcSet(sb.String()); err != nil {
+		return fmt.Errorf("update peers of %s: %w", w.name, err)
+	}
+	for _, p := range changed {
+		w.peers[p.PublicKey] = p
+	}
+	return nil
+}
+
+// RemovePeers removes the named peers (with their sessions, timers and
+// queued packets) in one step, and returns how many the device had.
+func (w *WireGuard) RemovePeers(ks []keys.Key) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var sb strings.Builder
+	n := 0
+	for _, k := range ks {
+		if _, ok := w.peers[k]; ok {
+			fmt.Fprintf(&sb, "public_key=%s\nremove=true\n", k.Hex())
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	if err := w.dev.IpcSet(sb.String()); err != nil {
+		return 0, fmt.Errorf("remove peers of %s: %w", w.name, err)
+	}
+	for _, k := range ks {
+		delete(w.peers, k)
+	}
+	return n, nil
+}
+
+// HasPeer reports whether the device has a peer with key k.
+func (w *WireGuard) HasPeer(k keys.Key) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, ok := w.peers[k]
+	return ok
+}
+
+// PeerKeys returns the public keys of the device's peers, in no order.
+func (w *WireGuard) PeerKeys() []keys.Key {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]keys.Key, 0, len(w.peers))
+	for k := range w.peers {
+		out = append(out, k)
+	}
+	return out
+}
+
+// PeerCount returns how many peers the device has.
+func (w *WireGuard) PeerCount() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.peers)
+}
+
 // PeerStatus is what the device reports about one peer.
 type PeerStatus struct {
 	PublicKey     keys.Key

@@ -390,10 +390,12 @@ func backboneTx(t *testing.T, r *clusterRegion) int64 {
 }
 
 // clientTx is how many bytes the gateway's client device has sent to the
-// client over its current session (wg show dump).
+// client over its current session (wg show dump); 0 when the client is no
+// peer of the device (clients become peers when they connect, and stop
+// being peers when another gateway takes them over).
 func clientTx(t *testing.T, r *clusterRegion, pub string) int64 {
 	t.Helper()
-	peers, out, err := bnetns.WGShowDump(r.gw.NS, r.iface)
+	peers, _, err := bnetns.WGShowDump(r.gw.NS, r.iface)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -402,7 +404,6 @@ func clientTx(t *testing.T, r *clusterRegion, pub string) int64 {
 			return p.TxBytes
 		}
 	}
-	t.Fatalf("client %s missing from %s's wg show dump:\n%s", pub, r.name, out)
 	return 0
 }
 

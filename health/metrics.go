@@ -21,10 +21,21 @@ type MetricsSource interface {
 // Metrics is a snapshot of the gateway's counters. Maps are label value →
 // value; a nil map exports no series. Counters count since the start.
 type Metrics struct {
-	// Peers counts client peers by state: "active" (a session younger
-	// than WireGuard's 180 s reject-after time), "stale" (an older one) and
-	// "never" (no handshake yet).
+	// Peers counts the client device's live peers (clients are added when
+	// they connect and removed when idle) by state: "active" (a session
+	// younger than WireGuard's 180 s reject-after time), "stale" (an older
+	// one) and "never" (no handshake yet).
 	Peers map[string]int
+	// ClientsConfigured is the size of the configured client set.
+	ClientsConfigured int
+	// PeersAdded counts clients added to the device as they connected;
+	// PeersRemoved counts removals by reason ("idle", "reload", "moved").
+	PeersAdded   uint64
+	PeersRemoved map[string]uint64
+	// Initiations counts handshake initiations by what the gateway did
+	// with them ("accepted", "unknown_key", "not_authentic", "replay",
+	// "unreadable", "overload").
+	Initiations map[string]uint64
 	// HandshakeMessages counts WireGuard handshake messages received on
 	// the client socket by type ("initiation", "response", "cookie_reply").
 	HandshakeMessages map[string]uint64
@@ -165,7 +176,11 @@ var (
 	descReady       = prometheus.NewDesc("anyguard_ready", "1 when /readyz answers 200: every check passes and the gateway is not draining.", nil, nil)
 	descDraining    = prometheus.NewDesc("anyguard_draining", "1 while the gateway drains after SIGTERM.", nil, nil)
 	descCheck       = prometheus.NewDesc("anyguard_check_ok", "1 when the named readiness check passes.", []string{"check"}, nil)
-	descPeers       = prometheus.NewDesc("anyguard_peers", "Client peers by session state (active, stale, never).", []string{"state"}, nil)
+	descPeers       = prometheus.NewDesc("anyguard_peers", "Live client peers on the client device by session state (active, stale, never).", []string{"state"}, nil)
+	descConfigured  = prometheus.NewDesc("anyguard_clients_configured", "Clients in the configured client set.", nil, nil)
+	descPeersAdded  = prometheus.NewDesc("anyguard_peers_added_total", "Clients added to the client device when they connected.", nil, nil)
+	descPeersRemove = prometheus.NewDesc("anyguard_peers_removed_total", "Client peers removed from the client device, by reason (idle, reload, moved).", []string{"reason"}, nil)
+	descInitiations = prometheus.NewDesc("anyguard_initiations_total", "Handshake initiations on the client socket by outcome (accepted, unknown_key, not_authentic, replay, unreadable, overload).", []string{"result"}, nil)
 	descHandshakes  = prometheus.NewDesc("anyguard_handshakes_total", "WireGuard handshake messages received on the client socket, by type.", []string{"type"}, nil)
 	descJunk        = prometheus.NewDesc("anyguard_junk_datagrams_total", "Datagrams on the client socket that are no WireGuard message; dropped.", nil, nil)
 	descPackets     = prometheus.NewDesc("anyguard_packets_total", "IP packets by path (client, backbone, egress) and direction (rx into the router, tx out of it).", []string{"path", "direction"}, nil)
@@ -199,7 +214,8 @@ type collector struct {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBuildInfo, descReady, descDraining, descCheck, descPeers, descHandshakes,
+	for _, d := range []*prometheus.Desc{descBuildInfo, descReady, descDraining, descCheck, descPeers,
+		descConfigured, descPeersAdded, descPeersRemove, descInitiations, descHandshakes,
 		descJunk, descPackets, descBytes, descDrops, descOwned, descOwnChanges, descMembers, descGossip, descConvergence,
 		descConfigInfo, descMismatch, descProbes, descProbeRTT, descProbeLast} {
 		ch <- d
@@ -239,6 +255,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	m := c.src.Metrics()
 	for _, k := range sortedKeys(m.Peers) {
 		gauge(descPeers, float64(m.Peers[k]), k)
+	}
+	gauge(descConfigured, float64(m.ClientsConfigured))
+	counter(descPeersAdded, m.PeersAdded)
+	for _, k := range sortedKeys(m.PeersRemoved) {
+		counter(descPeersRemove, m.PeersRemoved[k], k)
+	}
+	for _, k := range sortedKeys(m.Initiations) {
+		counter(descInitiations, m.Initiations[k], k)
 	}
 	for _, k := range sortedKeys(m.HandshakeMessages) {
 		counter(descHandshakes, m.HandshakeMessages[k], k)

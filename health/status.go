@@ -13,14 +13,20 @@ type StatusSource interface {
 // Status is the JSON document served at /status (schema version 1). Keys
 // never appear in it: clients are named by their configured names.
 type Status struct {
-	Schema      int               `json:"schema"` // 1
-	Node        NodeStatus        `json:"node"`
-	Checks      []CheckResult     `json:"checks"` // filled by the server
-	Probe       ProbeStatus       `json:"probe"`
-	Members     []MemberStatus    `json:"members"`
-	Regions     []RegionStatus    `json:"regions"`
-	Clients     []ClientStatus    `json:"clients"`
-	Convergence ConvergenceStatus `json:"convergence"`
+	Schema  int            `json:"schema"` // 1
+	Node    NodeStatus     `json:"node"`
+	Checks  []CheckResult  `json:"checks"` // filled by the server
+	Probe   ProbeStatus    `json:"probe"`
+	Members []MemberStatus `json:"members"`
+	Regions []RegionStatus `json:"regions"`
+	// ClientsConfigured is the size of the configured client set and
+	// PeersLive how many of them are peers of the client device now;
+	// Clients lists those, and in a cluster also the clients with an
+	// owner, not every configured one.
+	ClientsConfigured int               `json:"clients_configured"`
+	PeersLive         int               `json:"peers_live"`
+	Clients           []ClientStatus    `json:"clients"`
+	Convergence       ConvergenceStatus `json:"convergence"`
 }
 
 // NodeStatus describes this gateway.

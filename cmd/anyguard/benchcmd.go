@@ -143,8 +143,10 @@ func (o *reportFlags) write(stdout io.Writer, v any, md string) error {
 func cmdBenchScale(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench scale", "[flags]",
 		"Measure start-up time, resident memory, goroutines and reload time of a gateway (netstack mode,\n"+
-			"unprivileged) with many configured clients, each size in a fresh child process.", stderr)
-	clients := fs.String("clients", "1,1000,10000,50000,100000", "comma-separated client counts")
+			"unprivileged) with many configured clients, each size in a fresh child process, before and after some\n"+
+			"of the clients (real wireguard-go clients in this process) connect.", stderr)
+	clients := fs.String("clients", "1000,10000,100000", "comma-separated client counts")
+	live := fs.Int("live", bench.DefaultScaleLive, "how many of the clients connect (at most the client count)")
 	out := addReportFlags(fs, "scale")
 	child := fs.String("child", "", "internal: measure one gateway from this config `file`")
 	childReload := fs.String("child-reload", "", "internal: the config `file` to reload in --child mode")
@@ -152,7 +154,7 @@ func cmdBenchScale(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	if *child != "" {
-		return bench.ScaleChild(*child, *childReload, stdout)
+		return bench.ScaleChild(*child, *childReload, os.Stdin, stdout)
 	}
 	var counts []int
 	for _, s := range strings.Split(*clients, ",") {
@@ -162,7 +164,10 @@ func cmdBenchScale(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		counts = append(counts, n)
 	}
-	rep, err := bench.RunScale(ctx, bench.ScaleOptions{Clients: counts, Progress: stderr})
+	if *live < 1 || *live > 10_000 {
+		return usagef("--live: %d is not a count from 1 to 10000", *live)
+	}
+	rep, err := bench.RunScale(ctx, bench.ScaleOptions{Clients: counts, Live: *live, Progress: stderr})
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,8 @@
 package config
 
 import (
-	"fmt"
 	"net/netip"
+	"strconv"
 
 	"github.com/anyguard/anyguard/internal/keys"
 )
@@ -63,48 +63,62 @@ func lastAddr(p netip.Prefix) netip.Addr {
 
 func (c *Clients) validatePeers(v *validator) error {
 	own := c.PrivateKey.Public()
-	names := make(map[string]string)  // name -> path
-	pubs := make(map[keys.Key]string) // public key -> path
-	var ips []placed
+	// Indices rather than paths: at 100k clients building each field's
+	// path up front costs more than all the checks; paths are built for
+	// the one field an error names.
+	names := make(map[string]int, len(c.Peers))  // name -> peer index
+	pubs := make(map[keys.Key]int, len(c.Peers)) // public key -> peer index
+	ips := make([]placed, 0, len(c.Peers))
 	for i, p := range c.Peers {
-		path := fmt.Sprintf("clients.peers[%d]", i)
-		if err := checkName(v, path+".name", p.Name, 64, "._@+-", ""); err != nil {
-			return err
+		if !validName(p.Name, 64, "._@+-") {
+			if err := checkName(v, peerPath(i, "name"), p.Name, 64, "._@+-", ""); err != nil {
+				return err
+			}
 		}
 		if other, ok := names[p.Name]; ok {
-			return v.errorf(path+".name", ErrDuplicate, "peer name %q is also used at %s", p.Name, v.where(other))
+			return v.errorf(peerPath(i, "name"), ErrDuplicate, "peer name %q is also used at %s", p.Name, v.where(peerPath(other, "name")))
 		}
-		names[p.Name] = path + ".name"
+		names[p.Name] = i
 
-		kpath := path + ".public_key"
 		switch other, dup := pubs[p.PublicKey]; {
 		case p.PublicKey.IsZero():
-			return v.errorf(kpath, ErrMissing, "required")
+			return v.errorf(peerPath(i, "public_key"), ErrMissing, "required")
 		case p.PublicKey == own:
-			return v.errorf(kpath, ErrInvalidValue, "is the gateway's own public key (of clients.private_key)")
+			return v.errorf(peerPath(i, "public_key"), ErrInvalidValue, "is the gateway's own public key (of clients.private_key)")
 		case dup:
-			return v.errorf(kpath, ErrDuplicate, "public key of peer %q is also used at %s", p.Name, v.where(other))
+			return v.errorf(peerPath(i, "public_key"), ErrDuplicate, "public key of peer %q is also used at %s", p.Name, v.where(peerPath(other, "public_key")))
 		}
-		pubs[p.PublicKey] = kpath
+		pubs[p.PublicKey] = i
 
 		if len(p.AllowedIPs) == 0 {
-			return v.errorf(path+".allowed_ips", ErrMissing, "required: the client's addresses, e.g. 10.99.0.2/32")
+			return v.errorf(peerPath(i, "allowed_ips"), ErrMissing, "required: the client's addresses, e.g. 10.99.0.2/32")
 		}
 		for j, ip := range p.AllowedIPs {
-			ipath := fmt.Sprintf("%s.allowed_ips[%d]", path, j)
-			if err := checkNetwork(v, ipath, ip); err != nil {
-				return err
+			if !isNetwork(ip) {
+				if err := checkNetwork(v, allowedIPPath(i, j), ip); err != nil {
+					return err
+				}
 			}
 			for _, a := range c.Address {
 				if ip.Contains(a.Addr()) {
-					return v.errorf(ipath, ErrOverlap, "%s contains the gateway's own address %s", ip, a.Addr())
+					return v.errorf(allowedIPPath(i, j), ErrOverlap, "%s contains the gateway's own address %s", ip, a.Addr())
 				}
 			}
-			ips = append(ips, placed{p: ip, path: ipath, owner: p.Name, order: len(ips)})
+			ips = append(ips, placed{p: ip, i: i, j: j, order: len(ips)})
 		}
 	}
 	if a, b, ok := firstOverlap(ips); ok {
-		return v.errorf(b.path, ErrOverlap, "%s of peer %q overlaps %s of peer %q at %s", b.p, b.owner, a.p, a.owner, v.where(a.path))
+		return v.errorf(allowedIPPath(b.i, b.j), ErrOverlap, "%s of peer %q overlaps %s of peer %q at %s",
+			b.p, c.Peers[b.i].Name, a.p, c.Peers[a.i].Name, v.where(allowedIPPath(a.i, a.j)))
 	}
 	return nil
+}
+
+// peerPath is the path of field of peer i.
+func peerPath(i int, field string) string {
+	return "clients.peers[" + strconv.Itoa(i) + "]." + field
+}
+
+func allowedIPPath(i, j int) string {
+	return peerPath(i, "allowed_ips") + "[" + strconv.Itoa(j) + "]"
 }

@@ -39,10 +39,6 @@ type Config struct {
 
 	// Path is the file the configuration was loaded from ("" for Parse).
 	Path string `yaml:"-"`
-
-	// lines maps the dotted path of every field read from the file to its
-	// line, so that Validate can point at it. Nil for a Config built in Go.
-	lines map[string]int
 }
 
 // Node identifies this gateway in its cluster.
@@ -136,11 +132,14 @@ func Parse(data []byte, baseDir string) (*Config, error) {
 
 func parse(data []byte, baseDir string) (*Config, error) {
 	c := Default()
-	c.lines = make(map[string]int)
-	if err := decode(data, baseDir, c); err != nil {
+	root, err := decode(data, baseDir, c)
+	if err != nil {
 		return nil, err
 	}
-	if err := c.validate(); err != nil {
+	// Validation finds lines in the parsed YAML tree, which is dropped
+	// afterwards: a table of every field's line would cost tens of MB at
+	// 100k clients, for errors that are almost always found here.
+	if err := c.validate(&validator{root: root}); err != nil {
 		return nil, err
 	}
 	return c, nil

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -25,34 +26,45 @@ var (
 )
 
 // decode reads the single YAML document in data into c, over the defaults
-// already in c, recording the line of every field in c.lines.
-func decode(data []byte, baseDir string, c *Config) error {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
+// already in c, and returns the document's root node, where validation
+// finds the line of each field.
+func decode(data []byte, baseDir string, c *Config) (*yaml.Node, error) {
 	var doc yaml.Node
+	if parallelPeers(data, &doc) {
+		return decodeRoot(&doc, baseDir, c)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			return &FieldError{Err: errorf(ErrMissing, "file is empty")}
+			return nil, &FieldError{Err: errorf(ErrMissing, "file is empty")}
 		}
-		return syntaxError(err)
+		return nil, syntaxError(err)
 	}
 	var next yaml.Node
 	switch err := dec.Decode(&next); {
 	case errors.Is(err, io.EOF):
 	case err != nil:
-		return syntaxError(err)
+		return nil, syntaxError(err)
 	default:
-		return &FieldError{Line: next.Line, Err: errorf(ErrInvalidValue, "a second YAML document starts here; the file must hold only one")}
+		return nil, &FieldError{Line: next.Line, Err: errorf(ErrInvalidValue, "a second YAML document starts here; the file must hold only one")}
 	}
+	return decodeRoot(&doc, baseDir, c)
+}
+
+// decodeRoot decodes the parsed document doc into c.
+func decodeRoot(doc *yaml.Node, baseDir string, c *Config) (*yaml.Node, error) {
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
-		return &FieldError{Err: errorf(ErrSyntax, "not a YAML document")}
+		return nil, &FieldError{Err: errorf(ErrSyntax, "not a YAML document")}
 	}
 	root := doc.Content[0]
 	if root.Kind == yaml.ScalarNode && root.ShortTag() == "!!null" && root.Anchor == "" {
-		return &FieldError{Err: errorf(ErrMissing, "file is empty")}
+		return nil, &FieldError{Err: errorf(ErrMissing, "file is empty")}
 	}
-	d := &decoder{baseDir: baseDir, lines: c.lines}
-	d.lines[""] = root.Line
-	return d.value("", root, reflect.ValueOf(c).Elem(), false)
+	d := &decoder{baseDir: baseDir}
+	if err := d.value("", root, reflect.ValueOf(c).Elem(), false); err != nil {
+		return nil, err
+	}
+	return root, nil
 }
 
 var syntaxLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
@@ -91,7 +103,6 @@ func syntaxError(err error) error {
 
 type decoder struct {
 	baseDir string
-	lines   map[string]int
 }
 
 // fieldInfo describes one struct field as seen in YAML.
@@ -102,7 +113,15 @@ type fieldInfo struct {
 	one   bool // a slice that may also be given as a single scalar
 }
 
+// fieldCache holds fieldsOf's answers by type: a mapping is decoded once
+// per client, and reflecting over its struct each time cost more than the
+// rest of the mapping's decoding.
+var fieldCache sync.Map // reflect.Type -> []fieldInfo
+
 func fieldsOf(t reflect.Type) []fieldInfo {
+	if fs, ok := fieldCache.Load(t); ok {
+		return fs.([]fieldInfo)
+	}
 	var fs []fieldInfo
 	for i := range t.NumField() {
 		sf := t.Field(i)
@@ -113,6 +132,7 @@ func fieldsOf(t reflect.Type) []fieldInfo {
 		opt := sf.Tag.Get("config")
 		fs = append(fs, fieldInfo{name: name, index: i, file: opt == "file", one: opt == "one"})
 	}
+	fieldCache.Store(t, fs)
 	return fs
 }
 
@@ -333,8 +353,7 @@ func (d *decoder) slice(path string, n *yaml.Node, v reflect.Value, one bool) er
 	}
 	s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
 	for i, item := range n.Content {
-		ipath := fmt.Sprintf("%s[%d]", path, i)
-		d.lines[ipath] = item.Line
+		ipath := path + "[" + strconv.Itoa(i) + "]"
 		if err := d.value(ipath, item, s.Index(i), false); err != nil {
 			return err
 		}
@@ -353,8 +372,15 @@ func (d *decoder) mapping(path string, n *yaml.Node, v reflect.Value) error {
 		return d.kindError(path, n, "a mapping")
 	}
 	fields := fieldsOf(v.Type())
-	seen := make(map[string]int) // key -> line
-	used := make(map[int]string) // field index -> key that set it
+	// Keys so far, in order; a struct has few fields and a mapping stops
+	// at the first unknown or repeated key, so a scan beats a map.
+	type keyAt struct {
+		name  string
+		line  int
+		field int
+	}
+	var seenBuf [16]keyAt
+	seen := seenBuf[:0]
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
 		if err := d.check(path, k); err != nil {
@@ -365,23 +391,21 @@ func (d *decoder) mapping(path string, n *yaml.Node, v reflect.Value) error {
 		}
 		name := k.Value
 		fpath := join(path, name)
-		if first, ok := seen[name]; ok {
-			return &FieldError{Path: fpath, Line: k.Line, Err: errorf(ErrDuplicate, "set twice (first on line %d)", first)}
+		for _, s := range seen {
+			if s.name == name {
+				return &FieldError{Path: fpath, Line: k.Line, Err: errorf(ErrDuplicate, "set twice (first on line %d)", s.line)}
+			}
 		}
-		seen[name] = k.Line
 		f, isFile, ok := lookup(fields, name)
 		if !ok {
 			return &FieldError{Path: fpath, Line: k.Line, Err: ErrUnknownField, Hint: suggest(name, fields)}
 		}
-		if other, ok := used[f.index]; ok {
-			return &FieldError{Path: fpath, Line: k.Line, Err: errorf(ErrConflict, "conflicts with %s on line %d", other, seen[other]), Hint: "set only one of them"}
+		for _, s := range seen {
+			if s.field == f.index {
+				return &FieldError{Path: fpath, Line: k.Line, Err: errorf(ErrConflict, "conflicts with %s on line %d", s.name, s.line), Hint: "set only one of them"}
+			}
 		}
-		used[f.index] = name
-		if val.Kind == yaml.MappingNode || val.Kind == yaml.SequenceNode {
-			d.lines[fpath] = k.Line
-		} else {
-			d.lines[fpath] = val.Line
-		}
+		seen = append(seen, keyAt{name: name, line: k.Line, field: f.index})
 		var err error
 		if isFile {
 			err = d.keyFile(fpath, val, v.Field(f.index))
@@ -425,10 +449,22 @@ func (d *decoder) setKey(path string, n *yaml.Node, v reflect.Value, k keys.Key)
 	return nil
 }
 
-var plainName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+// plainName reports whether name needs no quotes in a path: [A-Za-z0-9_-]+.
+func plainName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := range len(name) {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 func join(path, name string) string {
-	if !plainName.MatchString(name) {
+	if !plainName(name) {
 		name = strconv.Quote(name)
 	}
 	if path == "" {

@@ -5,17 +5,20 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // Validate checks the whole configuration and returns the first problem
 // as a [*FieldError] (wrapped with the file name). It works on a Config
-// built in Go too, which should start from [Default]; errors then carry no
-// line numbers, and after Parse they refer to the file as parsed, not to
-// later changes made in Go. Checks that need the file itself (unknown keys, both
+// built in Go too, which should start from [Default]. Its errors carry no
+// line numbers: Parse reports problems of the file with their lines, and
+// does not keep the file's layout afterwards. Checks that need the file itself (unknown keys, both
 // private_key and private_key_file, unreadable key files) happen in Parse.
 func (c *Config) Validate() error {
-	if err := c.validate(); err != nil {
+	if err := c.validate(&validator{}); err != nil {
 		if c.Path != "" {
 			return fmt.Errorf("config %s: %w", c.Path, err)
 		}
@@ -25,8 +28,7 @@ func (c *Config) Validate() error {
 }
 
 // validate runs the checks of each section in file order.
-func (c *Config) validate() error {
-	v := &validator{lines: c.lines}
+func (c *Config) validate(v *validator) error {
 	for _, check := range []func(*validator) error{
 		c.Node.validate,
 		c.Clients.validate,
@@ -45,22 +47,68 @@ func (c *Config) validate() error {
 
 // validator builds FieldErrors with the line each field was read from.
 type validator struct {
-	lines map[string]int // nil for a Config built in Go
+	root *yaml.Node // the parsed file; nil for a Config built in Go
 }
 
 // line returns the line of path or, if it was not in the file (a missing
 // field), of the nearest enclosing field that was.
 func (v *validator) line(path string) int {
-	for {
-		if l, ok := v.lines[path]; ok || path == "" {
-			return l
-		}
-		i := strings.LastIndexAny(path, ".[")
-		if i < 0 {
-			i = 0
-		}
-		path = path[:i]
+	l, _ := v.find(path)
+	return l
+}
+
+// find follows path ("clients.peers[3].allowed_ips[0]") through the parsed
+// file. It returns the line of the deepest field of path that the file
+// has, and whether the file has path itself. A field's line is that of its
+// value, or of its key when the value is a mapping or a list (as decode
+// reports it); a list element's is its own.
+func (v *validator) find(path string) (line int, found bool) {
+	n := v.root
+	if n == nil {
+		return 0, false
 	}
+	line = n.Line
+	for path != "" {
+		var seg string
+		if path[0] == '[' {
+			end := strings.IndexByte(path, ']')
+			if end < 0 || n.Kind != yaml.SequenceNode {
+				return line, false
+			}
+			i, err := strconv.Atoi(path[1:end])
+			if err != nil || i < 0 || i >= len(n.Content) {
+				return line, false
+			}
+			n, path = n.Content[i], path[end+1:]
+			line = n.Line
+			continue
+		}
+		path = strings.TrimPrefix(path, ".")
+		end := strings.IndexAny(path, ".[")
+		if end < 0 {
+			end = len(path)
+		}
+		seg, path = path[:end], path[end:]
+		if n.Kind != yaml.MappingNode {
+			return line, false
+		}
+		var val *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if k := n.Content[i]; k.Value == seg {
+				val = n.Content[i+1]
+				line = val.Line
+				if val.Kind == yaml.MappingNode || val.Kind == yaml.SequenceNode {
+					line = k.Line
+				}
+				break
+			}
+		}
+		if val == nil {
+			return line, false
+		}
+		n = val
+	}
+	return line, true
 }
 
 func (v *validator) errorf(path string, kind error, format string, args ...any) *FieldError {
@@ -71,8 +119,8 @@ func (v *validator) errorf(path string, kind error, format string, args ...any) 
 // when the file gave a single scalar instead of a list.
 func (v *validator) elem(path string, i int) string {
 	if i == 0 {
-		_, scalar := v.lines[path]
-		_, listed := v.lines[path+"[0]"]
+		_, scalar := v.find(path)
+		_, listed := v.find(path + "[0]")
 		if scalar && !listed {
 			return path
 		}
@@ -95,6 +143,19 @@ func (n *Node) validate(v *validator) error {
 	return checkName(v, "node.region", n.Region, 63, "._-", "")
 }
 
+// validName reports whether s is 1..max characters of A-Z a-z 0-9 and extra.
+func validName(s string, max int, extra string) bool {
+	if s == "" || len(s) > max {
+		return false
+	}
+	for _, r := range s {
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune(extra, r)) {
+			return false
+		}
+	}
+	return true
+}
+
 // checkName checks that s is 1..max characters of A-Z a-z 0-9 and extra.
 func checkName(v *validator, path, s string, max int, extra, why string) error {
 	if s == "" {
@@ -103,13 +164,7 @@ func checkName(v *validator, path, s string, max int, extra, why string) error {
 		}
 		return v.errorf(path, ErrMissing, "required")
 	}
-	ok := len(s) <= max
-	for _, r := range s {
-		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune(extra, r)) {
-			ok = false
-		}
-	}
-	if !ok {
+	if !validName(s, max, extra) {
 		return v.errorf(path, ErrInvalidValue, "%q is not a valid name: use 1 to %d of A-Z a-z 0-9 %s", s, max, strings.Join(strings.Split(extra, ""), " "))
 	}
 	return nil
@@ -131,13 +186,14 @@ func (e *Egress) validate(v *validator) error {
 		if err := checkNetwork(v, path, p); err != nil {
 			return err
 		}
-		ps = append(ps, placed{p: p, path: path, order: i})
+		ps = append(ps, placed{p: p, i: i, order: i})
 	}
 	if a, b, ok := firstOverlap(ps); ok {
+		apath, bpath := fmt.Sprintf("egress.prefixes[%d]", a.i), fmt.Sprintf("egress.prefixes[%d]", b.i)
 		if a.p == b.p {
-			return v.errorf(b.path, ErrDuplicate, "%s is also listed at %s", b.p, v.where(a.path))
+			return v.errorf(bpath, ErrDuplicate, "%s is also listed at %s", b.p, v.where(apath))
 		}
-		return v.errorf(b.path, ErrOverlap, "%s overlaps %s at %s", b.p, a.p, v.where(a.path))
+		return v.errorf(bpath, ErrOverlap, "%s overlaps %s at %s", b.p, a.p, v.where(apath))
 	}
 	return nil
 }
@@ -184,6 +240,12 @@ func checkPrefix(v *validator, path string, p netip.Prefix) error {
 	return nil
 }
 
+// isNetwork reports whether checkNetwork accepts p, without building the
+// path an error needs.
+func isNetwork(p netip.Prefix) bool {
+	return p.IsValid() && p.Addr().Zone() == "" && !p.Addr().Is4In6() && p.Masked() == p
+}
+
 // checkNetwork checks a prefix naming a network: no host bits set.
 func checkNetwork(v *validator, path string, p netip.Prefix) error {
 	if err := checkPrefix(v, path, p); err != nil {
@@ -197,12 +259,13 @@ func checkNetwork(v *validator, path string, p netip.Prefix) error {
 	return nil
 }
 
-// placed is a prefix with where it came from, for overlap reports.
+// placed is a prefix with where it came from, for overlap reports: the
+// indices of its list (and of its peer), from which callers build the
+// field's path only when they report it.
 type placed struct {
 	p     netip.Prefix
-	path  string
-	owner string // peer name, if any
-	order int    // position in the file
+	i, j  int // list index; for allowed IPs: peer index i, allowed_ips index j
+	order int // position in the file
 }
 
 // firstOverlap finds two overlapping (or equal) canonical prefixes, b being

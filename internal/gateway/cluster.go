@@ -13,8 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.zx2c4.com/wireguard/conn"
-
 	"github.com/anyguard/anyguard/cluster"
 	"github.com/anyguard/anyguard/device"
 	"github.com/anyguard/anyguard/internal/config"
@@ -42,7 +40,7 @@ const (
 	backboneNudge     = 500 * time.Millisecond
 )
 
-// claimQueue bounds the handshake initiations waiting to be authenticated;
+// claimQueue bounds the authenticated initiations waiting to be claimed;
 // beyond it they are dropped (and counted): wireguard-go answers them
 // anyway, and the client's next initiation claims it.
 const claimQueue = 1024
@@ -65,22 +63,19 @@ type clusterPart struct {
 	portID router.PortID
 	addr   netip.Addr // this gateway's backbone address
 	pub    keys.Key   // this gateway's backbone public key
-	reader *device.InitiationReader
 
 	syncMu  sync.Mutex        // serialises onMembers
 	bbPeers map[keys.Key]bool // backbone peers configured (syncMu)
 	mu      sync.Mutex
 	members map[string]cluster.Member // the latest view, by name
-	secrets map[keys.Key][32]byte     // static-static secrets of clients seen
-	lastTS  map[keys.Key]device.Timestamp
 
-	claims chan pendingInitiation
+	claims chan claimRequest
 	resets chan keys.Key // clients whose sessions to drop
 	rec    *recovery
 	stop   chan struct{}
 	done   sync.WaitGroup
 
-	claimsMade, claimsDropped, claimsRefused, replays atomic.Uint64
+	claimsMade, claimsDropped atomic.Uint64
 
 	// started is set once c is assigned; membership and ownership
 	// callbacks that arrive earlier (while joining) are caught up by the
@@ -89,9 +84,11 @@ type clusterPart struct {
 	left    atomic.Bool // leave ran
 }
 
-type pendingInitiation struct {
-	msg  [148]byte
-	from netip.AddrPort
+// claimRequest is an authenticated, fresh initiation from a configured
+// client (jit.go checked it).
+type claimRequest struct {
+	client keys.Key
+	from   netip.AddrPort
 }
 
 // backboneAddr derives a gateway's backbone address from its backbone
@@ -112,11 +109,8 @@ func startCluster(g *Gateway, cfg *config.Config, opts Options) (_ *clusterPart,
 		self:    cfg.Node.Name,
 		addr:    backboneAddr(pub),
 		pub:     pub,
-		reader:  device.NewInitiationReader(cfg.Clients.PrivateKey),
 		members: make(map[string]cluster.Member),
-		secrets: make(map[keys.Key][32]byte),
-		lastTS:  make(map[keys.Key]device.Timestamp),
-		claims:  make(chan pendingInitiation, claimQueue),
+		claims:  make(chan claimRequest, claimQueue),
 		rec:     newRecovery(),
 		resets:  make(chan keys.Key, 4096),
 		stop:    make(chan struct{}),
@@ -179,7 +173,7 @@ func startCluster(g *Gateway, cfg *config.Config, opts Options) (_ *clusterPart,
 			BackboneEndpoint: endpoint,
 			BackboneAddr:     cp.addr,
 			Prefixes:         cfg.Egress.Prefixes,
-			ClientDigest:     cfg.ClientSetDigest()[:16],
+			ClientDigest:     g.digest[:16],
 		},
 		Clients:   clientKeys(cfg),
 		Logger:    g.logger,
@@ -198,7 +192,6 @@ func startCluster(g *Gateway, cfg *config.Config, opts Options) (_ *clusterPart,
 	cp.done.Add(2)
 	go cp.claimLoop()
 	go cp.resetLoop()
-	g.clients.Bind().SetInitiationHook(cp.onInitiation)
 	g.clients.Bind().SetTransportHook(cp.onTransport)
 	g.clusterHot.Store(cp)
 	return cp, nil
@@ -213,32 +206,27 @@ func clientKeys(cfg *config.Config) []keys.Key {
 	return out
 }
 
-// onInitiation runs on the client socket's receive goroutine: it copies
-// the message to the claim worker, or drops it when the worker is behind.
-func (cp *clusterPart) onInitiation(msg []byte, from conn.Endpoint) {
-	var p pendingInitiation
-	copy(p.msg[:], msg)
-	if ep, ok := from.(*conn.StdNetEndpoint); ok {
-		p.from = ep.AddrPort
-	} else if ap, err := netip.ParseAddrPort(from.DstToString()); err == nil {
-		p.from = ap
-	}
+// offerClaim queues a claim of client after its authenticated, fresh
+// handshake initiation from from; it drops it when the claim worker is
+// behind. It runs on the just-in-time worker, which already recovered and
+// authenticated the initiator's key.
+func (cp *clusterPart) offerClaim(client keys.Key, from netip.AddrPort) {
 	select {
-	case cp.claims <- p:
+	case cp.claims <- claimRequest{client: client, from: from}:
 	default:
 		cp.claimsDropped.Add(1)
 	}
 }
 
-// claimLoop authenticates initiations and claims their clients. A claim
-// needs proof that the initiator holds the client's private key (the
-// sealed timestamp opens with the static-static secret) and a timestamp
-// newer than any seen here, so a replayed initiation claims nothing.
+// claimLoop claims the clients of authenticated initiations and runs
+// takeovers. The just-in-time worker made sure that the initiator holds
+// the client's private key (the sealed timestamp opened with the
+// static-static secret) and that the timestamp is newer than any seen
+// here, so a replayed initiation claims nothing.
 func (cp *clusterPart) claimLoop() {
 	defer cp.done.Done()
-	var in device.Initiation
 	for {
-		var p pendingInitiation
+		var p claimRequest
 		select {
 		case <-cp.stop:
 			return
@@ -247,45 +235,7 @@ func (cp *clusterPart) claimLoop() {
 			continue
 		case p = <-cp.claims:
 		}
-		if err := cp.reader.Read(p.msg[:], &in); err != nil {
-			cp.claimsRefused.Add(1)
-			continue
-		}
-		client := in.Static
-		if _, ok := cp.g.peer(client); !ok {
-			cp.claimsRefused.Add(1)
-			continue
-		}
-		cp.mu.Lock()
-		secret, ok := cp.secrets[client]
-		cp.mu.Unlock()
-		if !ok {
-			s, err := cp.reader.SharedSecret(client)
-			if err != nil {
-				cp.claimsRefused.Add(1)
-				continue
-			}
-			secret = s
-			cp.mu.Lock()
-			cp.secrets[client] = s
-			cp.mu.Unlock()
-		}
-		ts, err := in.Authenticate(&secret)
-		if err != nil {
-			cp.claimsRefused.Add(1)
-			continue
-		}
-		cp.mu.Lock()
-		fresh := ts.After(cp.lastTS[client])
-		if fresh {
-			cp.lastTS[client] = ts
-		}
-		cp.mu.Unlock()
-		if !fresh {
-			cp.replays.Add(1)
-			continue
-		}
-		if _, ok := cp.c.Claim(client, p.from, cluster.ReasonHandshake); ok {
+		if _, ok := cp.c.Claim(p.client, p.from, cluster.ReasonHandshake); ok {
 			cp.claimsMade.Add(1)
 		}
 	}
@@ -430,10 +380,11 @@ func (cp *clusterPart) resetLoop() {
 	}
 }
 
+// reset drops the session of a client that moved away by removing its
+// peer: the device then sends it nothing, and adds it again when the
+// client initiates a handshake here.
 func (cp *clusterPart) reset(k keys.Key) {
-	if err := cp.g.clients.ResetPeer(k); err != nil {
-		cp.logger.Error("cannot drop the session of a client that moved away", "err", err)
-	}
+	cp.g.jit.remove([]keys.Key{k}, removedMoved)
 }
 
 func ownerName(s string) string {
@@ -539,13 +490,13 @@ func choose(p netip.Prefix, ms []cluster.Member) (cluster.Member, bool) {
 
 // announce tells the others this gateway's served prefixes and client-set
 // digest after a reload.
-func (cp *clusterPart) announce(cfg *config.Config) {
+func (cp *clusterPart) announce(cfg *config.Config, digest string) {
 	if err := cp.c.SetClients(clientKeys(cfg)); err != nil {
 		cp.logger.Error("cannot announce the reloaded client set to the cluster", "err", err)
 	}
 	m := cp.c.Meta()
 	m.Prefixes = cfg.Egress.Prefixes
-	m.ClientDigest = cfg.ClientSetDigest()[:16]
+	m.ClientDigest = digest[:16]
 	if err := cp.c.SetMeta(m); err != nil {
 		cp.logger.Error("cannot announce the reloaded configuration to the cluster", "err", err)
 	}
@@ -615,7 +566,6 @@ func (cp *clusterPart) close(leave bool) {
 	}
 	cp.done.Wait()
 	if cp.g.clients != nil {
-		cp.g.clients.Bind().SetInitiationHook(nil)
 		cp.g.clients.Bind().SetTransportHook(nil)
 	}
 	if cp.wg != nil {

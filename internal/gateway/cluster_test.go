@@ -196,6 +196,11 @@ func TestClusterClientReachesEveryRegion(t *testing.T) {
 	if first == 0 {
 		next = 1
 	}
+	// The client never reached that gateway, so it is no device peer
+	// there: the takeover adds it.
+	if e.gws[names[next]].Clients().HasPeer(e.alice.Public()) {
+		t.Fatalf("alice is a device peer on %s before she moved there", names[next])
+	}
 	lb.Move(flows[0], next)
 	moved := time.Now()
 	// The client's traffic drives the takeover; its first packet after
@@ -227,6 +232,13 @@ func TestClusterClientReachesEveryRegion(t *testing.T) {
 		if gm["received"] == 0 || gm["bad"] != 0 || gm["decrypt_error"] != 0 {
 			t.Errorf("%s gossip metrics: %v", name, gm)
 		}
+	}
+	// The gateway that lost her dropped her peer, and with it the session.
+	waitUntil(t, "the previous owner to remove alice's peer", 5*time.Second, func() bool {
+		return !e.gws[owner].Clients().HasPeer(e.alice.Public())
+	})
+	if st := e.gws[owner].PeerStats(); st.Removed["moved"] != 1 {
+		t.Fatalf("previous owner's peer stats: %+v", st)
 	}
 }
 

@@ -43,6 +43,9 @@ type Options struct {
 	// ClusterClock replaces the wall clock behind the cluster's hybrid
 	// logical clock (tests skew it); nil: time.Now.
 	ClusterClock func() time.Time
+	// IdleTimeout is how long a client's peer stays on the client device
+	// after its last handshake (tests); zero means DefaultIdleTimeout.
+	IdleTimeout time.Duration
 }
 
 // egress is the local private network: a TUN or a netstack.
@@ -53,8 +56,9 @@ type egress interface {
 
 // Gateway is one running anyguard gateway.
 type Gateway struct {
-	reloadMu sync.Mutex // serialises Reload; guards cfg
+	reloadMu sync.Mutex // serialises Reload; guards cfg and digest
 	cfg      *config.Config
+	digest   string // cfg.ClientSetDigest(), which costs a sort of every client
 	logger   *slog.Logger
 
 	router   *router.Router
@@ -68,6 +72,7 @@ type Gateway struct {
 	clientPort, egressPort router.PortID
 
 	probe       *probe // the data-path probe peer; see probe.go
+	jit         *jit   // adds clients to the device when they connect; see jit.go
 	started     time.Time
 	convergence health.Histogram
 	// ownershipChanges counts owner changes by cluster.Reason (health.go).
@@ -79,7 +84,7 @@ type Gateway struct {
 	routesMu   sync.Mutex
 	cluster    *clusterPart                             // nil when the gateway runs alone
 	clusterHot atomic.Pointer[clusterPart]              // the same, for packet goroutines
-	byKey      atomic.Pointer[map[keys.Key]config.Peer] // the client set, by public key
+	byKey      atomic.Pointer[map[keys.Key]config.Peer] // the client set, by public key; changed under jit.mu
 }
 
 // ErrStart wraps every error that stops a gateway from starting; the
@@ -92,7 +97,7 @@ func New(cfg *config.Config, opts Options) (_ *Gateway, err error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{cfg: cfg, logger: logger, router: router.New(), started: time.Now()}
+	g := &Gateway{cfg: cfg, digest: cfg.ClientSetDigest(), logger: logger, router: router.New(), started: time.Now()}
 	g.indexClients(cfg)
 	if g.probe, err = newProbe(cfg, opts.ProbeInterval); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrStart, err)
@@ -159,7 +164,7 @@ func New(cfg *config.Config, opts Options) (_ *Gateway, err error) {
 		Name:       uapiName,
 		PrivateKey: cfg.Clients.PrivateKey,
 		ListenPort: cfg.Clients.ListenPort,
-		Peers:      g.devicePeers(cfg),
+		Peers:      []device.Peer{g.probe.peer()}, // clients are added as they connect
 		Bind:       opts.ClientBind,
 		Logger:     logger,
 	}, g.port)
@@ -169,6 +174,8 @@ func New(cfg *config.Config, opts Options) (_ *Gateway, err error) {
 		}
 		return nil, fmt.Errorf("%w: clients: %w", ErrStart, err)
 	}
+	g.jit = newJIT(g, cfg.Clients.PrivateKey, opts.IdleTimeout)
+	g.jit.start()
 	if err := g.probe.start(cfg.Clients.PrivateKey.Public(), g.clients.ListenPort(), cfg.Clients.MTU); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrStart, err)
 	}
@@ -263,15 +270,6 @@ next:
 	return out
 }
 
-// devicePeers returns the client device's peers: the clients and the probe.
-func (g *Gateway) devicePeers(cfg *config.Config) []device.Peer {
-	out := make([]device.Peer, 0, len(cfg.Clients.Peers)+1)
-	for _, p := range cfg.Clients.Peers {
-		out = append(out, device.Peer{PublicKey: p.PublicKey, PresharedKey: p.PresharedKey, AllowedIPs: p.AllowedIPs})
-	}
-	return append(out, g.probe.peer())
-}
-
 // ListenPort is the client device's UDP port.
 func (g *Gateway) ListenPort() uint16 { return g.clients.ListenPort() }
 
@@ -291,6 +289,7 @@ func (g *Gateway) Close() {
 		g.cluster.close(true)
 	}
 	g.probe.close()
+	g.jit.close()
 	if g.uapi != nil {
 		g.uapi.Close()
 	}

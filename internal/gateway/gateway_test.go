@@ -38,6 +38,12 @@ type env struct {
 // service onto the httptest server srv.
 func startGateway(t *testing.T, srv *httptest.Server) *env {
 	t.Helper()
+	return startGatewayWith(t, srv, gateway.Options{})
+}
+
+// startGatewayWith is startGateway with opts (its NetstackDial is set here).
+func startGatewayWith(t *testing.T, srv *httptest.Server, opts gateway.Options) *env {
+	t.Helper()
 	gwKey, _ := keys.Generate()
 	cliKey, _ := keys.Generate()
 	cfg := testConfig(gwKey, cliKey, netip.MustParsePrefix("10.1.0.0/16"))
@@ -52,7 +58,8 @@ func startGateway(t *testing.T, srv *httptest.Server) *env {
 		var d net.Dialer
 		return d.DialContext(ctx, network, real.String())
 	}
-	gw, err := gateway.New(cfg, gateway.Options{NetstackDial: dial})
+	opts.NetstackDial = dial
+	gw, err := gateway.New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

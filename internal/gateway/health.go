@@ -139,21 +139,23 @@ func (g *Gateway) ownershipChangeCounts() map[string]uint64 {
 // every gateway (anyguard_convergence_seconds, /status).
 func (g *Gateway) ObserveConvergence(d time.Duration) { g.convergence.Observe(d) }
 
-// clientView joins the device's peers with the configured names.
+// clientView is a configured client with the device's view of it.
 type clientView struct {
 	cfg   config.Peer
 	state device.PeerStatus
 }
 
-func (g *Gateway) clientViews(cfg *config.Config) []clientView {
+// liveClients joins the device's live client peers with their configured
+// names. It costs time in proportion to the live peers, not to the
+// configured clients. Peers the configuration does not name (set with
+// wg(8)) are left out.
+func (g *Gateway) liveClients() []clientView {
 	peers, _ := g.ClientStatus()
-	byKey := make(map[keys.Key]device.PeerStatus, len(peers))
+	out := make([]clientView, 0, len(peers))
 	for _, p := range peers {
-		byKey[p.PublicKey] = p
-	}
-	out := make([]clientView, 0, len(cfg.Clients.Peers))
-	for _, p := range cfg.Clients.Peers {
-		out = append(out, clientView{cfg: p, state: byKey[p.PublicKey]})
+		if c, ok := g.peer(p.PublicKey); ok {
+			out = append(out, clientView{cfg: c, state: p})
+		}
 	}
 	return out
 }
@@ -164,14 +166,19 @@ func hasSession(p device.PeerStatus, now time.Time) bool {
 
 // Metrics implements health.MetricsSource.
 func (g *Gateway) Metrics() health.Metrics {
-	cfg := g.Config()
+	_, digest := g.config()
 	now := time.Now()
+	js := g.jit.stats()
 	m := health.Metrics{
-		Peers:            map[string]int{"active": 0, "stale": 0, "never": 0},
-		OwnershipChanges: g.ownershipChangeCounts(),
-		Members:          map[string]int{"alive": 1, "dead": 0, "left": 0},
-		ConfigDigest:     cfg.ClientSetDigest(),
-		Convergence:      g.convergence.Snapshot(),
+		Peers:             map[string]int{"active": 0, "stale": 0, "never": 0},
+		ClientsConfigured: js.Configured,
+		PeersAdded:        js.Added,
+		PeersRemoved:      js.Removed,
+		Initiations:       js.Initiations,
+		OwnershipChanges:  g.ownershipChangeCounts(),
+		Members:           map[string]int{"alive": 1, "dead": 0, "left": 0},
+		ConfigDigest:      digest,
+		Convergence:       g.convergence.Snapshot(),
 	}
 	if c := g.Cluster(); c != nil {
 		m.Members = map[string]int{"alive": 0, "dead": 0, "left": 0}
@@ -189,7 +196,7 @@ func (g *Gateway) Metrics() health.Metrics {
 			"push_pull": st.PushPulls, "decrypt_error": st.DecryptErrors,
 		}
 	}
-	for _, c := range g.clientViews(cfg) {
+	for _, c := range g.liveClients() {
 		switch {
 		case hasSession(c.state, now):
 			m.Peers["active"]++
@@ -251,18 +258,18 @@ func (g *Gateway) Metrics() health.Metrics {
 
 // Status implements health.StatusSource.
 func (g *Gateway) Status() health.Status {
-	cfg := g.Config()
+	cfg, digest := g.config()
 	now := time.Now()
 	prefixes := prefixStrings(cfg.Egress.Prefixes)
 	st := health.Status{
 		Node: health.NodeStatus{
 			Name: cfg.Node.Name, Region: cfg.Node.Region, Started: g.started,
 			EgressMode: cfg.Egress.Mode, ListenPort: int(g.clients.ListenPort()),
-			ConfigDigest: cfg.ClientSetDigest(), Prefixes: prefixes,
+			ConfigDigest: digest, Prefixes: prefixes,
 		},
 		Members: []health.MemberStatus{{
 			Name: cfg.Node.Name, Region: cfg.Node.Region, State: "alive", Self: true,
-			Ready: true, ConfigDigest: cfg.ClientSetDigest(),
+			Ready: true, ConfigDigest: digest,
 		}},
 		Regions:     []health.RegionStatus{{Name: cfg.Node.Region, Members: 1, Prefixes: prefixes}},
 		Convergence: health.ConvergenceFrom(g.convergence.Snapshot()),
@@ -278,7 +285,24 @@ func (g *Gateway) Status() health.Status {
 	if err != nil {
 		st.Probe.Error = err.Error()
 	}
-	for _, c := range g.clientViews(cfg) {
+	js := g.jit.stats()
+	st.ClientsConfigured, st.PeersLive = js.Configured, js.Live
+	views := g.liveClients()
+	if c := g.Cluster(); c != nil {
+		// Clients owned anywhere, live here or not.
+		listed := make(map[keys.Key]bool, len(views))
+		for _, v := range views {
+			listed[v.cfg.PublicKey] = true
+		}
+		for _, rec := range c.Table().Snapshot() {
+			if p, ok := g.peer(rec.Client); ok && !listed[rec.Client] && !rec.Released() {
+				views = append(views, clientView{cfg: p})
+			}
+		}
+	}
+	slices.SortFunc(views, func(a, b clientView) int { return strings.Compare(a.cfg.Name, b.cfg.Name) })
+	st.Clients = make([]health.ClientStatus, 0, len(views))
+	for _, c := range views {
 		cs := health.ClientStatus{
 			Name: c.cfg.Name, AllowedIPs: prefixStrings(c.cfg.AllowedIPs),
 			LastHandshake: c.state.LastHandshake, RxBytes: c.state.RxBytes, TxBytes: c.state.TxBytes,

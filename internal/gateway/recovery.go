@@ -74,7 +74,13 @@ func (cp *clusterPart) takeover(req takeoverRequest) {
 	if rec, ok := cp.c.Owner(req.client); ok && rec.Owner == cp.self {
 		return
 	}
-	peer, ok := cp.g.peer(req.client)
+	// The client may not be a device peer here (yet, or any more): add
+	// it, as its own initiation would.
+	peer, ok, err := cp.g.jit.ensureLive(req.client)
+	if err != nil {
+		cp.logger.Warn("cannot add a moved client to the device", "client", peer.Name, "err", err)
+		return
+	}
 	if !ok || len(peer.AllowedIPs) == 0 {
 		return
 	}

@@ -30,26 +30,27 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 	if field := restartField(old, cfg); field != "" {
 		return fmt.Errorf("reload: %s %w", field, ErrRestartNeeded)
 	}
-	if err := g.clients.SetPeers(g.devicePeers(cfg)); err != nil {
-		// Put back what the device had, so it matches the routes.
-		if rerr := g.clients.SetPeers(g.devicePeers(old)); rerr != nil {
+	// Only clients that are device peers now need the device: removed
+	// ones go, changed ones are updated in place (sessions kept). The
+	// others are looked up in the new index when they connect.
+	if err := g.setClients(cfg); err != nil {
+		if rerr := g.setClients(old); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("restoring the previous clients: %w", rerr))
 		}
 		return fmt.Errorf("reload: clients.peers: %w", err)
 	}
 	g.cfg = cfg
-	g.indexClients(cfg)
 	if err := g.applyRoutes(); err != nil {
 		g.cfg = old
-		g.indexClients(old)
-		err = errors.Join(err, g.clients.SetPeers(g.devicePeers(old)), g.applyRoutes())
+		err = errors.Join(err, g.setClients(old), g.applyRoutes())
 		return fmt.Errorf("reload: %w", err)
 	}
+	g.digest = cfg.ClientSetDigest()
 	if g.cluster != nil {
-		g.cluster.announce(cfg)
+		g.cluster.announce(cfg, g.digest)
 	}
 	g.logger.Info("configuration reloaded", "node", cfg.Node.Name,
-		"clients", len(cfg.Clients.Peers), "digest", cfg.ClientSetDigest()[:12],
+		"clients", len(cfg.Clients.Peers), "digest", g.digest[:12],
 		"prefixes", fmt.Sprint(cfg.Egress.Prefixes))
 	return nil
 }
@@ -101,13 +102,28 @@ func restartField(a, b *config.Config) string {
 
 // Config returns the configuration in force.
 func (g *Gateway) Config() *config.Config {
+	cfg, _ := g.config()
+	return cfg
+}
+
+// config returns the configuration in force and its client-set digest.
+func (g *Gateway) config() (*config.Config, string) {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
-	return g.cfg
+	return g.cfg, g.digest
+}
+
+// setClients installs the client index of cfg and brings the device's
+// live client peers in line with it.
+func (g *Gateway) setClients(cfg *config.Config) error {
+	g.jit.mu.Lock()
+	defer g.jit.mu.Unlock()
+	g.indexClients(cfg)
+	return g.jit.reloadLocked()
 }
 
 // indexClients publishes the client set by public key, for the lookups
-// the cluster makes per claim and per ownership change.
+// made per initiation, per claim and per ownership change.
 func (g *Gateway) indexClients(cfg *config.Config) {
 	m := make(map[keys.Key]config.Peer, len(cfg.Clients.Peers))
 	for _, p := range cfg.Clients.Peers {

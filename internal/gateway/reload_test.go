@@ -54,6 +54,26 @@ func TestReload(t *testing.T) {
 		t.Fatalf("alice's session was re-established by the reload: handshake %v → %v", aliceHandshake, h)
 	}
 
+	// Alice's allowed IPs change while she is live: the device's peer
+	// follows, her session stays.
+	wider := cfg
+	wider.Clients.Peers = append([]config.Peer(nil), cfg.Clients.Peers...)
+	extra := netip.MustParsePrefix("10.99.0.5/32")
+	wider.Clients.Peers[0].AllowedIPs = []netip.Prefix{netip.PrefixFrom(clientAddr, 32), extra}
+	if err := e.gw.Reload(&wider); err != nil {
+		t.Fatalf("reload widening alice: %v", err)
+	}
+	if ips := allowedIPs(t, e, e.cliKey.Public()); len(ips) != 2 || ips[1] != extra && ips[0] != extra {
+		t.Fatalf("alice's allowed IPs on the device after the reload: %v", ips)
+	}
+	if h := lastHandshake(t, e, e.cliKey.Public()); !h.Equal(aliceHandshake) {
+		t.Fatalf("alice's session was re-established by changing her allowed IPs: handshake %v → %v", aliceHandshake, h)
+	}
+	if body := get(t, alice, "http://"+service.String()+"/"); body != "ok" {
+		t.Fatalf("alice after her change: %q", body)
+	}
+	cfg = wider
+
 	// A change that needs a restart is refused and changes nothing.
 	bad := cfg
 	bad.Clients.ListenPort++
@@ -81,6 +101,27 @@ func TestReload(t *testing.T) {
 	if _, err := hc.Get("http://" + service.String() + "/"); err == nil {
 		t.Fatal("alice still reaches the service after being removed")
 	}
+	if st := e.gw.PeerStats(); st.Removed["reload"] != 1 || st.Live != 1 || st.Configured != 1 {
+		t.Fatalf("peer stats after removing alice: %+v", st)
+	}
+	if e.gw.Clients().HasPeer(e.cliKey.Public()) {
+		t.Fatal("alice's initiations made her a peer again after her removal")
+	}
+}
+
+func allowedIPs(t *testing.T, e *env, k keys.Key) []netip.Prefix {
+	t.Helper()
+	peers, err := e.gw.Clients().Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range peers {
+		if p.PublicKey == k {
+			return p.AllowedIPs
+		}
+	}
+	t.Fatalf("peer %s not on the device", k)
+	return nil
 }
 
 func lastHandshake(t *testing.T, e *env, k keys.Key) time.Time {
