@@ -225,6 +225,8 @@ func (cp *clusterPart) offerClaim(client keys.Key, from netip.AddrPort) {
 // here, so a replayed initiation claims nothing.
 func (cp *clusterPart) claimLoop() {
 	defer cp.done.Done()
+	expire := time.NewTicker(pendingTTL)
+	defer expire.Stop()
 	for {
 		var p claimRequest
 		select {
@@ -232,6 +234,9 @@ func (cp *clusterPart) claimLoop() {
 			return
 		case req := <-cp.rec.requests:
 			cp.takeover(req)
+			continue
+		case now := <-expire.C:
+			cp.rec.expire(now)
 			continue
 		case p = <-cp.claims:
 		}

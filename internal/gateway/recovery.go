@@ -27,6 +27,11 @@ import (
 // takeoverRetry is how soon a gateway tries again to win back a client.
 const takeoverRetry = time.Second
 
+// pendingTTL is how long a takeover waits for the client's first packet
+// over the new session; a client that sends none by then has gone
+// elsewhere, and its next packet here starts a new takeover.
+const pendingTTL = 10 * time.Second
+
 type recovery struct {
 	foreign   sync.Map // netip.AddrPort → keys.Key: endpoints of clients others own
 	requests  chan takeoverRequest
@@ -41,6 +46,26 @@ type recovery struct {
 type takeoverRequest struct {
 	client   keys.Key
 	endpoint netip.AddrPort
+	at       time.Time // when the takeover began (set by takeover)
+}
+
+// expire forgets takeovers that have waited longer than pendingTTL, so
+// checkPending's per-batch work stops once nothing is pending, and retry
+// times that no longer hold anything back. Claim worker only.
+func (r *recovery) expire(now time.Time) {
+	r.pending.Range(func(k, v any) bool {
+		if now.Sub(v.(takeoverRequest).at) > pendingTTL {
+			if r.pending.CompareAndDelete(k, v) {
+				r.pendingN.Add(-1)
+			}
+		}
+		return true
+	})
+	for k, t := range r.lastTry {
+		if now.Sub(t) > takeoverRetry {
+			delete(r.lastTry, k)
+		}
+	}
 }
 
 func newRecovery() *recovery {
@@ -85,6 +110,7 @@ func (cp *clusterPart) takeover(req takeoverRequest) {
 		return
 	}
 	addr := peer.AllowedIPs[0].Addr()
+	req.at = now
 	if _, loaded := cp.rec.pending.Swap(addr, req); !loaded {
 		cp.rec.pendingN.Add(1)
 	}
