@@ -23,8 +23,26 @@
 // down/up) and must reach both servers, and both servers it, after each
 // move, the non-owner forwarding over the backbone (no SNAT).
 //
+// TestContainerNetstack and TestContainerTun build the container image
+// from images/Dockerfile with podman (`podman build --format docker`, in a
+// build context holding only the static bin/anyguard) and run it as users
+// do, with the configuration mounted read-only at /etc/anyguard, joined to
+// the gw namespace with --network ns:PATH instead of publishing ports.
+// They check /readyz (from inside gw), the image's HEALTHCHECK through
+// `podman healthcheck run`, the stock client's ping and iperf3 TCP
+// through the container, its handshake in /status and /metrics, and that
+// `podman stop` drains (503 at once, traffic still flowing) and exits 0
+// within --stop-timeout; the tun case adds --cap-add NET_ADMIN --device
+// /dev/net/tun. TestContainerBadConfig checks that a bad configuration
+// makes the container exit 1 with the one-line field error as its only
+// output. Podman reads testdata/containers.conf (CONTAINERS_CONF, which
+// says why each setting is there); images are tagged
+// localhost/anyguard-e2e:<pid>-<n> and containers named agt-<pid>-..., and
+// a run removes those of earlier runs whose process is gone.
+//
 // The tests need root, /dev/net/tun and the Debian tools wg, wg-quick,
-// wireguard-go, iperf3, ip and ping (`make deps` installs them). Without them
+// wireguard-go, iperf3, ip and ping, and podman and runc for the container
+// tests (`make deps` installs them). Without them
 // they skip, unless ANYGUARD_E2E=require, which turns every such skip into a
 // failure (CI sets it). Traffic only ever goes to addresses inside the
 // namespaces the test made. Namespaces are named agt-<pid>-<n>-<role>; a run

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -125,9 +126,16 @@ func anyguardBinary(t testing.TB) string {
 		}
 		binPath = filepath.Join(runDir, "anyguard")
 		start := time.Now()
-		out, err := bnetns.RunIn(root, buildTimeout, "go", "build", "-o", binPath, "./cmd/anyguard")
+		// As `make build` does: a static binary, which the container
+		// image (FROM scratch) needs and the other tests do not mind.
+		ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", binPath, "./cmd/anyguard")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err := cmd.CombinedOutput()
 		if err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/anyguard in %s: %w\n%s", root, err, out)
+			buildErr = fmt.Errorf("CGO_ENABLED=0 go build ./cmd/anyguard in %s: %w\n%s", root, err, out)
 			return
 		}
 		t.Logf("built anyguard from %s in %v", root, time.Since(start).Round(time.Millisecond))
