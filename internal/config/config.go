@@ -61,7 +61,14 @@ type Clients struct {
 	Address []netip.Prefix `yaml:"address" config:"one"`
 	MTU     int            `yaml:"mtu"`  // 1280..9000, default 1420
 	UAPI    bool           `yaml:"uapi"` // expose a wg(8)-compatible UAPI socket; default true
-	Peers   []Peer         `yaml:"peers"`
+	// Peers are the clients: those of clients.peers, then those of the
+	// peers file, if any.
+	Peers []Peer `yaml:"peers"`
+	// PeersFile names a file of further clients, one per line (see
+	// parsePeersFile), relative to the configuration file's directory.
+	// Load replaces it by the path it read and appends its clients to
+	// Peers; [Config.Validate] does not read it.
+	PeersFile string `yaml:"peers_file"`
 }
 
 // Peer is one client.
@@ -139,7 +146,11 @@ func parse(data []byte, baseDir string) (*Config, error) {
 	// Validation finds lines in the parsed YAML tree, which is dropped
 	// afterwards: a table of every field's line would cost tens of MB at
 	// 100k clients, for errors that are almost always found here.
-	if err := c.validate(&validator{root: root}); err != nil {
+	v := &validator{root: root}
+	if v.peers, err = c.Clients.loadPeersFile(v, baseDir); err != nil {
+		return nil, err
+	}
+	if err := c.validate(v); err != nil {
 		return nil, err
 	}
 	return c, nil

@@ -21,6 +21,10 @@ var (
 
 // FieldError is a problem with one field of the configuration.
 type FieldError struct {
+	// File, if set, is the peers file (clients.peers_file) the problem is
+	// in; then Line is a line of that file, Path a field of that line
+	// (e.g. "public_key"), and the message reads "FILE:LINE: PATH: ...".
+	File string
 	// Path is the dotted path of the field, e.g. "clients.peers[1].name",
 	// or "" for a problem with the file as a whole.
 	Path string
@@ -34,9 +38,18 @@ type FieldError struct {
 	Hint string
 }
 
-// Error returns the problem on a single line: path, problem, line, hint.
+// Error returns the problem on a single line: path, problem, line, hint;
+// or, in a peers file, file and line, path, problem, hint.
 func (e *FieldError) Error() string {
 	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+		if e.Line > 0 {
+			b.WriteString(":")
+			b.WriteString(strconv.Itoa(e.Line))
+		}
+		b.WriteString(": ")
+	}
 	if e.Path != "" {
 		b.WriteString(e.Path)
 		b.WriteString(": ")
@@ -44,7 +57,7 @@ func (e *FieldError) Error() string {
 	if e.Err != nil {
 		b.WriteString(e.Err.Error())
 	}
-	if e.Line > 0 {
+	if e.Line > 0 && e.File == "" {
 		b.WriteString(" (line ")
 		b.WriteString(strconv.Itoa(e.Line))
 		b.WriteString(")")

@@ -47,7 +47,41 @@ func (c *Config) validate(v *validator) error {
 
 // validator builds FieldErrors with the line each field was read from.
 type validator struct {
-	root *yaml.Node // the parsed file; nil for a Config built in Go
+	root  *yaml.Node // the parsed file; nil for a Config built in Go
+	peers *filePeers // the clients read from clients.peers_file, if any
+}
+
+// filePeers says where the clients read from a peers file are: they are
+// Clients.Peers[first:], and lines[i] is the line of Peers[first+i].
+type filePeers struct {
+	file  string
+	first int
+	lines []int32
+}
+
+// inPeersFile maps the path of a field of a client read from the peers
+// file ("clients.peers[N].public_key") to its line there and the field's
+// path within the line ("public_key").
+func (v *validator) inPeersFile(path string) (line int, rest string, ok bool) {
+	const prefix = "clients.peers["
+	if v.peers == nil || !strings.HasPrefix(path, prefix) {
+		return 0, "", false
+	}
+	end := strings.IndexByte(path, ']')
+	i, err := strconv.Atoi(path[len(prefix):max(end, len(prefix))])
+	if end < 0 || err != nil || i < v.peers.first || i-v.peers.first >= len(v.peers.lines) {
+		return 0, "", false
+	}
+	return int(v.peers.lines[i-v.peers.first]), strings.TrimPrefix(path[end+1:], "."), true
+}
+
+// fieldError is the FieldError for path: at its line in the configuration
+// file, or in the peers file.
+func (v *validator) fieldError(path string, err error, hint string) *FieldError {
+	if line, rest, ok := v.inPeersFile(path); ok {
+		return &FieldError{File: v.peers.file, Line: line, Path: rest, Err: err, Hint: hint}
+	}
+	return &FieldError{Path: path, Line: v.line(path), Err: err, Hint: hint}
 }
 
 // line returns the line of path or, if it was not in the file (a missing
@@ -112,7 +146,7 @@ func (v *validator) find(path string) (line int, found bool) {
 }
 
 func (v *validator) errorf(path string, kind error, format string, args ...any) *FieldError {
-	return &FieldError{Path: path, Line: v.line(path), Err: errorf(kind, format, args...)}
+	return v.fieldError(path, errorf(kind, format, args...), "")
 }
 
 // elem returns the path of element i of the list at path, or path itself
@@ -130,6 +164,9 @@ func (v *validator) elem(path string, i int) string {
 
 // where names a field for a message about another field.
 func (v *validator) where(path string) string {
+	if line, _, ok := v.inPeersFile(path); ok {
+		return v.peers.file + ":" + strconv.Itoa(line)
+	}
 	if l := v.line(path); l > 0 {
 		return fmt.Sprintf("%s on line %d", path, l)
 	}
@@ -252,9 +289,7 @@ func checkNetwork(v *validator, path string, p netip.Prefix) error {
 		return err
 	}
 	if m := p.Masked(); m != p {
-		return &FieldError{Path: path, Line: v.line(path),
-			Err:  errorf(ErrInvalidValue, "%s has host bits set", p),
-			Hint: "use " + m.String()}
+		return v.fieldError(path, errorf(ErrInvalidValue, "%s has host bits set", p), "use "+m.String())
 	}
 	return nil
 }
