@@ -7,8 +7,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/anyguard/anyguard/internal/keys"
 )
@@ -79,12 +81,70 @@ func (c *Clients) loadPeersFile(v *validator, baseDir string) (*filePeers, error
 func parsePeersFile(data []byte, file, baseDir string) ([]Peer, []int32, error) {
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	text := string(data) // one copy: fields are sliced from it without allocating
-	n := bytes.Count(data, []byte{'\n'}) + 1
+	// Lines are independent: long files are cut at line ends into one
+	// piece per core, parsed concurrently.
+	workers := 1
+	if len(text) >= parallelPeersFileBytes {
+		workers = min(runtime.GOMAXPROCS(0), 8)
+	}
+	type piece struct {
+		peers []Peer
+		lines []int32
+		err   error
+	}
+	pieces := make([]piece, workers)
+	var wg sync.WaitGroup
+	for k, from, line := 0, 0, 1; k < workers; k++ {
+		to := len(text)
+		if k < workers-1 {
+			to = max(from, len(text)*(k+1)/workers)
+			if i := strings.IndexByte(text[to:], '\n'); i >= 0 {
+				to += i + 1
+			} else {
+				to = len(text)
+			}
+		}
+		wg.Add(1)
+		go func(chunk string, line int) {
+			defer wg.Done()
+			p := &pieces[k]
+			p.peers, p.lines, p.err = parsePeerLines(chunk, line, file, baseDir)
+		}(text[from:to], line)
+		line += strings.Count(text[from:to], "\n")
+		from = to
+	}
+	wg.Wait()
+	n := 0
+	for _, p := range pieces {
+		if p.err != nil {
+			return nil, nil, p.err // the first piece's: the first line's
+		}
+		n += len(p.peers)
+	}
+	if workers == 1 {
+		return pieces[0].peers, pieces[0].lines, nil
+	}
+	peers := make([]Peer, 0, n)
+	lines := make([]int32, 0, n)
+	for _, p := range pieces {
+		peers = append(peers, p.peers...)
+		lines = append(lines, p.lines...)
+	}
+	return peers, lines, nil
+}
+
+// parallelPeersFileBytes is the size of a peers file from which it is
+// parsed in pieces (a variable for tests).
+var parallelPeersFileBytes = 256 << 10
+
+// parsePeerLines parses text, the lines of file from line on.
+func parsePeerLines(text string, line int, file, baseDir string) ([]Peer, []int32, error) {
+	n := strings.Count(text, "\n") + 1
 	peers := make([]Peer, 0, n)
 	lines := make([]int32, 0, n)
 	ips := make([]netip.Prefix, 0, n) // every client's allowed IPs, back to back
 	ends := make([]int, 0, n)         // where each client's end in ips
-	p := lineParser{file: file, baseDir: baseDir}
+	p := lineParser{file: file, baseDir: baseDir, line: line - 1}
 	for off := 0; off < len(text); {
 		p.line++
 		end := strings.IndexByte(text[off:], '\n')
@@ -178,20 +238,20 @@ func (p *lineParser) parse(line string, ips []netip.Prefix) (Peer, []netip.Prefi
 	n := len(ips)
 	for j, rest := 0, f[2]; ; j++ {
 		s, more, _ := strings.Cut(rest, ",")
-		field := "allowed_ips[" + strconv.Itoa(j) + "]"
+		field := func() string { return "allowed_ips[" + strconv.Itoa(j) + "]" } // for errors only
 		if s == "" {
-			return Peer{}, nil, p.errorf(field, ErrMissing, "empty: separate prefixes by single commas, e.g. 10.99.0.2/32,10.99.1.0/24")
+			return Peer{}, nil, p.errorf(field(), ErrMissing, "empty: separate prefixes by single commas, e.g. 10.99.0.2/32,10.99.1.0/24")
 		}
 		ip, err := netip.ParsePrefix(s)
 		if err != nil {
-			fe := &FieldError{Path: field, Err: errorf(ErrInvalidValue, "%q is not a valid IP prefix", s)}
+			fe := &FieldError{Path: field(), Err: errorf(ErrInvalidValue, "%q is not a valid IP prefix", s)}
 			if a, err := netip.ParseAddr(s); err == nil {
 				fe.Hint = fmt.Sprintf("write %s/%d for a single address", s, a.BitLen())
 			}
 			return Peer{}, nil, p.fail(fe)
 		}
 		if !isNetwork(ip) {
-			return Peer{}, nil, p.fail(checkNetwork(&validator{}, field, ip))
+			return Peer{}, nil, p.fail(checkNetwork(&validator{}, field(), ip))
 		}
 		ips = append(ips, ip)
 		if len(rest) == len(s) {

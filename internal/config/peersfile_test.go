@@ -2,9 +2,11 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -218,4 +220,34 @@ func FuzzPeersFile(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestPeersFileParallel: a file parsed in pieces gives the clients, lines
+// and first error of one parsed whole.
+func TestPeersFileParallel(t *testing.T) {
+	var b strings.Builder
+	for i := range 3000 {
+		if i%7 == 0 {
+			b.WriteString("# comment\r\n\n")
+		}
+		k := testKeys["PUB1"]
+		k[0], k[1] = byte(i), byte(i>>8)
+		fmt.Fprintf(&b, "c%d %s 10.99.%d.%d/32\n", i, k, i/256, i%256)
+	}
+	good := b.String()
+	bad := good + "late PUB2 10.99.200.1/33\n" + good
+	defer func(n int) { parallelPeersFileBytes = n }(parallelPeersFileBytes)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, text := range []string{good, bad, good[:len(good)-1]} {
+		parallelPeersFileBytes = 1 << 30
+		ps, lines, err := parsePeersFile([]byte(fill(text)), "p", "")
+		parallelPeersFileBytes = 0
+		for _, workers := range []int{2, 3, 8} {
+			runtime.GOMAXPROCS(workers)
+			ps2, lines2, err2 := parsePeersFile([]byte(fill(text)), "p", "")
+			if fmt.Sprint(err) != fmt.Sprint(err2) || !reflect.DeepEqual(ps, ps2) || !reflect.DeepEqual(lines, lines2) {
+				t.Errorf("%d pieces: %d peers, err %v; whole: %d peers, err %v", workers, len(ps2), err2, len(ps), err)
+			}
+		}
+	}
 }
