@@ -1,7 +1,13 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
 	"regexp"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -60,5 +66,65 @@ func TestClientSetDigestChanges(t *testing.T) {
 			t.Errorf("%s: digest equals that of %s", name, other)
 		}
 		seen[d] = name
+	}
+}
+
+// digestV1 is ClientSetDigest as first written, one string per record:
+// the digest is compared across gateways, so a faster one must not change
+// its value (a cluster upgrades one gateway at a time).
+func digestV1(c *Config) string {
+	recs := make([]string, 0, len(c.Clients.Peers))
+	for _, p := range c.Clients.Peers {
+		ips := make([]string, 0, len(p.AllowedIPs))
+		for _, ip := range p.AllowedIPs {
+			ips = append(ips, ip.String())
+		}
+		slices.Sort(ips)
+		var b []byte
+		field := func(s string) {
+			b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+			b = append(b, s...)
+		}
+		field(p.Name)
+		field(string(p.PublicKey[:]))
+		field(strings.Join(ips, ","))
+		if p.PresharedKey.IsZero() {
+			field("nopsk")
+		} else {
+			field("psk")
+		}
+		recs = append(recs, string(b))
+	}
+	slices.Sort(recs)
+	h := sha256.New()
+	h.Write([]byte("anyguard client set v1\n"))
+	for _, r := range recs {
+		var n [4]byte
+		binary.BigEndian.PutUint32(n[:], uint32(len(r)))
+		h.Write(n[:])
+		h.Write([]byte(r))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func TestClientSetDigestUnchanged(t *testing.T) {
+	c := digestConfig()
+	for i := range 500 {
+		k := testKeys["PUB1"]
+		k[0], k[1] = byte(i), byte(i>>8)
+		p := Peer{Name: fmt.Sprintf("n%d", i*7919%1000), PublicKey: k, AllowedIPs: pfx(fmt.Sprintf("10.98.%d.%d/32", i/256, i%256))}
+		if i%3 == 0 {
+			p.AllowedIPs = append(p.AllowedIPs, pfx(fmt.Sprintf("fd98::%x/128", i), fmt.Sprintf("10.%d.0.0/16", 100+i%100))...)
+		}
+		if i%5 == 0 {
+			p.PresharedKey = testKeys["PSK"]
+		}
+		c.Clients.Peers = append(c.Clients.Peers, p)
+	}
+	for _, peers := range [][]Peer{nil, c.Clients.Peers[:1], c.Clients.Peers} {
+		c := &Config{Clients: Clients{Peers: peers}}
+		if got, want := c.ClientSetDigest(), digestV1(c); got != want {
+			t.Errorf("%d peers: digest %s, the original's %s", len(peers), got, want)
+		}
 	}
 }
