@@ -29,11 +29,14 @@ import (
 
 // ScaleOptions configure RunScale.
 type ScaleOptions struct {
-	Anyguard string    // binary run as the child (default: this executable)
-	Clients  []int     // configured client counts to measure
-	Live     int       // clients that connect during each measurement (default 100; capped by the count)
-	Progress io.Writer // one line per size; nil: none
-	Dir      string    // config files; "" a temporary directory
+	Anyguard string // binary run as the child (default: this executable)
+	Clients  []int  // configured client counts to measure, in YAML
+	// PeersFile are client counts to measure (also) with the clients in a
+	// peers file (clients.peers_file) instead of the YAML.
+	PeersFile []int
+	Live      int       // clients that connect during each measurement (default 100; capped by the count)
+	Progress  io.Writer // one line per size; nil: none
+	Dir       string    // config files; "" a temporary directory
 }
 
 // DefaultScaleLive is how many clients connect by default: real
@@ -43,6 +46,7 @@ const DefaultScaleLive = 100
 // ScalePoint is one gateway measured with Clients configured clients.
 type ScalePoint struct {
 	Clients     int     `json:"clients"`
+	Format      string  `json:"format"`     // where the clients are: FormatYAML or FormatPeersFile
 	StartSec    float64 `json:"start_s"`    // config.Load + gateway.New
 	LoadSec     float64 `json:"load_s"`     // config.Load alone
 	RSSBytes    int64   `json:"rss_bytes"`  // after start, after a GC
@@ -61,6 +65,12 @@ type ScalePoint struct {
 	// Error says why the gateway did not start with this many clients.
 	Error string `json:"error,omitempty"`
 }
+
+// Where the configured clients of a ScalePoint are.
+const (
+	FormatYAML      = "yaml"       // clients.peers
+	FormatPeersFile = "peers file" // clients.peers_file
+)
 
 // ScaleReport is the result of RunScale.
 type ScaleReport struct {
@@ -98,17 +108,30 @@ func RunScale(ctx context.Context, opts ScaleOptions) (_ *ScaleReport, err error
 		defer os.RemoveAll(opts.Dir)
 	}
 	rep := &ScaleReport{Machine: DescribeMachine()}
+	type size struct {
+		n      int
+		format string
+	}
+	var sizes []size
 	for _, n := range opts.Clients {
-		p, err := scaleOne(ctx, opts, n)
+		sizes = append(sizes, size{n, FormatYAML})
+	}
+	for _, n := range opts.PeersFile {
+		sizes = append(sizes, size{n, FormatPeersFile})
+	}
+	for _, sz := range sizes {
+		n := sz.n
+		p, err := scaleOne(ctx, opts, n, sz.format)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%d clients: %w", n, err)
+			return nil, fmt.Errorf("%d clients (%s): %w", n, sz.format, err)
 		}
+		p.Format = sz.format
 		if p.Error == "" {
-			fmt.Fprintf(opts.Progress, "%7d clients: start %.2f s (load %.2f s), RSS %.0f MB, %d live: RSS %.0f MB, reload (1%% changed) %.2f s (apply %.2f s)\n",
-				n, p.StartSec, p.LoadSec, float64(p.RSSBytes)/1e6, p.LivePeers, float64(p.LiveRSS)/1e6, p.ReloadSec, p.ApplySec)
+			fmt.Fprintf(opts.Progress, "%7d clients (%s): start %.2f s (load %.2f s), RSS %.0f MB, %d live: RSS %.0f MB, reload (1%% changed) %.2f s (apply %.2f s)\n",
+				n, sz.format, p.StartSec, p.LoadSec, float64(p.RSSBytes)/1e6, p.LivePeers, float64(p.LiveRSS)/1e6, p.ReloadSec, p.ApplySec)
 		}
 		rep.Points = append(rep.Points, p)
 	}
@@ -117,9 +140,9 @@ func RunScale(ctx context.Context, opts ScaleOptions) (_ *ScaleReport, err error
 
 // scaleOne measures one size: the child starts the gateway and reports,
 // the clients connect, the child measures again and reloads.
-func scaleOne(ctx context.Context, opts ScaleOptions, n int) (ScalePoint, error) {
+func scaleOne(ctx context.Context, opts ScaleOptions, n int, format string) (ScalePoint, error) {
 	live := min(opts.Live, n)
-	base, changed, privs, gwPub, err := writeScaleConfigs(opts.Dir, n, live)
+	base, changed, privs, gwPub, err := writeScaleConfigs(opts.Dir, n, live, format == FormatPeersFile)
 	if err != nil {
 		return ScalePoint{}, err
 	}
@@ -226,10 +249,11 @@ func scaleClientAddr(i int) netip.Addr {
 }
 
 // writeScaleConfigs writes a configuration with n clients and a second one
-// with 1% of them (at least one) replaced by new keys. The first live
-// clients have real keys, returned with the gateway's public key, so they
-// can connect; the first of them is among those replaced.
-func writeScaleConfigs(dir string, n, live int) (base, changed string, privs []keys.Key, gwPub keys.Key, err error) {
+// with 1% of them (at least one) replaced by new keys, the clients in a
+// peers file of each if peersFile. The first live clients have real keys,
+// returned with the gateway's public key, so they can connect; the first
+// of them is among those replaced.
+func writeScaleConfigs(dir string, n, live int, peersFile bool) (base, changed string, privs []keys.Key, gwPub keys.Key, err error) {
 	priv, err := keys.Generate()
 	if err != nil {
 		return "", "", nil, gwPub, err
@@ -249,40 +273,74 @@ func writeScaleConfigs(dir string, n, live int) (base, changed string, privs []k
 		// would dominate the set-up, and the gateway treats them alike.
 		rand.Read(pubs[i][:])
 	}
-	base = filepath.Join(dir, fmt.Sprintf("scale-%d.yaml", n))
-	changed = filepath.Join(dir, fmt.Sprintf("scale-%d-reload.yaml", n))
-	if err := writeScaleConfig(base, priv, pubs); err != nil {
+	name := fmt.Sprintf("scale-%d", n)
+	if peersFile {
+		name += "-peersfile"
+	}
+	base = filepath.Join(dir, name+".yaml")
+	changed = filepath.Join(dir, name+"-reload.yaml")
+	if err := writeScaleConfig(base, priv, pubs, peersFile); err != nil {
 		return "", "", nil, gwPub, err
 	}
 	for i := 0; i < max(1, n/100); i++ {
 		rand.Read(pubs[i*97%n][:])
 	}
-	return base, changed, privs, priv.Public(), writeScaleConfig(changed, priv, pubs)
+	return base, changed, privs, priv.Public(), writeScaleConfig(changed, priv, pubs, peersFile)
 }
 
-func writeScaleConfig(path string, priv keys.Key, pubs []keys.Key) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
+// writeScaleConfig writes the configuration at path, its clients in YAML
+// or, if peersFile, in a peers file next to it (path without .yaml, plus
+// .peers).
+func writeScaleConfig(path string, priv keys.Key, pubs []keys.Key, peersFile bool) error {
+	if peersFile {
+		peers := strings.TrimSuffix(path, ".yaml") + ".peers"
+		if err := writeFile(peers, func(w *bufio.Writer) {
+			for i, k := range pubs {
+				fmt.Fprintf(w, "c%d %s %s/32\n", i, k, scaleClientAddr(i))
+			}
+		}); err != nil {
+			return err
+		}
+		return writeFile(path, func(w *bufio.Writer) {
+			writeScaleYAML(w, priv, func() { w.WriteString("  peers_file: " + filepath.Base(peers) + "\n") })
+		})
 	}
-	w := bufio.NewWriter(f)
+	return writeFile(path, func(w *bufio.Writer) {
+		writeScaleYAML(w, priv, func() {
+			w.WriteString("  peers:\n")
+			for i, k := range pubs {
+				fmt.Fprintf(w, "    - {name: c%d, public_key: %s, allowed_ips: [%s/32]}\n", i, k, scaleClientAddr(i))
+			}
+		})
+	})
+}
+
+// writeScaleYAML writes the configuration, its clients' last field written
+// by peers.
+func writeScaleYAML(w *bufio.Writer, priv keys.Key, peers func()) {
 	fmt.Fprintf(w, `node: {name: scale, region: scale}
 clients:
   private_key: %s
   listen_port: 0
   address: %s/10
   uapi: false
-  peers:
 `, priv, scaleGateway)
-	for i, k := range pubs {
-		fmt.Fprintf(w, "    - {name: c%d, public_key: %s, allowed_ips: [%s/32]}\n", i, k, scaleClientAddr(i))
-	}
+	peers()
 	fmt.Fprintf(w, `egress:
   mode: netstack
   prefixes: [10.1.0.0/16]
 health: {listen: "127.0.0.1:0", tcp_listen: "off"}
 log: {level: error}
 `)
+}
+
+func writeFile(path string, write func(*bufio.Writer)) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	write(w)
 	if err := w.Flush(); err != nil {
 		f.Close()
 		return err
@@ -374,15 +432,19 @@ func (r *ScaleReport) Markdown() string {
 	m := r.Machine
 	fmt.Fprintf(&b, "Configured clients (`anyguard bench scale`), one netstack-mode gateway per size in a fresh process, %s, %s, %d cores.\n\n",
 		m.Date[:10], m.CPU, m.Cores)
-	b.WriteString("| clients | start (load + up) | of which config load | RSS | Go heap | goroutines | live peers | RSS with them live | reload, 1% changed | of which applying it |\n")
-	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| clients | in | start (load + up) | of which config load | RSS | Go heap | goroutines | live peers | RSS with them live | reload, 1% changed | of which applying it |\n")
+	b.WriteString("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, p := range r.Points {
+		in := "YAML"
+		if p.Format == FormatPeersFile {
+			in = "peers file"
+		}
 		if p.Error != "" {
-			fmt.Fprintf(&b, "| %d | does not start: %s | | | | | | | | |\n", p.Clients, strings.ReplaceAll(p.Error, "|", "/"))
+			fmt.Fprintf(&b, "| %d | %s | does not start: %s | | | | | | | | |\n", p.Clients, in, strings.ReplaceAll(p.Error, "|", "/"))
 			continue
 		}
-		fmt.Fprintf(&b, "| %d | %.2f s | %.2f s | %.0f MB | %.0f MB | %d | %d | %.0f MB | %.2f s | %.2f s |\n",
-			p.Clients, p.StartSec, p.LoadSec, float64(p.RSSBytes)/1e6, float64(p.HeapBytes)/1e6, p.Goroutines,
+		fmt.Fprintf(&b, "| %d | %s | %.2f s | %.2f s | %.0f MB | %.0f MB | %d | %d | %.0f MB | %.2f s | %.2f s |\n",
+			p.Clients, in, p.StartSec, p.LoadSec, float64(p.RSSBytes)/1e6, float64(p.HeapBytes)/1e6, p.Goroutines,
 			p.LivePeers, float64(p.LiveRSS)/1e6, p.ReloadSec, p.ApplySec)
 	}
 	if perClient, ok := r.perClientRSS(); ok {
@@ -409,7 +471,7 @@ func (r *ScaleReport) perClientRSS() (float64, bool) {
 	var lo, hi *ScalePoint
 	for i := range r.Points {
 		p := &r.Points[i]
-		if p.Error != "" {
+		if p.Error != "" || p.Format == FormatPeersFile {
 			continue
 		}
 		if lo == nil || p.Clients < lo.Clients {

@@ -146,6 +146,7 @@ func cmdBenchScale(ctx context.Context, args []string, stdout, stderr io.Writer)
 			"unprivileged) with many configured clients, each size in a fresh child process, before and after some\n"+
 			"of the clients (real wireguard-go clients in this process) connect.", stderr)
 	clients := fs.String("clients", "1000,10000,100000", "comma-separated client counts")
+	peersFile := fs.String("peers-file", "100000", "comma-separated client counts measured also with the clients in a peers file (clients.peers_file); \"\" for none")
 	live := fs.Int("live", bench.DefaultScaleLive, "how many of the clients connect (at most the client count)")
 	out := addReportFlags(fs, "scale")
 	child := fs.String("child", "", "internal: measure one gateway from this config `file`")
@@ -156,22 +157,37 @@ func cmdBenchScale(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if *child != "" {
 		return bench.ScaleChild(*child, *childReload, os.Stdin, stdout)
 	}
-	var counts []int
-	for _, s := range strings.Split(*clients, ",") {
-		var n int
-		if _, err := fmt.Sscan(strings.TrimSpace(s), &n); err != nil || n < 1 || n > 1_000_000 {
-			return usagef("--clients: %q is not a count from 1 to 1000000", s)
+	counts, err := parseCounts("--clients", *clients)
+	if err != nil {
+		return err
+	}
+	var fileCounts []int
+	if *peersFile != "" {
+		if fileCounts, err = parseCounts("--peers-file", *peersFile); err != nil {
+			return err
 		}
-		counts = append(counts, n)
 	}
 	if *live < 1 || *live > 10_000 {
 		return usagef("--live: %d is not a count from 1 to 10000", *live)
 	}
-	rep, err := bench.RunScale(ctx, bench.ScaleOptions{Clients: counts, Live: *live, Progress: stderr})
+	rep, err := bench.RunScale(ctx, bench.ScaleOptions{Clients: counts, PeersFile: fileCounts, Live: *live, Progress: stderr})
 	if err != nil {
 		return err
 	}
 	return out.write(stdout, rep, rep.Markdown())
+}
+
+// parseCounts parses the comma-separated client counts of flag.
+func parseCounts(flag, list string) ([]int, error) {
+	var counts []int
+	for _, s := range strings.Split(list, ",") {
+		var n int
+		if _, err := fmt.Sscan(strings.TrimSpace(s), &n); err != nil || n < 1 || n > 1_000_000 {
+			return nil, usagef("%s: %q is not a count from 1 to 1000000", flag, s)
+		}
+		counts = append(counts, n)
+	}
+	return counts, nil
 }
 
 func cmdBenchCluster(ctx context.Context, args []string, stdout, stderr io.Writer) error {
