@@ -50,21 +50,26 @@ func startGatewayWith(t *testing.T, srv *httptest.Server, opts gateway.Options) 
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	real := srv.Listener.Addr().(*net.TCPAddr).AddrPort()
-	dial := func(ctx context.Context, network string, dst netip.AddrPort) (net.Conn, error) {
-		if dst != service {
-			return nil, fmt.Errorf("no host at %s", dst)
-		}
-		var d net.Dialer
-		return d.DialContext(ctx, network, real.String())
-	}
-	opts.NetstackDial = dial
+	opts.NetstackDial = serviceDial(srv)
 	gw, err := gateway.New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(gw.Close)
 	return &env{gw: gw, gwKey: gwKey, cliKey: cliKey, endpoint: netip.AddrPortFrom(loopback, gw.ListenPort())}
+}
+
+// serviceDial is a netstack dialer whose private network has srv at
+// service and nothing else.
+func serviceDial(srv *httptest.Server) func(ctx context.Context, network string, dst netip.AddrPort) (net.Conn, error) {
+	real := srv.Listener.Addr().(*net.TCPAddr).AddrPort()
+	return func(ctx context.Context, network string, dst netip.AddrPort) (net.Conn, error) {
+		if dst != service {
+			return nil, fmt.Errorf("no host at %s", dst)
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, real.String())
+	}
 }
 
 // testConfig is a netstack gateway on random ports with one client, alice

@@ -6,6 +6,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,6 +109,88 @@ func TestReload(t *testing.T) {
 	}
 	if e.gw.Clients().HasPeer(e.cliKey.Public()) {
 		t.Fatal("alice's initiations made her a peer again after her removal")
+	}
+}
+
+// TestReloadPeersFile: what SIGHUP does (Load the same configuration
+// file again, then Reload) picks up a changed peers file: a client added
+// there connects, one removed is cut off.
+func TestReloadPeersFile(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer srv.Close()
+	gwKey, _ := keys.Generate()
+	aliceKey, _ := keys.Generate()
+	bobKey, _ := keys.Generate()
+	bobAddr := netip.MustParseAddr("10.99.0.3")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "anyguard.yaml")
+	peers := filepath.Join(dir, "peers.txt")
+	write := func(name, text string) {
+		t.Helper()
+		if err := os.WriteFile(name, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(path, `node: {name: test-gw}
+clients:
+  private_key: `+gwKey.String()+`
+  listen_port: 0
+  address: 10.99.0.1/16
+  uapi: false
+  peers_file: peers.txt
+egress: {mode: netstack, prefixes: [10.1.0.0/16]}
+health: {listen: "127.0.0.1:0", tcp_listen: "off"}
+`)
+	write(peers, "alice "+aliceKey.Public().String()+" "+clientAddr.String()+"/32\n")
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := gateway.New(cfg, gateway.Options{NetstackDial: serviceDial(srv)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(gw.Close)
+	e := &env{gw: gw, gwKey: gwKey, cliKey: aliceKey, endpoint: netip.AddrPortFrom(loopback, gw.ListenPort())}
+	alice := e.client(t)
+	if body := get(t, alice, "http://"+service.String()+"/"); body != "ok" {
+		t.Fatalf("alice: %q", body)
+	}
+
+	write(peers, "# alice left\nbob "+bobKey.Public().String()+" "+bobAddr.String()+"/32\n")
+	cfg, err = config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Reload(cfg); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	bob, err := wgclient.New(wgclient.Config{
+		PrivateKey: bobKey, Address: bobAddr, Peer: gwKey.Public(), Endpoint: e.endpoint,
+		AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bob.Close()
+	if body := get(t, bob, "http://"+service.String()+"/"); body != "ok" {
+		t.Fatalf("bob after reload: %q", body)
+	}
+	hc := &http.Client{Transport: &http.Transport{DialContext: alice.DialContext}, Timeout: 2 * time.Second}
+	if _, err := hc.Get("http://" + service.String() + "/"); err == nil {
+		t.Fatal("alice still reaches the service after leaving the peers file")
+	}
+	if st := gw.PeerStats(); st.Removed["reload"] != 1 || st.Configured != 1 || gw.Clients().HasPeer(aliceKey.Public()) {
+		t.Fatalf("after removing alice: %+v, alice a peer: %v", st, gw.Clients().HasPeer(aliceKey.Public()))
+	}
+
+	// A bad line fails the reload and leaves the running clients alone.
+	write(peers, "bob "+bobKey.Public().String()+" 10.99.0.3\n")
+	if _, err := config.Load(path); err == nil || !strings.Contains(err.Error(), "peers.txt:1: allowed_ips[0]:") {
+		t.Fatalf("bad peers file: err = %v", err)
+	}
+	if body := get(t, bob, "http://"+service.String()+"/"); body != "ok" {
+		t.Fatalf("bob after a failed reload: %q", body)
 	}
 }
 
