@@ -459,10 +459,10 @@ idle machine (BenchmarkYAMLNodes100k), 0.8-1.0 s with the peer list cut in piece
 does; our decoding and validation add 0.2-0.3 s. With the same clients in a peers file (clients.peers_file, one
 line each, 7 MB) loading takes 0.15-0.25 s: parsing the lines 75-100 ms, validating 100 ms
 (BenchmarkLoad100kPeersFile). Goals (issue 6) at 100k: RSS ≤ 200 MB and start ≤ 2 s are met with a peers file,
-and with YAML on an idle machine. Reload ≤ 1 s with 1 % changed is within reach only with a peers file, and not
-met reliably: runs of this benchmark gave 0.66-1.43 s (loading 0.2-0.3 s, applying 0.4-1.0 s: re-validation,
-the client index, routes and digest, now the larger part) on a machine shared with other work (load average 6-8
-on 2 cores, which also about doubled the YAML times); with YAML parsing alone takes about a second.
+and with YAML on an idle machine. Reload ≤ 1 s with 1 % changed is met with a peers file: 0.48 s on an idle
+machine (2026-11-25), 0.66-1.43 s in runs on a machine shared with other work (load average 6-8 on 2 cores,
+which also about doubled the YAML times); applying it (re-validation, the client index, routes and digest) is
+now the larger part. With YAML, parsing alone takes about a second, so that goal needs the peers file.
 Before just-in-time peers every configured client was a live peer: 10k clients started in 2.5-2.8 s with
 300 MB RSS and 20,040 goroutines, 50k in 12.8 s with 1.4 GB, and 100k did not start (wireguard-go's
 device.MaxPeers is 65,536).
