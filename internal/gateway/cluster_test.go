@@ -139,11 +139,7 @@ func ownersAgree(e *clusterEnv, want string) bool {
 // balancer would move it) and, once that gateway claims it, reaches both
 // again, and every gateway agrees on the owner.
 func TestClusterClientReachesEveryRegion(t *testing.T) {
-	e := &clusterEnv{gws: make(map[string]*gateway.Gateway)}
-	e.clientsKey, _ = keys.Generate()
-	e.alice, _ = keys.Generate()
-	e.secret, _ = keys.Generate()
-	ra, rb := newRegion(t, "region-a", 1), newRegion(t, "region-b", 2)
+	e, ra, rb := newClusterEnv(t)
 	a1 := e.start(t, "a1", ra, nil, 0)
 	b1 := e.start(t, "b1", rb, []string{gossipAddr(a1)}, 30*time.Second)
 	e.start(t, "b2", rb, []string{gossipAddr(a1)}, -30*time.Second)
@@ -242,13 +238,19 @@ func TestClusterClientReachesEveryRegion(t *testing.T) {
 	}
 }
 
-// startTwoRegions starts a1 in region A and b1, b2 in region B, joined.
-func startTwoRegions(t *testing.T) (*clusterEnv, *region, *region) {
+// newClusterEnv returns fresh keys and two regions, A and B, with no
+// gateway yet.
+func newClusterEnv(t *testing.T) (*clusterEnv, *region, *region) {
 	e := &clusterEnv{gws: make(map[string]*gateway.Gateway)}
 	e.clientsKey, _ = keys.Generate()
 	e.alice, _ = keys.Generate()
 	e.secret, _ = keys.Generate()
-	ra, rb := newRegion(t, "region-a", 1), newRegion(t, "region-b", 2)
+	return e, newRegion(t, "region-a", 1), newRegion(t, "region-b", 2)
+}
+
+// startTwoRegions starts a1 in region A and b1, b2 in region B, joined.
+func startTwoRegions(t *testing.T) (*clusterEnv, *region, *region) {
+	e, ra, rb := newClusterEnv(t)
 	a1 := e.start(t, "a1", ra, nil, 0)
 	e.start(t, "b1", rb, []string{gossipAddr(a1)}, 0)
 	e.start(t, "b2", rb, []string{gossipAddr(a1)}, 0)
@@ -357,11 +359,7 @@ func TestConcurrentClaimsAgree(t *testing.T) {
 // initiator. (Both initiating at once used to leave pairs without a
 // session for 5 s.)
 func TestBackboneMeshFormsWithoutRetry(t *testing.T) {
-	e := &clusterEnv{gws: make(map[string]*gateway.Gateway)}
-	e.clientsKey, _ = keys.Generate()
-	e.alice, _ = keys.Generate()
-	e.secret, _ = keys.Generate()
-	ra, rb := newRegion(t, "region-a", 1), newRegion(t, "region-b", 2)
+	e, ra, rb := newClusterEnv(t)
 	a1 := e.start(t, "a1", ra, nil, 0)
 	e.start(t, "a2", ra, []string{gossipAddr(a1)}, 0)
 	e.start(t, "b1", rb, []string{gossipAddr(a1)}, 0)
