@@ -17,11 +17,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/anyguard/anyguard/bench/netns"
 	"github.com/anyguard/anyguard/internal/keys"
 	"github.com/anyguard/anyguard/internal/wgclient"
 )
@@ -145,7 +145,7 @@ func X25519Rate(d time.Duration) float64 {
 
 // threadCPU is the CPU time of the calling OS thread so far, from
 // /proc/thread-self/stat (clock ticks of 10 ms).
-func threadCPU() (time.Duration, error) { return statCPU("/proc/thread-self/stat") }
+func threadCPU() (time.Duration, error) { return netns.StatCPU("/proc/thread-self/stat") }
 
 // hsDrain is how long answers are still counted after a storm step, and
 // hsSettle the pause before the next step (wireguard-go stays "under load"
@@ -305,8 +305,8 @@ func runHandshakeTarget(ctx context.Context, opts HandshakeOptions, target, path
 		s.forget()
 		s.stats()
 		echo.take()
-		gw0, _ := processCPU(pid)
-		me0, _ := processCPU(os.Getpid())
+		gw0, _ := netns.ProcessCPU(pid)
+		me0, _ := netns.ProcessCPU(os.Getpid())
 		t0 := time.Now()
 		if rate > 0 {
 			s.offer(ctx, rate, opts.Duration, opts.Senders)
@@ -319,8 +319,8 @@ func runHandshakeTarget(ctx context.Context, opts HandshakeOptions, target, path
 			sleepCtx(ctx, hsDrain)
 		}
 		window := time.Since(t0)
-		gw1, _ := processCPU(pid)
-		me1, _ := processCPU(os.Getpid())
+		gw1, _ := netns.ProcessCPU(pid)
+		me1, _ := netns.ProcessCPU(os.Getpid())
 		st := s.stats()
 		p := HandshakeStep{
 			Target: target, Offered: rate, Seconds: stormTime.Seconds(),
@@ -494,34 +494,6 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
-}
-
-// processCPU returns the user plus system CPU time process pid has used,
-// from /proc/PID/stat (Linux; an error elsewhere).
-func processCPU(pid int) (time.Duration, error) {
-	return statCPU("/proc/" + strconv.Itoa(pid) + "/stat")
-}
-
-func statCPU(path string) (time.Duration, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')') // the command name may hold spaces
-	if i < 0 {
-		return 0, fmt.Errorf("%s: malformed", path)
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("%s: malformed", path)
-	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("%s: malformed times", path)
-	}
-	return time.Duration(ut+st) * (time.Second / 100), nil // USER_HZ
 }
 
 // wireguardGoVersion is the version of the wireguard-go module built in.

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 )
@@ -105,32 +103,6 @@ func (p *Proc) Log() string {
 // CPUTime returns the user plus system CPU time the process has used so
 // far, from /proc/PID/stat.
 func (p *Proc) CPUTime() (time.Duration, error) { return ProcessCPU(p.Pid()) }
-
-// ProcessCPU returns the user plus system CPU time of process pid.
-func ProcessCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	// The command name may contain spaces; fields start after ") ".
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: malformed", pid)
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: malformed", pid)
-	}
-	// utime and stime are fields 14 and 15 of the line, in clock ticks
-	// (USER_HZ, 100 on Linux).
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: malformed times", pid)
-	}
-	return time.Duration(ut+st) * (time.Second / 100), nil
-}
 
 // WaitFor polls cond every 50 ms until it holds, p exits (when p is not
 // nil) or timeout passes, and says which in its error.
