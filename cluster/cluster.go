@@ -73,6 +73,7 @@ type Stats struct {
 	BadMeta        uint64 // members whose metadata did not decode
 	PushPulls      uint64
 	RepairsSent    uint64 // records sent to a member whose digest differed
+	CatchUps       uint64 // digest exchanges begun with a member just learned of
 	Queued         int    // broadcasts waiting
 }
 
@@ -93,9 +94,10 @@ type Cluster struct {
 	view   map[string]Member    // by name, from membership events
 	gone   map[string]time.Time // when each member not alive went
 
-	msgs, bad, applied, relayed, sent, fanoutErrs, decryptErrs, badMeta, pushPulls, repairsSent atomic.Uint64
+	msgs, bad, applied, relayed, sent, fanoutErrs, decryptErrs, badMeta, pushPulls, repairsSent, catchUps atomic.Uint64
 
 	repairs chan repair // to repairLoop
+	joining atomic.Bool // in ml.Join: members found are not asked to catch up (see NotifyJoin)
 
 	membersChanged chan struct{}
 	stop           chan struct{}
@@ -108,6 +110,12 @@ type Cluster struct {
 const (
 	msgRecord = 1 // one ownership record (gossip and fan-out)
 	msgBatch  = 2 // a batch of records repairing a member's digest (reliable)
+	// A digest (digest.go) sent to a member this gateway just learned of,
+	// asking for the records of differing buckets and for the member's
+	// own digest in return (msgDigestReply), so that both end up with
+	// the greater record of every client (reliable).
+	msgDigestAsk   = 3
+	msgDigestReply = 4 // the answer to msgDigestAsk: only repairs follow
 )
 
 // repairBatch bounds the records of one repair message.
@@ -134,7 +142,7 @@ func New(cfg Config) (*Cluster, error) {
 		view:           make(map[string]Member),
 		gone:           make(map[string]time.Time),
 		stop:           make(chan struct{}),
-		repairs:        make(chan repair, 4),
+		repairs:        make(chan repair, 64),
 	}
 	c.codec.Store(&Codec{Clients: NewClientSet(cfg.Clients)})
 	if err := c.SetMeta(cfg.Meta); err != nil {
@@ -203,10 +211,12 @@ func (c *Cluster) numMembers() int {
 }
 
 func (c *Cluster) join() error {
+	c.joining.Store(true)
 	n, err := c.ml.Join(c.cfg.Join)
+	c.joining.Store(false)
 	if n == 0 {
 		if err == nil {
-			err = ErrJoin
+			return ErrJoin
 		}
 		return fmt.Errorf("%w: %w", ErrJoin, err)
 	}
@@ -476,6 +486,7 @@ func (c *Cluster) Stats() Stats {
 		BadMeta:        c.badMeta.Load(),
 		PushPulls:      c.pushPulls.Load(),
 		RepairsSent:    c.repairsSent.Load(),
+		CatchUps:       c.catchUps.Load(),
 		FanoutErrors:   c.fanoutErrs.Load(),
 		Queued:         c.queue.NumQueued(),
 	}
@@ -569,6 +580,10 @@ func (d *delegate) NotifyMsg(b []byte) {
 		c.mergeBatch(b[1:], "repair")
 		return
 	}
+	if len(b) > 0 && (b[0] == msgDigestAsk || b[0] == msgDigestReply) {
+		c.digestMsg(b[1:], b[0] == msgDigestAsk)
+		return
+	}
 	if len(b) == 0 || b[0] != msgRecord {
 		c.bad.Add(1)
 		return
@@ -636,10 +651,7 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 		if dg.from == c.cfg.Name {
 			return
 		}
-		select {
-		case c.repairs <- repair{to: dg.from, bits: dg.bits, hashes: dg.hashes}:
-		default: // busy: the next push/pull compares again
-		}
+		c.queueRepair(repair{to: dg.from, bits: dg.bits, hashes: dg.hashes})
 		return
 	}
 	c.mergeBatch(buf, "push/pull")
@@ -662,11 +674,42 @@ func (c *Cluster) mergeBatch(buf []byte, via string) {
 	}
 }
 
-// repair is a member's digest whose differing buckets it should receive.
+// digestMsg takes a member's msgDigestAsk or msgDigestReply: the records
+// of the buckets that differ go back to it, and for an ask this gateway's
+// own digest too.
+func (c *Cluster) digestMsg(b []byte, ask bool) {
+	dg, err := decodeDigest(b)
+	if err != nil {
+		c.bad.Add(1)
+		c.logger.Warn("refused ownership digest from a member", "err", err)
+		return
+	}
+	if dg.from == c.cfg.Name {
+		return
+	}
+	c.queueRepair(repair{to: dg.from, bits: dg.bits, hashes: dg.hashes, answer: ask})
+}
+
+// queueRepair hands rp to repairLoop unless it is busy; the next periodic
+// push/pull compares the tables again.
+func (c *Cluster) queueRepair(rp repair) {
+	select {
+	case c.repairs <- rp:
+	default:
+		c.logger.Debug("ownership repair skipped: repairs busy", "member", rp.to)
+	}
+}
+
+// repair is work for repairLoop: send member to the records of the buckets
+// where its digest (bits, hashes) differs from this table and, when
+// answer is set, this table's digest in a msgDigestReply; or, when ask is
+// set, begin a catch-up: send this table's digest in a msgDigestAsk.
 type repair struct {
 	to     string
 	bits   uint8
 	hashes []uint32
+	answer bool
+	ask    bool
 }
 
 // repairLoop sends members the records of the buckets where their digest
@@ -680,10 +723,6 @@ func (c *Cluster) repairLoop() {
 			return
 		case rp = <-c.repairs:
 		}
-		rs := c.table.Differing(rp.bits, rp.hashes)
-		if len(rs) == 0 {
-			continue
-		}
 		var to *memberlist.Node
 		for _, n := range c.ml.Members() {
 			if n.Name == rp.to {
@@ -692,6 +731,26 @@ func (c *Cluster) repairLoop() {
 			}
 		}
 		if to == nil {
+			continue
+		}
+		if rp.ask || rp.answer {
+			typ := byte(msgDigestReply)
+			if rp.ask {
+				typ = msgDigestAsk
+				c.catchUps.Add(1)
+			}
+			bits := digestBits(c.table.Stats().Clients)
+			msg := appendDigest([]byte{typ}, c.cfg.Name, bits, c.table.Digest(bits))
+			if err := c.ml.SendReliable(to, msg); err != nil {
+				c.logger.Debug("ownership digest not sent", "member", rp.to, "err", err)
+				continue
+			}
+			if rp.ask {
+				continue
+			}
+		}
+		rs := c.table.Differing(rp.bits, rp.hashes)
+		if len(rs) == 0 {
 			continue
 		}
 		codec := c.sendCodec()
@@ -714,11 +773,21 @@ func (c *Cluster) repairLoop() {
 // events implements memberlist.EventDelegate.
 type events Cluster
 
+// NotifyJoin records a member this gateway just learned of and begins a
+// catch-up with it. Until this gateway knew the member, its own claims went
+// to every other member but that one, and gossip reaches any one member
+// only with some probability: without the catch-up, the member could hold
+// a stale owner until the next periodic push/pull picked this pair (seconds
+// to a minute). The members a gateway finds while joining are skipped:
+// its join took a whole table, and each of them begins a catch-up with it.
 func (e *events) NotifyJoin(n *memberlist.Node) {
 	c := (*Cluster)(e)
 	m := c.record(n, false)
 	c.logger.Info("member joined", "node", n.Name, "region", m.Region, "addr", n.Address())
 	c.signalMembers()
+	if n.Name != c.cfg.Name && !c.joining.Load() {
+		c.queueRepair(repair{to: n.Name, ask: true})
+	}
 }
 
 func (e *events) NotifyLeave(n *memberlist.Node) {

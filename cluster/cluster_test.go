@@ -238,7 +238,8 @@ func memberStatus(n *testNode, name string) string {
 func TestMalformedMessagesCounted(t *testing.T) {
 	a := startNode(t, "a", nil, testSecret, 0, nil)
 	d := (*delegate)(a.Cluster)
-	msgs := [][]byte{nil, {9}, {msgRecord}, {msgRecord, 0xff, 0xff}, make([]byte, 600), {msgBatch}, {msgBatch, 1, 5}}
+	msgs := [][]byte{nil, {9}, {msgRecord}, {msgRecord, 0xff, 0xff}, make([]byte, 600), {msgBatch}, {msgBatch, 1, 5},
+		{msgDigestAsk}, {msgDigestAsk, stateDigest, 1, 'b', 20}, {msgDigestReply, stateDigest, 0}, {msgDigestReply, 1, 2, 3}}
 	for _, msg := range msgs {
 		d.NotifyMsg(msg)
 	}
@@ -342,5 +343,46 @@ func TestDigestRepairsMissedRecords(t *testing.T) {
 	}
 	if a.Stats().MsgsBad+b.Stats().MsgsBad != 0 {
 		t.Fatalf("bad messages: a %d, b %d", a.Stats().MsgsBad, b.Stats().MsgsBad)
+	}
+}
+
+// TestCatchUpOnJoin: records a gateway holds that never reached a newly
+// joined gateway (here written straight into the tables, as a claim made
+// before the claimer knew the new member would be) reach it, and the new
+// member's reach the claimer, within moments of the two learning of each
+// other, with periodic push/pull too far off to be what did it.
+func TestCatchUpOnJoin(t *testing.T) {
+	clients := genClients(200)
+	slow := func(c *Config) { c.PushPullInterval = 10 * time.Minute }
+	a := startNodeWith(t, "a", nil, testSecret, 0, clients, slow)
+	b := startNodeWith(t, "b", []string{a.addr()}, testSecret, 0, clients, slow)
+	waitFor(t, "2 members", 10*time.Second, func() bool { return a.alive() == 2 && b.alive() == 2 })
+	ep := netip.MustParseAddrPort("198.51.100.1:40000")
+	for _, k := range clients[:100] {
+		b.Table().Claim(k, ep, ReasonHandshake)
+	}
+	c := startNodeWith(t, "c", nil, testSecret, 0, clients, slow)
+	for _, k := range clients[100:150] {
+		c.Table().Claim(k, ep, ReasonHandshake)
+	}
+	c.cfg.Join = []string{a.addr()} // a has none of b's records
+	if err := c.join(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "c to hold b's records and b to hold c's", 3*time.Second, func() bool {
+		for _, k := range clients[:150] {
+			rb, _ := b.Table().Get(k)
+			rc, _ := c.Table().Get(k)
+			if rb.Version == 0 || rb != rc {
+				return false
+			}
+		}
+		return true
+	})
+	if b.Stats().CatchUps == 0 {
+		t.Fatal("b began no catch-up with c")
+	}
+	if n := c.Stats().CatchUps; n != 0 {
+		t.Fatalf("c, the joining gateway, began %d catch-ups; its join took a whole table", n)
 	}
 }

@@ -36,7 +36,10 @@
 // Broadcast every record that Claim or Release wrote, named by the client
 // key so a newer one replaces a queued older one. memberlist never relays
 // user messages, so relay each received record exactly when Apply returns
-// true; merge push/pull state with Merge and do not relay it. Call GC
+// true; merge push/pull state with Merge and do not relay it. Cluster adds to
+// memberlist a digest exchange (digest.go) in place of whole-table push/pull
+// outside joins, run also at once with every member it learns of, since its
+// own claims before that went to everyone else. Call GC
 // periodically with the HLC's Now. A gateway should complete one push/pull
 // before it takes clients, or its first claims carry low versions and lose
 // to what the cluster already knows.

@@ -58,7 +58,8 @@ type Metrics struct {
 	// Gossip counts ownership gossip by event: "received", "bad"
 	// (malformed or refused, never applied), "applied", "relayed", "sent"
 	// (own claims and releases), "send_error", "repair_sent" (records sent
-	// to a member whose digest differed), "push_pull", "decrypt_error"
+	// to a member whose digest differed), "push_pull", "catch_up" (digest
+	// exchanges begun with a member just learned of), "decrypt_error"
 	// (packets with a wrong key or none). Nil when not clustered.
 	Gossip map[string]uint64
 	// ConfigDigest is the digest of this gateway's client set;
@@ -189,7 +190,7 @@ var (
 	descOwned       = prometheus.NewDesc("anyguard_owned_clients", "Clients this gateway owns (holds the session of).", nil, nil)
 	descOwnChanges  = prometheus.NewDesc("anyguard_ownership_changes_total", "Client ownership changes seen, by reason.", []string{"reason"}, nil)
 	descMembers     = prometheus.NewDesc("anyguard_gossip_members", "Cluster members by state, this gateway included.", []string{"state"}, nil)
-	descGossip      = prometheus.NewDesc("anyguard_gossip_events_total", "Ownership gossip by event (received, bad, applied, relayed, sent, send_error, repair_sent, push_pull, decrypt_error).", []string{"event"}, nil)
+	descGossip      = prometheus.NewDesc("anyguard_gossip_events_total", "Ownership gossip by event (received, bad, applied, relayed, sent, send_error, repair_sent, push_pull, catch_up, decrypt_error).", []string{"event"}, nil)
 	descConvergence = prometheus.NewDesc("anyguard_convergence_seconds", "Time from a client's move to every gateway agreeing on its owner.", nil, nil)
 	descConfigInfo  = prometheus.NewDesc("anyguard_config_info", "Digest of this gateway's client set; always 1.", []string{"digest"}, nil)
 	descMismatch    = prometheus.NewDesc("anyguard_config_digest_mismatch", "Cluster members whose client-set digest differs from this gateway's.", nil, nil)

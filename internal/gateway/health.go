@@ -193,7 +193,7 @@ func (g *Gateway) Metrics() health.Metrics {
 		m.Gossip = map[string]uint64{
 			"received": st.MsgsReceived, "bad": st.MsgsBad, "applied": st.RecordsApplied, "relayed": st.Relayed,
 			"sent": st.Broadcasts, "send_error": st.FanoutErrors, "repair_sent": st.RepairsSent,
-			"push_pull": st.PushPulls, "decrypt_error": st.DecryptErrors,
+			"push_pull": st.PushPulls, "catch_up": st.CatchUps, "decrypt_error": st.DecryptErrors,
 		}
 	}
 	for _, c := range g.liveClients() {
