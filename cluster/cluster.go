@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -93,6 +95,14 @@ type Cluster struct {
 	viewMu sync.Mutex
 	view   map[string]Member    // by name, from membership events
 	gone   map[string]time.Time // when each member not alive went
+	// peers is every other member memberlist counts as alive or suspect,
+	// by name: copies taken in its event callbacks, which run under its
+	// node lock. The *Node values Members and LocalNode return are
+	// rewritten in place as alive messages arrive, so reading them
+	// anywhere else races (go test -race caught repairLoop doing it).
+	// Copy on write; replaced under viewMu.
+	peers     atomic.Pointer[map[string]*memberlist.Node]
+	localAddr netip.AddrPort
 
 	msgs, bad, applied, relayed, sent, fanoutErrs, decryptErrs, badMeta, pushPulls, repairsSent, catchUps atomic.Uint64
 
@@ -144,6 +154,7 @@ func New(cfg Config) (*Cluster, error) {
 		stop:           make(chan struct{}),
 		repairs:        make(chan repair, 64),
 	}
+	c.peers.Store(&map[string]*memberlist.Node{})
 	c.codec.Store(&Codec{Clients: NewClientSet(cfg.Clients)})
 	if err := c.SetMeta(cfg.Meta); err != nil {
 		return nil, err
@@ -190,6 +201,9 @@ func New(cfg Config) (*Cluster, error) {
 		return nil, fmt.Errorf("cluster: start gossip on %s: %w", cfg.Bind, err)
 	}
 	c.ml = ml
+	ln := ml.LocalNode() // nothing rewrites it before Create returns
+	a, _ := netip.AddrFromSlice(ln.Addr)
+	c.localAddr = netip.AddrPortFrom(a.Unmap(), ln.Port)
 	c.wg.Add(3)
 	go c.notifyLoop()
 	go c.maintain()
@@ -349,11 +363,7 @@ func (c *Cluster) Table() *Table { return c.table }
 func (c *Cluster) HLC() *HLC { return c.hlc }
 
 // LocalAddr returns the gossip address this gateway advertises.
-func (c *Cluster) LocalAddr() netip.AddrPort {
-	n := c.ml.LocalNode()
-	a, _ := netip.AddrFromSlice(n.Addr)
-	return netip.AddrPortFrom(a.Unmap(), n.Port)
-}
+func (c *Cluster) LocalAddr() netip.AddrPort { return c.localAddr }
 
 // Name returns this gateway's node name.
 func (c *Cluster) Name() string { return c.cfg.Name }
@@ -388,10 +398,7 @@ func (c *Cluster) broadcast(r Record) {
 // fanout sends msg to every member not known dead but this one, best
 // effort (UDP, encrypted like all gossip).
 func (c *Cluster) fanout(msg []byte) {
-	for _, n := range c.ml.Members() {
-		if n.Name == c.cfg.Name { // Members lists alive and suspect members
-			continue
-		}
+	for _, n := range *c.peers.Load() {
 		if err := c.ml.SendBestEffort(n, msg); err != nil {
 			c.fanoutErrs.Add(1)
 			c.logger.Debug("direct send of an ownership record failed", "member", n.Name, "err", err)
@@ -469,6 +476,18 @@ func (c *Cluster) record(n *memberlist.Node, gone bool) Meta {
 		c.gone[n.Name] = time.Now()
 	} else {
 		delete(c.gone, n.Name)
+	}
+	if !mem.Self {
+		peers := maps.Clone(*c.peers.Load())
+		if gone {
+			delete(peers, n.Name)
+		} else {
+			cp := *n
+			cp.Addr = slices.Clone(n.Addr)
+			cp.Meta = slices.Clone(n.Meta)
+			peers[n.Name] = &cp
+		}
+		c.peers.Store(&peers)
 	}
 	c.viewMu.Unlock()
 	return mem.Meta
@@ -710,7 +729,17 @@ type repair struct {
 	hashes []uint32
 	answer bool
 	ask    bool
+	tries  int // lookups of to that found no such member
 }
+
+// A member that sent a digest may not be in this gateway's view yet (the
+// member this gateway joined through asks it before its join's push/pull
+// is merged): repairLoop looks it up again every repairRetry, repairTries
+// times.
+const (
+	repairRetry = 100 * time.Millisecond
+	repairTries = 10
+)
 
 // repairLoop sends members the records of the buckets where their digest
 // differs from this table.
@@ -723,14 +752,11 @@ func (c *Cluster) repairLoop() {
 			return
 		case rp = <-c.repairs:
 		}
-		var to *memberlist.Node
-		for _, n := range c.ml.Members() {
-			if n.Name == rp.to {
-				to = n
-				break
-			}
-		}
+		to := (*c.peers.Load())[rp.to]
 		if to == nil {
+			if rp.tries++; rp.tries < repairTries {
+				time.AfterFunc(repairRetry, func() { c.queueRepair(rp) })
+			}
 			continue
 		}
 		if rp.ask || rp.answer {
