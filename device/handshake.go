@@ -223,6 +223,17 @@ func (t Timestamp) Time() time.Time {
 	return time.Unix(int64(secs), int64(binary.BigEndian.Uint32(t[8:])))
 }
 
+// CheckMAC1 reports whether msg is a handshake initiation addressed to
+// this key: the right type and size, and a valid mac1 (one keyed BLAKE2s,
+// no allocation; safe for concurrent use). It is the check a responder
+// makes before it answers anything, a cookie reply included.
+func (r *InitiationReader) CheckMAC1(msg []byte) bool {
+	if len(msg) != sizeInitiation || binary.LittleEndian.Uint32(msg) != msgInitiation {
+		return false
+	}
+	return r.checkMAC1(msg)
+}
+
 // checkMAC1 reports whether msg (an initiation) carries a valid mac1:
 // keyed BLAKE2s-128 of everything before it.
 func (r *InitiationReader) checkMAC1(msg []byte) bool {

@@ -162,6 +162,15 @@ func TestInitiationStaticWireGuard(t *testing.T) {
 				t.Fatal("PublicKey is not the responder's")
 			}
 
+			if !r.CheckMAC1(msg) {
+				t.Fatal("CheckMAC1 refuses wireguard-go's initiation")
+			}
+			bad := slices.Clone(msg)
+			bad[initOffMAC1] ^= 1
+			if r.CheckMAC1(bad) || r.CheckMAC1(msg[:len(msg)-1]) || NewInitiationReader(initiator).CheckMAC1(msg) {
+				t.Fatal("CheckMAC1 accepts a bad mac1, a short message or another key's initiation")
+			}
+
 			got, err := r.Static(msg)
 			if err != nil || got != initiator.Public() {
 				t.Fatalf("Static = %v, %v; want the initiator's key", got, err)
@@ -506,6 +515,9 @@ func FuzzInitiationStatic(f *testing.F) {
 	f.Add([]byte{1})
 	f.Add(bytes.Repeat([]byte{0xff}, sizeInitiation))
 	f.Fuzz(func(t *testing.T, m []byte) {
+		if got, want := r.CheckMAC1(m), Classify(m) == msgInitiation && hsValidMAC1(m, r.PublicKey()); got != want {
+			t.Fatalf("CheckMAC1 = %v, want %v", got, want)
+		}
 		k, err := r.Static(m)
 		switch {
 		case err == nil:

@@ -34,7 +34,7 @@ type Metrics struct {
 	PeersRemoved map[string]uint64
 	// Initiations counts handshake initiations by what the gateway did
 	// with them ("accepted", "unknown_key", "not_authentic", "replay",
-	// "unreadable", "overload").
+	// "unreadable", "overload", "cookie_sent", "rate_limited").
 	Initiations map[string]uint64
 	// HandshakeMessages counts WireGuard handshake messages received on
 	// the client socket by type ("initiation", "response", "cookie_reply").
@@ -181,7 +181,7 @@ var (
 	descConfigured  = prometheus.NewDesc("anyguard_clients_configured", "Clients in the configured client set.", nil, nil)
 	descPeersAdded  = prometheus.NewDesc("anyguard_peers_added_total", "Clients added to the client device when they connected.", nil, nil)
 	descPeersRemove = prometheus.NewDesc("anyguard_peers_removed_total", "Client peers removed from the client device, by reason (idle, reload, moved).", []string{"reason"}, nil)
-	descInitiations = prometheus.NewDesc("anyguard_initiations_total", "Handshake initiations on the client socket by outcome (accepted, unknown_key, not_authentic, replay, unreadable, overload).", []string{"result"}, nil)
+	descInitiations = prometheus.NewDesc("anyguard_initiations_total", "Handshake initiations on the client socket by outcome (accepted, unknown_key, not_authentic, replay, unreadable, overload, cookie_sent, rate_limited).", []string{"result"}, nil)
 	descHandshakes  = prometheus.NewDesc("anyguard_handshakes_total", "WireGuard handshake messages received on the client socket, by type.", []string{"type"}, nil)
 	descJunk        = prometheus.NewDesc("anyguard_junk_datagrams_total", "Datagrams on the client socket that are no WireGuard message; dropped.", nil, nil)
 	descPackets     = prometheus.NewDesc("anyguard_packets_total", "IP packets by path (client, backbone, egress) and direction (rx into the router, tx out of it).", []string{"path", "direction"}, nil)

@@ -1,5 +1,7 @@
 package gateway
 
+import "time"
+
 // CrashForTest stops the gateway without leaving the cluster, as a crash
 // would: the others find out by failure detection.
 func (g *Gateway) CrashForTest() {
@@ -23,4 +25,10 @@ func (g *Gateway) BackboneSessionsForTest() int {
 		}
 	}
 	return n
+}
+
+// UnderLoadForTest puts the client socket's initiation check under load
+// for d, as a handshake flood would: initiations need a cookie.
+func (g *Gateway) UnderLoadForTest(d time.Duration) {
+	g.jit.underLoadUntil.Store(time.Now().Add(d).UnixNano())
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/binary"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
+	wgdevice "golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/ratelimiter"
 
 	"github.com/anyguard/anyguard/device"
 	"github.com/anyguard/anyguard/internal/config"
@@ -39,7 +42,18 @@ import (
 // while it waits for the receive goroutines; and so that a flood of
 // initiations costs the worker's core, not the data path. When the worker
 // is behind (jitQueue), initiations go straight to the device, which
-// answers those of live peers (and, under load, asks for cookies).
+// answers those of live peers.
+//
+// Under load the worker's X25519s are what a flood would spend, so the
+// receive goroutine applies WireGuard's DoS defence itself, before
+// anything is queued, as wireguard-go does before its own (which never
+// sees load here: the worker feeds it at its own pace). While the queue
+// is an eighth full, and for a second after, an initiation with a bad mac1
+// is dropped; one without a valid mac2 gets a cookie reply (bound to its
+// source address, so a spoofed source never gets one back) and is
+// dropped; one with a valid mac2 is rate-limited per source IP (20/s,
+// bursts of 5: wireguard-go's limiter). Real clients retry with the
+// cookie after 5 s. Out of load none of this costs anything.
 //
 // Unknown keys (not configured, not a device peer) are dropped and counted:
 // the device would drop them too, after an X25519 of its own.
@@ -55,6 +69,13 @@ const DefaultIdleTimeout = 210 * time.Second
 
 // jitQueue bounds the initiations waiting for the worker.
 const jitQueue = 1024
+
+// Under load: the queue is jitQueue/8 full, or was within underLoadAfter
+// (wireguard-go's QueueHandshakeSize/8 and UnderLoadAfterTime).
+const (
+	underLoadQueue = jitQueue / 8
+	underLoadAfter = wgdevice.UnderLoadAfterTime
+)
 
 // Reasons a peer leaves the device (anyguard_peers_removed_total).
 const (
@@ -81,6 +102,11 @@ type jit struct {
 	removedMoved                    atomic.Uint64
 	accepted, unknown, notAuthentic atomic.Uint64
 	replays, unreadable, overload   atomic.Uint64
+	cookiesSent, rateLimited        atomic.Uint64
+
+	cookies        wgdevice.CookieChecker // mac2 and cookie replies under load
+	limiter        ratelimiter.Ratelimiter
+	underLoadUntil atomic.Int64 // unix ns
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -104,7 +130,7 @@ func newJIT(g *Gateway, priv keys.Key, idle time.Duration) *jit {
 	if idle <= 0 {
 		idle = DefaultIdleTimeout
 	}
-	return &jit{
+	j := &jit{
 		g:      g,
 		logger: g.logger,
 		reader: device.NewInitiationReader(priv),
@@ -113,11 +139,14 @@ func newJIT(g *Gateway, priv keys.Key, idle time.Duration) *jit {
 		seen:   make(map[keys.Key]*clientSeen),
 		stop:   make(chan struct{}),
 	}
+	j.cookies.Init(wgdevice.NoisePublicKey(priv.Public()))
+	return j
 }
 
 // start installs the hook on the client bind and starts the worker and
 // the idle sweep.
 func (j *jit) start() {
+	j.limiter.Init()
 	j.wg.Add(2)
 	go j.work()
 	go j.sweepLoop()
@@ -135,14 +164,30 @@ func (j *jit) close() {
 	case <-j.stop:
 	default:
 		close(j.stop)
+		j.limiter.Close()
 	}
 	j.wg.Wait()
 }
 
 // onInitiation runs on the client socket's receive goroutine: it queues a
 // copy for the worker and holds the datagram back, or lets it through to
-// the device when the worker is behind.
+// the device when the worker is behind. Under load it first demands a
+// cookie (see the top of this file); holding without queueing drops.
 func (j *jit) onInitiation(msg []byte, from conn.Endpoint) bool {
+	if j.underLoad(time.Now()) {
+		if !j.reader.CheckMAC1(msg) {
+			j.unreadable.Add(1)
+			return true
+		}
+		if !j.cookies.CheckMAC2(msg, from.DstToBytes()) {
+			j.sendCookie(msg, from)
+			return true
+		}
+		if !j.limiter.Allow(from.DstIP()) {
+			j.rateLimited.Add(1)
+			return true
+		}
+	}
 	var h heldInitiation
 	copy(h.msg[:], msg)
 	h.from = from
@@ -153,6 +198,36 @@ func (j *jit) onInitiation(msg []byte, from conn.Endpoint) bool {
 		j.overload.Add(1)
 		return false
 	}
+}
+
+// underLoad reports whether the worker is (or was within underLoadAfter)
+// so far behind that initiations must carry a cookie.
+func (j *jit) underLoad(now time.Time) bool {
+	if len(j.queue) >= underLoadQueue {
+		j.underLoadUntil.Store(now.Add(underLoadAfter).UnixNano())
+		return true
+	}
+	return j.underLoadUntil.Load() > now.UnixNano()
+}
+
+// sendCookie answers the initiation msg (mac1 checked) with a cookie
+// reply to its source: 64 bytes for 148, so no amplification.
+func (j *jit) sendCookie(msg []byte, from conn.Endpoint) {
+	sender := binary.LittleEndian.Uint32(msg[4:8])
+	reply, err := j.cookies.CreateReply(msg, sender, from.DstToBytes())
+	if err != nil {
+		return
+	}
+	var b [wgdevice.MessageCookieReplySize]byte
+	binary.LittleEndian.PutUint32(b[0:], reply.Type)
+	binary.LittleEndian.PutUint32(b[4:], reply.Receiver)
+	copy(b[8:], reply.Nonce[:])
+	copy(b[8+len(reply.Nonce):], reply.Cookie[:])
+	if err := j.g.clients.Bind().Send([][]byte{b[:]}, from); err != nil {
+		j.logger.Debug("cookie reply not sent", "to", from.DstToString(), "err", err)
+		return
+	}
+	j.cookiesSent.Add(1)
 }
 
 func (j *jit) work() {
@@ -431,6 +506,7 @@ func (j *jit) stats() JITStats {
 		Initiations: map[string]uint64{
 			"accepted": j.accepted.Load(), "unknown_key": j.unknown.Load(), "not_authentic": j.notAuthentic.Load(),
 			"replay": j.replays.Load(), "unreadable": j.unreadable.Load(), "overload": j.overload.Load(),
+			"cookie_sent": j.cookiesSent.Load(), "rate_limited": j.rateLimited.Load(),
 		},
 	}
 }

@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -122,4 +123,57 @@ func probeOK(g *gateway.Gateway) bool {
 		}
 	}
 	return false
+}
+
+// Under load a connecting client's first initiation costs the gateway no
+// X25519: it gets a cookie reply and is dropped. wireguard-go's client
+// retries 5 s later with the cookie's mac2, which is accepted, and it
+// connects. A datagram shaped like an initiation whose mac1 is wrong (not
+// addressed to this gateway's key) gets no reply at all.
+func TestCookieUnderLoad(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
+	defer srv.Close()
+	e := startGateway(t, srv)
+	e.gw.UnderLoadForTest(time.Minute)
+
+	junk, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(e.endpoint))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer junk.Close()
+	msg := make([]byte, 148)
+	msg[0] = 1 // type: initiation; mac1 is zeros
+	if _, err := junk.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the junk initiation to be counted unreadable", 2*time.Second, func() bool {
+		return e.gw.PeerStats().Initiations["unreadable"] == 1
+	})
+	junk.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, err := junk.Read(make([]byte, 256)); err == nil {
+		t.Fatalf("junk initiation answered with %d bytes", n)
+	}
+
+	c := e.client(t)
+	start := time.Now()
+	if body := get(t, c, "http://"+service.String()+"/"); body != "ok" {
+		t.Fatalf("body %q", body)
+	}
+	took := time.Since(start)
+	st := e.gw.PeerStats()
+	t.Logf("connected under load after %s; initiations %v", took.Round(time.Millisecond), st.Initiations)
+	if st.Initiations["cookie_sent"] < 1 {
+		t.Fatalf("no cookie reply sent: %v", st.Initiations)
+	}
+	if st.Initiations["accepted"] < 1 || st.Added != 1 {
+		t.Fatalf("the retry with the cookie was not accepted: %+v", st)
+	}
+	// wireguard-go retries an unanswered initiation after 5 s
+	// (RekeyTimeout): the first one must not have been answered.
+	if took < 4*time.Second {
+		t.Fatalf("connected after %s: the first initiation was answered without a cookie", took)
+	}
+	if n := st.Initiations["unreadable"]; n != 1 {
+		t.Fatalf("unreadable = %d, want only the junk", n)
+	}
 }
