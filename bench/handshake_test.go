@@ -177,6 +177,48 @@ func TestRunHandshakes(t *testing.T) {
 	}
 }
 
+// TestHandshakeOverload: offered more initiations than it can answer, the
+// gateway keeps completing handshakes at a rate comparable with stock's.
+// Under load it demands cookies itself; if the device behind it ever got
+// loaded too, the two cookie secrets would refuse each other's clients and
+// almost nothing would complete (0.09× stock when that happened).
+func TestHandshakeOverload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two gateways in child processes and saturates the CPU")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progress strings.Builder
+	rep, err := RunHandshakes(context.Background(), HandshakeOptions{
+		Command: func(ctx context.Context, args ...string) *exec.Cmd {
+			cmd := exec.CommandContext(ctx, exe, "-test.run=^$")
+			cmd.Env = append(os.Environ(), hsChildEnv+"="+strings.Join(args, "\n"))
+			return cmd
+		},
+		Targets:  AllHSTargets,
+		Clients:  1000,
+		Rates:    []float64{6000},
+		Duration: 2 * time.Second,
+		Progress: &progress,
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	completed := map[string]float64{}
+	for _, p := range rep.Steps {
+		if p.Offered > 0 {
+			completed[p.Target] = p.CompletedPerSec
+		}
+	}
+	t.Logf("%s", progress.String())
+	stock, gw := completed[AllHSTargets[0]], completed[AllHSTargets[1]]
+	if stock == 0 || gw < stock/3 {
+		t.Fatalf("overloaded: gateway completed %.0f/s, stock %.0f/s; want at least a third of stock", gw, stock)
+	}
+}
+
 func TestMain(m *testing.M) {
 	if args := os.Getenv(hsChildEnv); args != "" {
 		a := strings.Split(args, "\n")

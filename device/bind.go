@@ -32,6 +32,9 @@ type BindStats struct {
 	// ReleaseDrops counts held initiations that Release could not hand
 	// to the device (its queue was full).
 	ReleaseDrops uint64
+	// SentResponses and SentCookieReplies count the handshake answers the
+	// device sent through the bind.
+	SentResponses, SentCookieReplies uint64
 }
 
 // ClassifyingBind wraps a conn.Bind and looks at every received datagram
@@ -47,10 +50,11 @@ type ClassifyingBind struct {
 	onInitiation                                     atomic.Pointer[InitiationHook]
 	onTransport                                      atomic.Pointer[TransportHook]
 
-	released     chan releasedInitiation // for the device's extra receive function
-	releaseDrops atomic.Uint64
-	mu           sync.Mutex
-	closed       chan struct{} // closed by Close; a new one per Open
+	released                   chan releasedInitiation // for the device's extra receive function
+	releaseDrops               atomic.Uint64
+	sentResponses, sentCookies atomic.Uint64
+	mu                         sync.Mutex
+	closed                     chan struct{} // closed by Close; a new one per Open
 }
 
 // releaseQueue bounds the initiations released and not yet read by the
@@ -133,6 +137,28 @@ func (b *ClassifyingBind) Close() error {
 	}
 	b.mu.Unlock()
 	return b.Bind.Close()
+}
+
+// Send implements conn.Bind, counting the handshake responses and cookie
+// replies among bufs (one length comparison per datagram).
+func (b *ClassifyingBind) Send(bufs [][]byte, ep conn.Endpoint) error {
+	for _, p := range bufs {
+		switch {
+		case len(p) == sizeResponse && p[0] == msgResponse:
+			b.sentResponses.Add(1)
+		case len(p) == sizeCookieReply && p[0] == msgCookieReply:
+			b.sentCookies.Add(1)
+		}
+	}
+	return b.Bind.Send(bufs, ep)
+}
+
+// Answered returns how many handshake responses and cookie replies the
+// device has sent: each answers one initiation (or response) it took off
+// its handshake queue, so a hook's owner can tell how many initiations it
+// released are still waiting there.
+func (b *ClassifyingBind) Answered() uint64 {
+	return b.sentResponses.Load() + b.sentCookies.Load()
 }
 
 // Release hands an initiation that the hook held back to the device, as
@@ -260,5 +286,8 @@ func (b *ClassifyingBind) Stats() BindStats {
 		Transport:     b.transport.Load(),
 		Junk:          b.junk.Load(),
 		ReleaseDrops:  b.releaseDrops.Load(),
+
+		SentResponses:     b.sentResponses.Load(),
+		SentCookieReplies: b.sentCookies.Load(),
 	}
 }

@@ -41,8 +41,7 @@ import (
 // the device, which waits on a lock that closing the device's socket holds
 // while it waits for the receive goroutines; and so that a flood of
 // initiations costs the worker's core, not the data path. When the worker
-// is behind (jitQueue), initiations go straight to the device, which
-// answers those of live peers.
+// is behind (jitQueue full), initiations are dropped: the client retries.
 //
 // Under load the worker's X25519s are what a flood would spend, so the
 // receive goroutine applies WireGuard's DoS defence itself, before
@@ -54,6 +53,14 @@ import (
 // dropped; one with a valid mac2 is rate-limited per source IP (20/s,
 // bursts of 5: wireguard-go's limiter). Real clients retry with the
 // cookie after 5 s. Out of load none of this costs anything.
+//
+// The device itself must never be under load: it would demand cookies of
+// its own (another secret), a client's retry with one would fail the
+// gateway's check and get the gateway's cookie, and so on: nobody gets
+// through. The worker is faster than the device (one X25519 per
+// initiation against its seven), so it paces its releases: at most
+// releaseWindow released initiations unanswered by the device (which is
+// under load at 128 queued).
 //
 // Unknown keys (not configured, not a device peer) are dropped and counted:
 // the device would drop them too, after an X25519 of its own.
@@ -75,6 +82,13 @@ const jitQueue = 1024
 const (
 	underLoadQueue = jitQueue / 8
 	underLoadAfter = wgdevice.UnderLoadAfterTime
+)
+
+// Pacing of releases to the device: at most releaseWindow unanswered; after
+// waiting releaseStall for answers, the rest count as dropped by the device.
+const (
+	releaseWindow = 64
+	releaseStall  = 50 * time.Millisecond
 )
 
 // Reasons a peer leaves the device (anyguard_peers_removed_total).
@@ -107,6 +121,11 @@ type jit struct {
 	cookies        wgdevice.CookieChecker // mac2 and cookie replies under load
 	limiter        ratelimiter.Ratelimiter
 	underLoadUntil atomic.Int64 // unix ns
+
+	// released counts the worker's releases; released + answeredBase -
+	// the bind's Answered is how many the device has not answered. Worker
+	// only.
+	released, answeredBase uint64
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -170,9 +189,9 @@ func (j *jit) close() {
 }
 
 // onInitiation runs on the client socket's receive goroutine: it queues a
-// copy for the worker and holds the datagram back, or lets it through to
-// the device when the worker is behind. Under load it first demands a
-// cookie (see the top of this file); holding without queueing drops.
+// copy for the worker and holds the datagram back (the device never sees
+// an initiation the worker did not release), dropping it when the queue is
+// full. Under load it first demands a cookie (see the top of this file).
 func (j *jit) onInitiation(msg []byte, from conn.Endpoint) bool {
 	if j.underLoad(time.Now()) {
 		if !j.reader.CheckMAC1(msg) {
@@ -193,11 +212,10 @@ func (j *jit) onInitiation(msg []byte, from conn.Endpoint) bool {
 	h.from = from
 	select {
 	case j.queue <- h:
-		return true
 	default:
 		j.overload.Add(1)
-		return false
 	}
+	return true
 }
 
 // underLoad reports whether the worker is (or was within underLoadAfter)
@@ -223,7 +241,8 @@ func (j *jit) sendCookie(msg []byte, from conn.Endpoint) {
 	binary.LittleEndian.PutUint32(b[4:], reply.Receiver)
 	copy(b[8:], reply.Nonce[:])
 	copy(b[8+len(reply.Nonce):], reply.Cookie[:])
-	if err := j.g.clients.Bind().Send([][]byte{b[:]}, from); err != nil {
+	// The inner bind: ClassifyingBind.Send counts the device's answers.
+	if err := j.g.clients.Bind().Bind.Send([][]byte{b[:]}, from); err != nil {
 		j.logger.Debug("cookie reply not sent", "to", from.DstToString(), "err", err)
 		return
 	}
@@ -297,8 +316,34 @@ func (j *jit) handle(h *heldInitiation, in *device.Initiation) {
 }
 
 func (j *jit) release(h *heldInitiation) {
+	j.pace()
 	if j.g.clients.Bind().Release(h.msg[:], h.from) {
 		j.accepted.Add(1)
+		j.released++
+	}
+}
+
+// pace waits while the device has releaseWindow released initiations it
+// has not answered, at most releaseStall.
+func (j *jit) pace() {
+	b := j.g.clients.Bind()
+	var since time.Time
+	for {
+		waiting := int64(j.released + j.answeredBase - b.Answered())
+		if waiting < releaseWindow {
+			if waiting < 0 { // answers to initiations not released here
+				j.answeredBase = b.Answered() - j.released
+			}
+			return
+		}
+		now := time.Now()
+		if since.IsZero() {
+			since = now
+		} else if now.Sub(since) >= releaseStall {
+			j.answeredBase = b.Answered() - j.released // dropped by the device
+			return
+		}
+		time.Sleep(100 * time.Microsecond)
 	}
 }
 

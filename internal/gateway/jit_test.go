@@ -176,4 +176,9 @@ func TestCookieUnderLoad(t *testing.T) {
 	if n := st.Initiations["unreadable"]; n != 1 {
 		t.Fatalf("unreadable = %d, want only the junk", n)
 	}
+	// The cookies were the gateway's: the device answered with responses
+	// only (its own cookies would use another secret).
+	if bs := e.gw.Clients().Bind().Stats(); bs.SentResponses == 0 || bs.SentCookieReplies != 0 {
+		t.Fatalf("device sent %d responses and %d cookie replies; want some and none", bs.SentResponses, bs.SentCookieReplies)
+	}
 }
