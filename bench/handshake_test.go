@@ -138,17 +138,9 @@ func TestRunHandshakes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts two gateways in child processes")
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var progress strings.Builder
 	rep, err := RunHandshakes(context.Background(), HandshakeOptions{
-		Command: func(ctx context.Context, args ...string) *exec.Cmd {
-			cmd := exec.CommandContext(ctx, exe, "-test.run=^$")
-			cmd.Env = append(os.Environ(), hsChildEnv+"="+strings.Join(args, "\n"))
-			return cmd
-		},
+		Command:  testChild(t),
 		Targets:  AllHSTargets,
 		Clients:  30,
 		Rates:    []float64{100},
@@ -186,17 +178,9 @@ func TestHandshakeOverload(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts two gateways in child processes and saturates the CPU")
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var progress strings.Builder
 	rep, err := RunHandshakes(context.Background(), HandshakeOptions{
-		Command: func(ctx context.Context, args ...string) *exec.Cmd {
-			cmd := exec.CommandContext(ctx, exe, "-test.run=^$")
-			cmd.Env = append(os.Environ(), hsChildEnv+"="+strings.Join(args, "\n"))
-			return cmd
-		},
+		Command:  testChild(t),
 		Targets:  AllHSTargets,
 		Clients:  1000,
 		Rates:    []float64{6000},
@@ -216,6 +200,19 @@ func TestHandshakeOverload(t *testing.T) {
 	stock, gw := completed[AllHSTargets[0]], completed[AllHSTargets[1]]
 	if stock == 0 || gw < stock/3 {
 		t.Fatalf("overloaded: gateway completed %.0f/s, stock %.0f/s; want at least a third of stock", gw, stock)
+	}
+}
+
+// testChild starts this test binary as a benchmark child process.
+func testChild(t *testing.T) func(ctx context.Context, args ...string) *exec.Cmd {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(ctx context.Context, args ...string) *exec.Cmd {
+		cmd := exec.CommandContext(ctx, exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), hsChildEnv+"="+strings.Join(args, "\n"))
+		return cmd
 	}
 }
 

@@ -661,16 +661,7 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 	c := (*Cluster)(d)
 	c.pushPulls.Add(1)
 	if len(buf) > 0 && buf[0] == stateDigest {
-		dg, err := decodeDigest(buf)
-		if err != nil {
-			c.bad.Add(1)
-			c.logger.Warn("refused ownership digest from a member", "err", err)
-			return
-		}
-		if dg.from == c.cfg.Name {
-			return
-		}
-		c.queueRepair(repair{to: dg.from, bits: dg.bits, hashes: dg.hashes})
+		c.digestMsg(buf, false)
 		return
 	}
 	c.mergeBatch(buf, "push/pull")
@@ -693,9 +684,9 @@ func (c *Cluster) mergeBatch(buf []byte, via string) {
 	}
 }
 
-// digestMsg takes a member's msgDigestAsk or msgDigestReply: the records
-// of the buckets that differ go back to it, and for an ask this gateway's
-// own digest too.
+// digestMsg takes a member's digest (from push/pull, a msgDigestAsk or a
+// msgDigestReply): the records of the buckets that differ go back to it,
+// and for an ask this gateway's own digest too.
 func (c *Cluster) digestMsg(b []byte, ask bool) {
 	dg, err := decodeDigest(b)
 	if err != nil {
