@@ -710,10 +710,11 @@ func (c *Cluster) queueRepair(rp repair) {
 	}
 }
 
-// repair is work for repairLoop: send member to the records of the buckets
-// where its digest (bits, hashes) differs from this table and, when
-// answer is set, this table's digest in a msgDigestReply; or, when ask is
-// set, begin a catch-up: send this table's digest in a msgDigestAsk.
+// repair is work for repairLoop about the member named to: send it the
+// records of the buckets where its digest (bits, hashes) differs from this
+// table, preceded, when answer is set, by this table's digest in a
+// msgDigestReply; or, when ask is set, begin a catch-up: send it this
+// table's digest in a msgDigestAsk.
 type repair struct {
 	to     string
 	bits   uint8
