@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anyguard/anyguard/device"
 	"github.com/anyguard/anyguard/internal/config"
 	"github.com/anyguard/anyguard/internal/gateway"
 	"github.com/anyguard/anyguard/internal/keys"
@@ -28,7 +29,7 @@ func TestReload(t *testing.T) {
 	if body := get(t, alice, "http://"+service.String()+"/"); body != "ok" {
 		t.Fatalf("alice: %q", body)
 	}
-	aliceHandshake := lastHandshake(t, e, e.cliKey.Public())
+	aliceHandshake := devicePeer(t, e, e.cliKey.Public()).LastHandshake
 
 	bobKey, _ := keys.Generate()
 	bobAddr := netip.MustParseAddr("10.99.0.3")
@@ -39,21 +40,14 @@ func TestReload(t *testing.T) {
 	if err := e.gw.Reload(&cfg); err != nil {
 		t.Fatalf("reload adding bob: %v", err)
 	}
-	bob, err := wgclient.New(wgclient.Config{
-		PrivateKey: bobKey, Address: bobAddr, Peer: e.gwKey.Public(), Endpoint: e.endpoint,
-		AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bob.Close()
+	bob := serviceClient(t, bobKey, bobAddr, e.gwKey.Public(), e.endpoint)
 	if body := get(t, bob, "http://"+service.String()+"/"); body != "ok" {
 		t.Fatalf("bob after reload: %q", body)
 	}
 	if body := get(t, alice, "http://"+service.String()+"/"); body != "ok" {
 		t.Fatalf("alice after reload: %q", body)
 	}
-	if h := lastHandshake(t, e, e.cliKey.Public()); !h.Equal(aliceHandshake) {
+	if h := devicePeer(t, e, e.cliKey.Public()).LastHandshake; !h.Equal(aliceHandshake) {
 		t.Fatalf("alice's session was re-established by the reload: handshake %v → %v", aliceHandshake, h)
 	}
 
@@ -66,10 +60,10 @@ func TestReload(t *testing.T) {
 	if err := e.gw.Reload(&wider); err != nil {
 		t.Fatalf("reload widening alice: %v", err)
 	}
-	if ips := allowedIPs(t, e, e.cliKey.Public()); len(ips) != 2 || ips[1] != extra && ips[0] != extra {
+	if ips := devicePeer(t, e, e.cliKey.Public()).AllowedIPs; len(ips) != 2 || ips[1] != extra && ips[0] != extra {
 		t.Fatalf("alice's allowed IPs on the device after the reload: %v", ips)
 	}
-	if h := lastHandshake(t, e, e.cliKey.Public()); !h.Equal(aliceHandshake) {
+	if h := devicePeer(t, e, e.cliKey.Public()).LastHandshake; !h.Equal(aliceHandshake) {
 		t.Fatalf("alice's session was re-established by changing her allowed IPs: handshake %v → %v", aliceHandshake, h)
 	}
 	if body := get(t, alice, "http://"+service.String()+"/"); body != "ok" {
@@ -165,14 +159,7 @@ health: {listen: "127.0.0.1:0", tcp_listen: "off"}
 	if err := gw.Reload(cfg); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
-	bob, err := wgclient.New(wgclient.Config{
-		PrivateKey: bobKey, Address: bobAddr, Peer: gwKey.Public(), Endpoint: e.endpoint,
-		AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bob.Close()
+	bob := serviceClient(t, bobKey, bobAddr, gwKey.Public(), e.endpoint)
 	if body := get(t, bob, "http://"+service.String()+"/"); body != "ok" {
 		t.Fatalf("bob after reload: %q", body)
 	}
@@ -194,22 +181,23 @@ health: {listen: "127.0.0.1:0", tcp_listen: "off"}
 	}
 }
 
-func allowedIPs(t *testing.T, e *env, k keys.Key) []netip.Prefix {
+// serviceClient is a wireguard-go client with key and address that
+// reaches the service's network through the gateway gw at endpoint.
+func serviceClient(t *testing.T, key keys.Key, addr netip.Addr, gw keys.Key, endpoint netip.AddrPort) *wgclient.Client {
 	t.Helper()
-	peers, err := e.gw.Clients().Status()
+	c, err := wgclient.New(wgclient.Config{
+		PrivateKey: key, Address: addr, Peer: gw, Endpoint: endpoint,
+		AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range peers {
-		if p.PublicKey == k {
-			return p.AllowedIPs
-		}
-	}
-	t.Fatalf("peer %s not on the device", k)
-	return nil
+	t.Cleanup(c.Close)
+	return c
 }
 
-func lastHandshake(t *testing.T, e *env, k keys.Key) time.Time {
+// devicePeer returns the client device's status of peer k.
+func devicePeer(t *testing.T, e *env, k keys.Key) device.PeerStatus {
 	t.Helper()
 	peers, err := e.gw.Clients().Status()
 	if err != nil {
@@ -217,9 +205,9 @@ func lastHandshake(t *testing.T, e *env, k keys.Key) time.Time {
 	}
 	for _, p := range peers {
 		if p.PublicKey == k {
-			return p.LastHandshake
+			return p
 		}
 	}
 	t.Fatalf("peer %s not on the device", k)
-	return time.Time{}
+	return device.PeerStatus{}
 }
