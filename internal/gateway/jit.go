@@ -198,8 +198,9 @@ func (j *jit) onInitiation(msg []byte, from conn.Endpoint) bool {
 			j.unreadable.Add(1)
 			return true
 		}
-		if !j.cookies.CheckMAC2(msg, from.DstToBytes()) {
-			j.sendCookie(msg, from)
+		src := from.DstToBytes()
+		if !j.cookies.CheckMAC2(msg, src) {
+			j.sendCookie(msg, from, src)
 			return true
 		}
 		if !j.limiter.Allow(from.DstIP()) {
@@ -229,10 +230,11 @@ func (j *jit) underLoad(now time.Time) bool {
 }
 
 // sendCookie answers the initiation msg (mac1 checked) with a cookie
-// reply to its source: 64 bytes for 148, so no amplification.
-func (j *jit) sendCookie(msg []byte, from conn.Endpoint) {
+// reply to its source from (src: its address as bytes): 64 bytes for 148,
+// so no amplification.
+func (j *jit) sendCookie(msg []byte, from conn.Endpoint, src []byte) {
 	sender := binary.LittleEndian.Uint32(msg[4:8])
-	reply, err := j.cookies.CreateReply(msg, sender, from.DstToBytes())
+	reply, err := j.cookies.CreateReply(msg, sender, src)
 	if err != nil {
 		return
 	}
