@@ -174,7 +174,7 @@ func TestSIGTERMDrainsThenExitsZero(t *testing.T) {
 		t.Errorf("exit code %d after a drain, want 0", code)
 	}
 	out := p.out.String()
-	for _, want := range []string{"drain: started", "drain: window over", "drain: done", "gateway stopped"} {
+	for _, want := range []string{"signal terminated: draining", "drain: started", "drain: window over", "drain: done", "gateway stopped"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %q", want)
 		}

@@ -65,7 +65,8 @@ func serve(ctx context.Context, g *gateway.Gateway, state *health.State, path st
 	defer abort()
 	drained := make(chan error, 1)
 	// One SIGTERM arrives both through ctx (main's NotifyContext) and
-	// through sigs: start the drain once.
+	// through sigs: start the drain once, and name the signal (sigs), not
+	// whichever of the two the select happened to take first.
 	draining := false
 	startDrain := func(why string) {
 		if !draining && !state.Draining() {
@@ -82,6 +83,11 @@ func serve(ctx context.Context, g *gateway.Gateway, state *health.State, path st
 		select {
 		case <-done:
 			done = nil
+			if context.Cause(ctx) != ctx.Err() {
+				// NotifyContext's cause: a signal, which signal.Notify
+				// delivers on sigs too.
+				continue
+			}
 			startDrain("stop requested")
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
