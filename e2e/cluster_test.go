@@ -268,7 +268,9 @@ func checkClusterPaths(t *testing.T, c *wgQuickClient, regions [2]*clusterRegion
 		t.Logf("client → %s via %s: ping %s; TCP %.0f Mbit/s", r.srvAddr, owner.name, lastLines(out, 1), rx.BitsPerSecond/1e6)
 	}
 	for _, r := range regions {
-		before := backboneTx(t, r)
+		// The iperf3 runs above may still have a late segment in flight
+		// to the other region: start counting once the backbone is quiet.
+		before := quietBackboneTx(t, r)
 		sessionBefore := clientTx(t, other, alicePub)
 		out, err := r.srv.Exec(cmdTimeout, "ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", clientAddr)
 		if err != nil {
@@ -363,6 +365,22 @@ func checkStatusOwner(t *testing.T, owner, other *clusterRegion) {
 			t.Errorf("%s /status: alice's owner %q, want %q", r.name, got, owner.name)
 		}
 	}
+}
+
+// quietBackboneTx waits until r's backbone tx count stands still for
+// 300 ms (at most 3 s) and returns it.
+func quietBackboneTx(t *testing.T, r *clusterRegion) int64 {
+	t.Helper()
+	n := backboneTx(t, r)
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(300 * time.Millisecond)
+		m := backboneTx(t, r)
+		if m == n {
+			break
+		}
+		n = m
+	}
+	return n
 }
 
 // backboneTx is the gateway's count of packets its router sent into the
