@@ -12,7 +12,9 @@
 // Conflict rule. Records of one client compare by (Version, Time, Owner) and
 // every replica keeps the greatest, so replicas that have received the same
 // records, in any order, any number of times, agree. A gateway claims a
-// client (on a handshake or the first data packet) with Version = greatest
+// client (once the client proved a live session with it: its first packet
+// over a session it completed, never a handshake initiation alone, which
+// can be replayed) with Version = greatest
 // seen + 1, so a claim made after seeing the previous one wins regardless of
 // wall clocks; the HLC only orders concurrent claims that chose the same
 // Version, and dates tombstones for garbage collection. Release writes a

@@ -49,6 +49,7 @@ type ClassifyingBind struct {
 	initiations, responses, cookies, transport, junk atomic.Uint64
 	onInitiation                                     atomic.Pointer[InitiationHook]
 	onTransport                                      atomic.Pointer[TransportHook]
+	onResponse                                       atomic.Pointer[ResponseHook]
 
 	released                   chan releasedInitiation // for the device's extra receive function
 	releaseDrops               atomic.Uint64
@@ -78,6 +79,24 @@ func (b *ClassifyingBind) SetTransportHook(fn TransportHook) {
 		return
 	}
 	b.onTransport.Store(&fn)
+}
+
+// ResponseHook is called for every handshake response the device sends
+// through the bind, before it is sent, with the response's receiver index:
+// the sender index of the initiation it answers. By then the device has
+// derived the session (it confirms it at the initiator's first transport
+// packet) and will not initiate a handshake of its own with that peer for
+// REKEY_TIMEOUT. It runs on the device's handshake goroutines: it must be
+// cheap and must not block.
+type ResponseHook func(receiver uint32)
+
+// SetResponseHook installs fn (nil removes it).
+func (b *ClassifyingBind) SetResponseHook(fn ResponseHook) {
+	if fn == nil {
+		b.onResponse.Store(nil)
+		return
+	}
+	b.onResponse.Store(&fn)
 }
 
 // InitiationHook is called on the receive goroutine for every datagram
@@ -140,12 +159,16 @@ func (b *ClassifyingBind) Close() error {
 }
 
 // Send implements conn.Bind, counting the handshake responses and cookie
-// replies among bufs (one length comparison per datagram).
+// replies among bufs (one length comparison per datagram) and telling the
+// response hook of each response.
 func (b *ClassifyingBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	for _, p := range bufs {
 		switch {
 		case len(p) == sizeResponse && p[0] == msgResponse:
 			b.sentResponses.Add(1)
+			if hook := b.onResponse.Load(); hook != nil {
+				(*hook)(binary.LittleEndian.Uint32(p[8:12]))
+			}
 		case len(p) == sizeCookieReply && p[0] == msgCookieReply:
 			b.sentCookies.Add(1)
 		}

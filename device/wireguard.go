@@ -432,6 +432,19 @@ func (w *WireGuard) SetEndpoint(k keys.Key, endpoint netip.AddrPort) error {
 	return nil
 }
 
+// ForgetHandshake drops any session and half-done handshake the device
+// holds with peer k and lifts wireguard-go's REKEY_TIMEOUT pause, so the
+// next packet for k starts a handshake at once. A gateway calls it before
+// winning back a client it holds no confirmed session with: a handshake
+// it answered a moment ago (perhaps a replayed initiation, whose answer
+// went to the replayer) would otherwise hold its own initiation back for
+// up to 5 s.
+func (w *WireGuard) ForgetHandshake(k keys.Key) {
+	if p := w.dev.LookupPeer(wgdevice.NoisePublicKey(k)); p != nil {
+		p.ExpireCurrentKeypairs()
+	}
+}
+
 // Initiate makes the device start a handshake with the peer at endpoint
 // now, instead of waiting for the peer to initiate: the way a gateway wins
 // back a client whose traffic a load balancer just moved to it.

@@ -52,6 +52,12 @@ type Metrics struct {
 	OwnedClients int
 	// OwnershipChanges counts ownership changes by reason.
 	OwnershipChanges map[string]uint64
+	// Claims counts this gateway's claims by stage: "confirmed" (written
+	// after the client's own handshake, once its first packet decrypted),
+	// "unconfirmed" (a handshake answered whose session never carried a
+	// packet: a lost client, or a replayed initiation), "takeover_started"
+	// and "takeover_claimed" (fast recovery). Nil when not clustered.
+	Claims map[string]uint64
 	// Members counts gossip members by state ("alive", "dead",
 	// "left").
 	Members map[string]int
@@ -189,6 +195,7 @@ var (
 	descDrops       = prometheus.NewDesc("anyguard_dropped_packets_total", "Packets dropped, by stage and reason.", []string{"stage", "reason"}, nil)
 	descOwned       = prometheus.NewDesc("anyguard_owned_clients", "Clients this gateway owns (holds the session of).", nil, nil)
 	descOwnChanges  = prometheus.NewDesc("anyguard_ownership_changes_total", "Client ownership changes seen, by reason.", []string{"reason"}, nil)
+	descClaims      = prometheus.NewDesc("anyguard_claims_total", "This gateway's client claims by stage (confirmed, unconfirmed, takeover_started, takeover_claimed).", []string{"stage"}, nil)
 	descMembers     = prometheus.NewDesc("anyguard_gossip_members", "Cluster members by state, this gateway included.", []string{"state"}, nil)
 	descGossip      = prometheus.NewDesc("anyguard_gossip_events_total", "Ownership gossip by event (received, bad, applied, relayed, sent, send_error, repair_sent, push_pull, catch_up, decrypt_error).", []string{"event"}, nil)
 	descConvergence = prometheus.NewDesc("anyguard_convergence_seconds", "Time from a client's move to every gateway agreeing on its owner.", nil, nil)
@@ -217,7 +224,7 @@ type collector struct {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuildInfo, descReady, descDraining, descCheck, descPeers,
 		descConfigured, descPeersAdded, descPeersRemove, descInitiations, descHandshakes,
-		descJunk, descPackets, descBytes, descDrops, descOwned, descOwnChanges, descMembers, descGossip, descConvergence,
+		descJunk, descPackets, descBytes, descDrops, descOwned, descOwnChanges, descClaims, descMembers, descGossip, descConvergence,
 		descConfigInfo, descMismatch, descProbes, descProbeRTT, descProbeLast} {
 		ch <- d
 	}
@@ -279,6 +286,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descOwned, float64(m.OwnedClients))
 	for _, k := range sortedKeys(m.OwnershipChanges) {
 		counter(descOwnChanges, m.OwnershipChanges[k], k)
+	}
+	for _, k := range sortedKeys(m.Claims) {
+		counter(descClaims, m.Claims[k], k)
 	}
 	for _, k := range sortedKeys(m.Members) {
 		gauge(descMembers, float64(m.Members[k]), k)

@@ -40,11 +40,6 @@ const (
 	backboneNudge     = 500 * time.Millisecond
 )
 
-// claimQueue bounds the authenticated initiations waiting to be claimed;
-// beyond it they are dropped (and counted): wireguard-go answers them
-// anyway, and the client's next initiation claims it.
-const claimQueue = 1024
-
 // clusterPart is a gateway's membership in a cluster: the backbone device
 // and the routes that follow membership and client ownership.
 //
@@ -69,26 +64,16 @@ type clusterPart struct {
 	mu      sync.Mutex
 	members map[string]cluster.Member // the latest view, by name
 
-	claims chan claimRequest
 	resets chan keys.Key // clients whose sessions to drop
 	rec    *recovery
 	stop   chan struct{}
 	done   sync.WaitGroup
-
-	claimsMade, claimsDropped atomic.Uint64
 
 	// started is set once c is assigned; membership and ownership
 	// callbacks that arrive earlier (while joining) are caught up by the
 	// full sync that follows.
 	started atomic.Bool
 	left    atomic.Bool // leave ran
-}
-
-// claimRequest is an authenticated, fresh initiation from a configured
-// client (jit.go checked it).
-type claimRequest struct {
-	client keys.Key
-	from   netip.AddrPort
 }
 
 // backboneAddr derives a gateway's backbone address from its backbone
@@ -110,7 +95,6 @@ func startCluster(g *Gateway, cfg *config.Config, opts Options) (_ *clusterPart,
 		addr:    backboneAddr(pub),
 		pub:     pub,
 		members: make(map[string]cluster.Member),
-		claims:  make(chan claimRequest, claimQueue),
 		rec:     newRecovery(),
 		resets:  make(chan keys.Key, 4096),
 		stop:    make(chan struct{}),
@@ -193,6 +177,7 @@ func startCluster(g *Gateway, cfg *config.Config, opts Options) (_ *clusterPart,
 	go cp.claimLoop()
 	go cp.resetLoop()
 	g.clients.Bind().SetTransportHook(cp.onTransport)
+	g.clients.Bind().SetResponseHook(cp.onResponse)
 	g.clusterHot.Store(cp)
 	return cp, nil
 }
@@ -206,42 +191,23 @@ func clientKeys(cfg *config.Config) []keys.Key {
 	return out
 }
 
-// offerClaim queues a claim of client after its authenticated, fresh
-// handshake initiation from from; it drops it when the claim worker is
-// behind. It runs on the just-in-time worker, which already recovered and
-// authenticated the initiator's key.
-func (cp *clusterPart) offerClaim(client keys.Key, from netip.AddrPort) {
-	select {
-	case cp.claims <- claimRequest{client: client, from: from}:
-	default:
-		cp.claimsDropped.Add(1)
-	}
-}
-
-// claimLoop claims the clients of authenticated initiations and runs
-// takeovers. The just-in-time worker made sure that the initiator holds
-// the client's private key (the sealed timestamp opened with the
-// static-static secret) and that the timestamp is newer than any seen
-// here, so a replayed initiation claims nothing.
+// claimLoop runs takeovers and asks clients that handshook here to
+// confirm their sessions (recovery.go); the claims themselves follow the
+// clients' first packets (checkPending).
 func (cp *clusterPart) claimLoop() {
 	defer cp.done.Done()
 	expire := time.NewTicker(pendingTTL)
 	defer expire.Stop()
 	for {
-		var p claimRequest
 		select {
 		case <-cp.stop:
 			return
 		case req := <-cp.rec.requests:
 			cp.takeover(req)
-			continue
+		case p := <-cp.rec.confirms:
+			cp.askConfirmation(p)
 		case now := <-expire.C:
 			cp.rec.expire(now)
-			continue
-		case p = <-cp.claims:
-		}
-		if _, ok := cp.c.Claim(p.client, p.from, cluster.ReasonHandshake); ok {
-			cp.claimsMade.Add(1)
 		}
 	}
 }
@@ -346,6 +312,9 @@ func (cp *clusterPart) onOwner(old, rec cluster.Record) {
 		if d := time.Since(rec.Time.Wall()); d >= 0 && d < time.Minute {
 			cp.g.ObserveConvergence(d)
 		}
+	}
+	if old.Owner == cp.self && rec.Owner != cp.self {
+		cp.rec.live.Delete(rec.Client)
 	}
 	cp.trackEndpoint(old, rec)
 	// Route by the table's current record: deliveries may lag the table.
@@ -572,6 +541,7 @@ func (cp *clusterPart) close(leave bool) {
 	cp.done.Wait()
 	if cp.g.clients != nil {
 		cp.g.clients.Bind().SetTransportHook(nil)
+		cp.g.clients.Bind().SetResponseHook(nil)
 	}
 	if cp.wg != nil {
 		cp.wg.Close()

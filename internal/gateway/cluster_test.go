@@ -58,6 +58,12 @@ type clusterEnv struct {
 
 func (e *clusterEnv) start(t *testing.T, name string, r *region, join []string, skew time.Duration) *gateway.Gateway {
 	t.Helper()
+	return e.startWith(t, name, r, join, skew, nil)
+}
+
+// startWith starts a gateway whose configuration mod may change last.
+func (e *clusterEnv) startWith(t *testing.T, name string, r *region, join []string, skew time.Duration, mod func(*config.Config)) *gateway.Gateway {
+	t.Helper()
 	bb, _ := keys.Generate()
 	cfg := testConfig(e.clientsKey, e.alice, r.prefix)
 	cfg.Node = config.Node{Name: name, Region: r.name}
@@ -66,6 +72,9 @@ func (e *clusterEnv) start(t *testing.T, name string, r *region, join []string, 
 	cfg.Cluster.Bind = "127.0.0.1:0"
 	cfg.Cluster.Join = join
 	cfg.Cluster.SecretKey = e.secret
+	if mod != nil {
+		mod(cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

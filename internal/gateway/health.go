@@ -189,6 +189,7 @@ func (g *Gateway) Metrics() health.Metrics {
 			}
 		}
 		m.OwnedClients = c.Table().Stats().Owned
+		m.Claims = g.cluster.claimStats()
 		st := c.Stats()
 		m.Gossip = map[string]uint64{
 			"received": st.MsgsReceived, "bad": st.MsgsBad, "applied": st.RecordsApplied, "relayed": st.Relayed,

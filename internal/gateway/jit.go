@@ -35,7 +35,8 @@ import (
 // initiation cannot re-create a peer. A configured client that is not a
 // peer is then added, and the initiation is released to the device, which
 // completes the handshake on that very initiation. The worker then hands
-// the authenticated initiation to the cluster's claim (no second X25519).
+// the authenticated initiation to the cluster, which claims the client once
+// the session it completes carries data (no second X25519; recovery.go).
 //
 // The work is off the receive goroutine because adding a peer configures
 // the device, which waits on a lock that closing the device's socket holds
@@ -311,10 +312,13 @@ func (j *jit) handle(h *heldInitiation, in *device.Initiation) {
 		j.logger.Error("cannot add a connecting client to the device", "client", peer.Name, "err", err)
 		return
 	}
-	j.release(h)
 	if cp := j.g.clusterHot.Load(); cp != nil {
-		cp.offerClaim(client, endpointAddr(h.from))
+		// Not a claim yet: the client must first prove its session with
+		// data (recovery.go). Registered before the release, which the
+		// device may answer at once.
+		cp.expectConfirmation(in.Sender, client, endpointAddr(h.from))
 	}
+	j.release(h)
 }
 
 func (j *jit) release(h *heldInitiation) {
@@ -414,6 +418,11 @@ func (j *jit) removeLocked(ks []keys.Key, reason string) {
 	if err != nil {
 		j.logger.Error("cannot remove peers from the client device", "reason", reason, "err", err)
 		return
+	}
+	if cp := j.g.clusterHot.Load(); cp != nil {
+		for _, k := range ks {
+			cp.lost(k)
+		}
 	}
 	switch reason {
 	case removedIdle:

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anyguard/anyguard/cluster"
 	"github.com/anyguard/anyguard/internal/keys"
 )
 
@@ -15,8 +16,8 @@ func TestRecoveryExpire(t *testing.T) {
 	now := time.Now()
 	var old, fresh keys.Key
 	old[0], fresh[0] = 1, 2
-	r.pending.Store(netip.MustParseAddr("10.99.0.2"), takeoverRequest{client: old, at: now.Add(-pendingTTL - time.Second)})
-	r.pending.Store(netip.MustParseAddr("10.99.0.3"), takeoverRequest{client: fresh, at: now})
+	r.pending.Store(netip.MustParseAddr("10.99.0.2"), pendingClaim{client: old, reason: cluster.ReasonTakeover, at: now.Add(-pendingTTL - time.Second)})
+	r.pending.Store(netip.MustParseAddr("10.99.0.3"), pendingClaim{client: fresh, reason: cluster.ReasonTakeover, at: now})
 	r.pendingN.Store(2)
 	r.lastTry[old] = now.Add(-2 * takeoverRetry)
 	r.lastTry[fresh] = now

@@ -68,6 +68,21 @@ func New(cfg Config) (*Client, error) {
 // Device returns the client's wireguard-go device.
 func (c *Client) Device() *wgdevice.Device { return c.dev }
 
+// Handshake makes the client initiate a handshake with its gateway now,
+// without sending any data (it then sends the keepalive that confirms the
+// session, as every WireGuard initiator does).
+func (c *Client) Handshake() error {
+	var pk wgdevice.NoisePublicKey
+	if err := pk.FromHex(peerKey(c.dev)); err != nil {
+		return fmt.Errorf("client peer key: %w", err)
+	}
+	peer := c.dev.LookupPeer(pk)
+	if peer == nil {
+		return fmt.Errorf("client has no peer")
+	}
+	return peer.SendHandshakeInitiation(false)
+}
+
 // SetEndpoint points the client at another gateway address, as a roaming
 // client or a load balancer's re-mapping would.
 func (c *Client) SetEndpoint(ep netip.AddrPort) error {
