@@ -27,7 +27,7 @@ type region struct {
 	srv     *httptest.Server
 }
 
-func newRegion(t *testing.T, name string, second byte) *region {
+func newRegion(t testing.TB, name string, second byte) *region {
 	r := &region{
 		name:    name,
 		prefix:  netip.PrefixFrom(netip.AddrFrom4([4]byte{10, second, 0, 0}), 16),
@@ -56,13 +56,13 @@ type clusterEnv struct {
 	gws        map[string]*gateway.Gateway
 }
 
-func (e *clusterEnv) start(t *testing.T, name string, r *region, join []string, skew time.Duration) *gateway.Gateway {
+func (e *clusterEnv) start(t testing.TB, name string, r *region, join []string, skew time.Duration) *gateway.Gateway {
 	t.Helper()
 	return e.startWith(t, name, r, join, skew, nil)
 }
 
 // startWith starts a gateway whose configuration mod may change last.
-func (e *clusterEnv) startWith(t *testing.T, name string, r *region, join []string, skew time.Duration, mod func(*config.Config)) *gateway.Gateway {
+func (e *clusterEnv) startWith(t testing.TB, name string, r *region, join []string, skew time.Duration, mod func(*config.Config)) *gateway.Gateway {
 	t.Helper()
 	bb, _ := keys.Generate()
 	cfg := testConfig(e.clientsKey, e.alice, r.prefix)
@@ -93,7 +93,7 @@ func clientEndpoint(g *gateway.Gateway) netip.AddrPort {
 	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), g.ListenPort())
 }
 
-func waitUntil(t *testing.T, what string, timeout time.Duration, ok func() bool) {
+func waitUntil(t testing.TB, what string, timeout time.Duration, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !ok() {
@@ -249,7 +249,7 @@ func TestClusterClientReachesEveryRegion(t *testing.T) {
 
 // newClusterEnv returns fresh keys and two regions, A and B, with no
 // gateway yet.
-func newClusterEnv(t *testing.T) (*clusterEnv, *region, *region) {
+func newClusterEnv(t testing.TB) (*clusterEnv, *region, *region) {
 	e := &clusterEnv{gws: make(map[string]*gateway.Gateway)}
 	e.clientsKey, _ = keys.Generate()
 	e.alice, _ = keys.Generate()
@@ -258,7 +258,7 @@ func newClusterEnv(t *testing.T) (*clusterEnv, *region, *region) {
 }
 
 // startTwoRegions starts a1 in region A and b1, b2 in region B, joined.
-func startTwoRegions(t *testing.T) (*clusterEnv, *region, *region) {
+func startTwoRegions(t testing.TB) (*clusterEnv, *region, *region) {
 	e, ra, rb := newClusterEnv(t)
 	a1 := e.start(t, "a1", ra, nil, 0)
 	e.start(t, "b1", rb, []string{gossipAddr(a1)}, 0)
