@@ -158,6 +158,9 @@ func startCluster(g *Gateway, cfg *config.Config, opts Options) (_ *clusterPart,
 	var secret []byte
 	if !cfg.Cluster.SecretKey.IsZero() {
 		secret = cfg.Cluster.SecretKey[:]
+	} else {
+		cp.logger.Warn("cluster.insecure: true: gossip is neither encrypted nor authenticated; anyone who reaches the gossip port can join, claim clients and announce prefixes; set cluster.secret_key outside tests",
+			"bind", cfg.Cluster.BindAddrPort())
 	}
 	cp.c, err = cluster.New(cluster.Config{
 		Name:      cfg.Node.Name,
