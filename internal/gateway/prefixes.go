@@ -111,7 +111,7 @@ type refusal struct {
 type protectedNets struct {
 	cfg        *config.Config // the configuration they come from
 	clientNets []netip.Prefix // clients.address, as networks
-	clients    *bart.Lite     // every client's allowed IPs
+	clients    *bart.Lite     // clients' allowed IPs outside clientNets
 }
 
 func newProtectedNets(cfg *config.Config) *protectedNets {
@@ -119,7 +119,17 @@ func newProtectedNets(cfg *config.Config) *protectedNets {
 	for _, a := range cfg.Clients.Address {
 		p.clientNets = append(p.clientNets, a.Masked())
 	}
+	// Only what lies outside the client network: anything overlapping a
+	// prefix inside it overlaps the network, which is checked first. In
+	// the usual configuration that is nothing, where inserting 100k
+	// clients' /32s would cost a third of a second at every reload.
+next:
 	for _, c := range clientPrefixes(cfg) {
+		for _, n := range p.clientNets {
+			if n.Bits() <= c.Bits() && n.Contains(c.Addr()) {
+				continue next
+			}
+		}
 		p.clients.Insert(c)
 	}
 	return p
