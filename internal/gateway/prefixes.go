@@ -272,7 +272,7 @@ type prefixGuard struct {
 	mu      sync.Mutex
 	refused []refusal
 	since   map[refusalKey]time.Time // when each refusal in force began
-	lastLog map[string]time.Time  // by member
+	lastLog map[string]time.Time     // by member
 
 	counts [numRefuseReasons]atomic.Uint64
 }
