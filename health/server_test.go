@@ -428,6 +428,9 @@ func TestPageEscapesAndIsSelfContained(t *testing.T) {
 	if strings.Contains(body, "<script>") || !strings.Contains(body, "&lt;script&gt;bob&lt;/script&gt;") {
 		t.Error("client name not escaped")
 	}
+	if !strings.Contains(body, `<table id="refused">`) || !strings.Contains(body, "<td>x&lt;1&gt;</td><td>evil</td><td>0.0.0.0/0</td>") {
+		t.Error("refused prefixes missing from the page, or a member name not escaped")
+	}
 	for _, ext := range []string{"http://", "https://", "src=", "@import"} {
 		if strings.Contains(body, ext) {
 			t.Errorf("page refers to something outside itself: %q", ext)
