@@ -281,3 +281,64 @@ func TestPrefixGuardCountsAndLogs(t *testing.T) {
 		t.Fatalf("after the refusals ended: lastLog %v refused %v", pg.lastLog, pg.refused)
 	}
 }
+
+// TestRegionConflictsMatchesBruteForce: the stack walk finds exactly the
+// (region, prefix) pairs that overlap a prefix of another region, as
+// comparing every pair does, on random prefixes dense enough to nest.
+func TestRegionConflictsMatchesBruteForce(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	regions := []string{"r1", "r2", "r3"}
+	withConflicts := 0
+	for round := range 300 {
+		byPrefix := make(map[netip.Prefix][]string)
+		for range 1 + rng.IntN(40) {
+			var p netip.Prefix
+			if rng.IntN(4) == 0 {
+				a := netip.AddrFrom16([16]byte{0xfd, 0, byte(rng.IntN(4)), byte(rng.IntN(256))})
+				p = netip.PrefixFrom(a, 16+rng.IntN(17)).Masked()
+			} else {
+				a := netip.AddrFrom4([4]byte{10, byte(rng.IntN(16)), byte(rng.IntN(256)), 0})
+				p = netip.PrefixFrom(a, 12+rng.IntN(13)).Masked()
+			}
+			r := regions[rng.IntN(len(regions))]
+			if !slices.Contains(byPrefix[p], r) {
+				byPrefix[p] = append(byPrefix[p], r)
+			}
+		}
+		want := make(map[regionPrefix]bool)
+		for p, rs := range byPrefix {
+			for q, qs := range byPrefix {
+				if !p.Overlaps(q) {
+					continue
+				}
+				for _, r := range rs {
+					for _, s := range qs {
+						if r != s {
+							want[regionPrefix{r, p}] = true
+						}
+					}
+				}
+			}
+		}
+		got := regionConflicts(byPrefix)
+		if len(got) != len(want) {
+			t.Fatalf("round %d: %d conflicts, brute force %d\n%v\n%v", round, len(got), len(want), got, want)
+		}
+		for k, detail := range got {
+			if !want[k] || detail == "" {
+				t.Fatalf("round %d: %v (%q) is no conflict by brute force", round, k, detail)
+			}
+		}
+		pairs := 0
+		for _, rs := range byPrefix {
+			pairs += len(rs)
+		}
+		if len(got) > 0 && len(got) < pairs {
+			withConflicts++ // some in conflict, not all
+		}
+	}
+	t.Logf("%d of 300 rounds had some but not all prefixes in conflict", withConflicts)
+	if withConflicts < 100 {
+		t.Fatalf("only %d of 300 rounds had some but not all prefixes in conflict: the test exercises too little", withConflicts)
+	}
+}
