@@ -7,6 +7,8 @@ SHELL := /bin/bash
 
 GO          ?= go
 FUZZTIME    ?= 30s
+# Fuzzing beyond the seed corpora in `make test`: every target for this long.
+TESTFUZZTIME ?= 3s
 TESTTIMEOUT ?= 20m
 TESTFLAGS   ?=
 # staticcheck 2025.1.1 is published as module version v0.6.1: the module
@@ -56,14 +58,18 @@ deps:
 # subprocess, so go test's cache cannot tell when the gateway changed.
 # Packages run one at a time (-p 1): the throughput smoke test saturates
 # both cores, and the demo and cluster tests measure recovery against
-# timeouts; on 2 cores the whole run stays around five minutes.
+# timeouts; on 2 cores the whole run stays around five minutes. Every fuzz
+# target then runs for TESTFUZZTIME beyond its seeds (scripts/fuzz.sh).
 test: deps
 	$(GO) vet ./...
 	$(GO) test -p 1 -timeout $(TESTTIMEOUT) $(TESTFLAGS) $$($(GO) list ./... | grep -v '/e2e$$')
 	$(GO) test -race -p 1 -timeout $(TESTTIMEOUT) $(TESTFLAGS) $(RACE_PKGS)
+	GO="$(GO)" FUZZTIME="$(TESTFUZZTIME)" scripts/fuzz.sh
 	$(GO) test -timeout $(TESTTIMEOUT) -count=1 $(TESTFLAGS) ./e2e/
 
-# Runs every Fuzz target in the module for FUZZTIME each.
+# Runs every Fuzz target in the module for FUZZTIME each (`make test` does
+# the same for TESTFUZZTIME); a failure leaves its crasher in the package's
+# testdata/fuzz/ to commit with the fix.
 fuzz:
 	GO="$(GO)" FUZZTIME="$(FUZZTIME)" scripts/fuzz.sh
 

@@ -68,6 +68,11 @@ type Metrics struct {
 	// exchanges begun with a member just learned of), "decrypt_error"
 	// (packets with a wrong key or none). Nil when not clustered.
 	Gossip map[string]uint64
+	// PrefixRefusals counts prefix announcements refused (not routed) by
+	// reason, each when its refusal began; RefusedPrefixes is how many
+	// are refused now. Nil and zero when not clustered.
+	PrefixRefusals  map[string]uint64
+	RefusedPrefixes int
 	// ConfigDigest is the digest of this gateway's client set;
 	// ConfigDigestMismatch is how many members serve a different one.
 	ConfigDigest         string
@@ -198,6 +203,8 @@ var (
 	descClaims      = prometheus.NewDesc("anyguard_claims_total", "This gateway's client claims by stage (confirmed, unconfirmed, takeover_started, takeover_claimed).", []string{"stage"}, nil)
 	descMembers     = prometheus.NewDesc("anyguard_gossip_members", "Cluster members by state, this gateway included.", []string{"state"}, nil)
 	descGossip      = prometheus.NewDesc("anyguard_gossip_events_total", "Ownership gossip by event (received, bad, applied, relayed, sent, send_error, repair_sent, push_pull, catch_up, decrypt_error).", []string{"event"}, nil)
+	descRefusals    = prometheus.NewDesc("anyguard_prefix_refusals_total", "Prefix announcements of cluster members refused and not routed, by reason (invalid, default_route, reserved, client_network, client, region_overlap); counted when a refusal begins.", []string{"reason"}, nil)
+	descRefused     = prometheus.NewDesc("anyguard_refused_prefixes", "Prefix announcements refused now (listed in /status refused_prefixes).", nil, nil)
 	descConvergence = prometheus.NewDesc("anyguard_convergence_seconds", "Time from a client's move to every gateway agreeing on its owner.", nil, nil)
 	descConfigInfo  = prometheus.NewDesc("anyguard_config_info", "Digest of this gateway's client set; always 1.", []string{"digest"}, nil)
 	descMismatch    = prometheus.NewDesc("anyguard_config_digest_mismatch", "Cluster members whose client-set digest differs from this gateway's.", nil, nil)
@@ -224,7 +231,7 @@ type collector struct {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuildInfo, descReady, descDraining, descCheck, descPeers,
 		descConfigured, descPeersAdded, descPeersRemove, descInitiations, descHandshakes,
-		descJunk, descPackets, descBytes, descDrops, descOwned, descOwnChanges, descClaims, descMembers, descGossip, descConvergence,
+		descJunk, descPackets, descBytes, descDrops, descOwned, descOwnChanges, descClaims, descMembers, descGossip, descRefusals, descRefused, descConvergence,
 		descConfigInfo, descMismatch, descProbes, descProbeRTT, descProbeLast} {
 		ch <- d
 	}
@@ -295,6 +302,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, k := range sortedKeys(m.Gossip) {
 		counter(descGossip, m.Gossip[k], k)
+	}
+	for _, k := range sortedKeys(m.PrefixRefusals) {
+		counter(descRefusals, m.PrefixRefusals[k], k)
+	}
+	if m.PrefixRefusals != nil {
+		gauge(descRefused, float64(m.RefusedPrefixes))
 	}
 	ch <- prometheus.MustNewConstHistogram(descConvergence, m.Convergence.Count, m.Convergence.Sum, m.Convergence.Buckets)
 	if m.ConfigDigest != "" {

@@ -72,6 +72,12 @@ th{background:#f4f4f4}
 {{range .Regions}}<tr><td>{{.Name}}</td><td>{{.Members}}</td><td>{{range $i, $p := .Prefixes}}{{if $i}}, {{end}}{{$p}}{{end}}</td></tr>
 {{end}}</table>{{else}}<p class="muted">none</p>{{end}}
 
+{{if .RefusedPrefixes}}<h2>Refused prefixes</h2>
+<table id="refused">
+<tr><th>member</th><th>region</th><th>prefix</th><th>reason</th><th>detail</th><th>since</th></tr>
+{{range .RefusedPrefixes}}<tr><td>{{.Member}}</td><td>{{.Region}}</td><td>{{.Prefix}}</td><td class="bad">{{.Reason}}</td><td>{{.Detail}}</td><td>{{ago .Since}}</td></tr>
+{{end}}</table>{{end}}
+
 <h2>Clients ({{len .Clients}})</h2>
 {{if .Clients}}<table id="clients">
 <tr><th>client</th><th>addresses</th><th>owner</th><th>endpoint</th><th>last handshake</th><th>received</th><th>sent</th></tr>

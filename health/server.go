@@ -261,6 +261,9 @@ func (h *handlers) snapshot() Status {
 	if s.Clients == nil {
 		s.Clients = []ClientStatus{}
 	}
+	if s.RefusedPrefixes == nil {
+		s.RefusedPrefixes = []RefusedPrefixStatus{}
+	}
 	if s.Node.Prefixes == nil {
 		s.Node.Prefixes = []string{}
 	}

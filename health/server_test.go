@@ -62,6 +62,8 @@ func (f fakeSource) Status() Status {
 		Probe:   ProbeStatus{Target: "10.99.0.1 via netstack", OK: true, LastSuccess: time.Now(), RTTSeconds: 0.001, Successes: 5},
 		Members: []MemberStatus{{Name: "gw-<1>", Region: "r1", State: "alive", Self: true, Ready: true, ConfigDigest: "abc123"}},
 		Regions: []RegionStatus{{Name: "r1", Members: 1, Prefixes: []string{"10.1.0.0/16"}}},
+		RefusedPrefixes: []RefusedPrefixStatus{{Member: "x<1>", Region: "evil", Prefix: "0.0.0.0/0", Reason: "default_route",
+			Detail: "a default route", Since: time.Now()}},
 		Clients: []ClientStatus{
 			{Name: "alice", AllowedIPs: []string{"10.99.0.2/32"}, Owner: "gw-<1>", Endpoint: "192.0.2.7:4242", LastHandshake: time.Now(), RxBytes: 5 << 20, TxBytes: 12},
 			{Name: "<script>bob</script>", AllowedIPs: []string{"10.99.0.3/32"}},
@@ -348,7 +350,9 @@ var (
 			"rtt_seconds": "number", "successes": "number", "failures": "number"},
 		"members": []any{map[string]any{"name": "string", "region": "string", "address": "string", "state": "string",
 			"self": "bool", "ready": "bool", "config_digest": "string"}},
-		"regions":            []any{map[string]any{"name": "string", "members": "number", "prefixes": []any{"string"}}},
+		"regions": []any{map[string]any{"name": "string", "members": "number", "prefixes": []any{"string"}}},
+		"refused_prefixes": []any{map[string]any{"member": "string", "region": "string", "prefix": "string",
+			"reason": "string", "detail": "string", "since": timeT}},
 		"clients_configured": "number",
 		"peers_live":         "number",
 		"clients": []any{map[string]any{"name": "string", "allowed_ips": []any{"string"}, "owner": "string",
@@ -423,6 +427,9 @@ func TestPageEscapesAndIsSelfContained(t *testing.T) {
 	}
 	if strings.Contains(body, "<script>") || !strings.Contains(body, "&lt;script&gt;bob&lt;/script&gt;") {
 		t.Error("client name not escaped")
+	}
+	if !strings.Contains(body, `<table id="refused">`) || !strings.Contains(body, "<td>x&lt;1&gt;</td><td>evil</td><td>0.0.0.0/0</td>") {
+		t.Error("refused prefixes missing from the page, or a member name not escaped")
 	}
 	for _, ext := range []string{"http://", "https://", "src=", "@import"} {
 		if strings.Contains(body, ext) {

@@ -19,6 +19,9 @@ type Status struct {
 	Probe   ProbeStatus    `json:"probe"`
 	Members []MemberStatus `json:"members"`
 	Regions []RegionStatus `json:"regions"`
+	// RefusedPrefixes are prefixes members announce that no gateway
+	// routes (see docs/security.md), this gateway's own included.
+	RefusedPrefixes []RefusedPrefixStatus `json:"refused_prefixes"`
 	// ClientsConfigured is the size of the configured client set and
 	// PeersLive how many of them are peers of the client device now;
 	// Clients lists those, and in a cluster also the clients with an
@@ -65,7 +68,18 @@ type MemberStatus struct {
 	ConfigDigest string `json:"config_digest"`
 }
 
-// RegionStatus is one region: its members and the prefixes it serves.
+// RefusedPrefixStatus is one prefix a member announces and nobody routes.
+type RefusedPrefixStatus struct {
+	Member string    `json:"member"`
+	Region string    `json:"region"`
+	Prefix string    `json:"prefix"`
+	Reason string    `json:"reason"` // label of anyguard_prefix_refusals_total
+	Detail string    `json:"detail"` // what it overlaps
+	Since  time.Time `json:"since"`
+}
+
+// RegionStatus is one region: its members and the prefixes it serves
+// (those refused are listed in Status.RefusedPrefixes instead).
 type RegionStatus struct {
 	Name     string   `json:"name"`
 	Members  int      `json:"members"`

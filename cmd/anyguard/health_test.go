@@ -24,6 +24,8 @@ func sampleStatus(ready bool) health.Status {
 		Members: []health.MemberStatus{{Name: "use1-a", Region: "us-east-1", State: "alive", Self: true, Ready: ready,
 			ConfigDigest: "0123456789abcdef"}},
 		Regions: []health.RegionStatus{{Name: "us-east-1", Members: 1, Prefixes: []string{"10.1.0.0/16"}}},
+		RefusedPrefixes: []health.RefusedPrefixStatus{{Member: "x1\x1b[2J", Region: "evil", Prefix: "0.0.0.0/0",
+			Reason: "default_route", Detail: "a default route", Since: now.Add(-5 * time.Minute)}},
 		Clients: []health.ClientStatus{
 			{Name: "alice", AllowedIPs: []string{"10.99.0.2/32"}, Owner: "use1-a", Endpoint: "198.51.100.7:4500",
 				LastHandshake: now.Add(-30 * time.Second), RxBytes: 3 << 20, TxBytes: 2048},
@@ -86,6 +88,7 @@ func TestStatusTable(t *testing.T) {
 		"node use1-a  region us-east-1", "READY", "checks: dataplane ok",
 		"MEMBER", "use1-a (self)", "0123456789ab",
 		"REGION", "10.1.0.0/16",
+		"REFUSED PREFIX", "0.0.0.0/0", "x1?[2J", "evil", "default_route", "a default route", "5m0s ago",
 		"CLIENT", "alice", "10.99.0.2/32", "198.51.100.7:4500", "30s ago", "3.0 MiB", "2.0 KiB",
 		"bob?[2J", "never",
 	} {

@@ -103,6 +103,17 @@ func printStatus(w io.Writer, st *health.Status, now time.Time) error {
 	}
 	tw.Flush()
 
+	if len(st.RefusedPrefixes) > 0 { // see docs/security.md
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "REFUSED PREFIX\tMEMBER\tREGION\tREASON\tDETAIL\tSINCE")
+		for _, r := range st.RefusedPrefixes {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", clean(r.Prefix), clean(r.Member), clean(r.Region), clean(r.Reason),
+				dash(r.Detail), since(r.Since, now))
+		}
+		tw.Flush()
+	}
+
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "CLIENT\tADDRESSES\tOWNER\tENDPOINT\tHANDSHAKE\tRX\tTX")

@@ -34,6 +34,7 @@ func TestParseErrors(t *testing.T) {
 	dir := t.TempDir()
 	writeKey(t, filepath.Join(dir, "good.key"), testKeys["PRIV"].String(), 0o600)
 	writeKey(t, filepath.Join(dir, "world.key"), testKeys["PRIV"].String(), 0o644)
+	writeKey(t, filepath.Join(dir, "group.key"), testKeys["PRIV"].String(), 0o640)
 	writeKey(t, filepath.Join(dir, "bad.key"), "hello\n", 0o600)
 	writeKey(t, filepath.Join(dir, "zero.key"), keys.Key{}.String(), 0o600)
 
@@ -82,7 +83,9 @@ func TestParseErrors(t *testing.T) {
 		{"private key missing", headNoKey, ErrMissing, "clients.private_key", 2, "set private_key or private_key_file"},
 		{"private key twice", headNoKey + "  private_key: PRIV\n  private_key_file: good.key\n", ErrConflict, "clients.private_key_file", 5, "conflicts with private_key on line 4 (line 5); set only one"},
 		{"key file missing", headNoKey + "  private_key_file: nope.key\n", fs.ErrNotExist, "clients.private_key_file", 4, "nope.key"},
-		{"key file world-readable", headNoKey + "  private_key_file: world.key\n", keys.ErrWorldReadable, "clients.private_key_file", 4, "chmod 600"},
+		{"key file world-readable", headNoKey + "  private_key_file: world.key\n", keys.ErrWorldReadable, "clients.private_key_file", 4, "world.key has mode 0644, open to group or others: run chmod 600 "},
+		{"backbone key file group-readable", head + "backbone:\n  private_key_file: group.key\n", keys.ErrWorldReadable, "backbone.private_key_file", 6, "group.key has mode 0640, open to group or others: run chmod 600 "},
+		{"gossip key file group-readable", head + "cluster:\n  secret_key_file: group.key\n", keys.ErrWorldReadable, "cluster.secret_key_file", 6, "group.key has mode 0640, open to group or others: run chmod 600 "},
 		{"key file not a key", headNoKey + "  private_key_file: bad.key\n", keys.ErrBadKey, "clients.private_key_file", 4, "bad.key"},
 		{"key file zero", headNoKey + "  private_key_file: zero.key\n", ErrInvalidValue, "clients.private_key_file", 4, "all-zero"},
 		{"key file empty name", headNoKey + "  private_key_file: ''\n", ErrMissing, "clients.private_key_file", 4, "empty file name"},

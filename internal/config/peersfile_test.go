@@ -120,7 +120,7 @@ func TestPeersFileErrors(t *testing.T) {
 		{"contains gateway", "bob PUB2 10.99.0.0/24\n", ErrOverlap, "peers.txt:1: allowed_ips[0]: 10.99.0.0/24 contains the gateway's own address 10.99.0.1"},
 		{"own key", "bob OWNPUB 10.99.0.3/32\n", ErrInvalidValue, "peers.txt:1: public_key: is the gateway's own public key"},
 		{"psk missing", "bob PUB2 10.99.0.3/32 nope.psk\n", fs.ErrNotExist, "peers.txt:1: preshared_key_file: open DIR/nope.psk: no such file or directory"},
-		{"psk world-readable", "bob PUB2 10.99.0.3/32 world.key\n", keys.ErrWorldReadable, "peers.txt:1: preshared_key_file: read key DIR/world.key: key file is readable"},
+		{"psk world-readable", "bob PUB2 10.99.0.3/32 world.key\n", keys.ErrWorldReadable, "peers.txt:1: preshared_key_file: key file DIR/world.key has mode 0644, open to group or others: run chmod 600 DIR/world.key"},
 		{"NUL", "bob\x00 PUB2 10.99.0.3/32\n", ErrInvalidValue, `peers.txt:1: name: "bob\x00" is not a valid name`},
 		{"line break in name", "bob\vx PUB2 10.99.0.3/32\n", ErrInvalidValue, `peers.txt:1: name: "bob\vx" is not a valid name`},
 	} {

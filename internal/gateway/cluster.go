@@ -69,6 +69,9 @@ type clusterPart struct {
 	stop   chan struct{}
 	done   sync.WaitGroup
 
+	guard     *prefixGuard   // announced prefixes refused; see prefixes.go
+	protected *protectedNets // of the configuration routes last saw (g.routesMu)
+
 	// started is set once c is assigned; membership and ownership
 	// callbacks that arrive earlier (while joining) are caught up by the
 	// full sync that follows.
@@ -98,6 +101,7 @@ func startCluster(g *Gateway, cfg *config.Config, opts Options) (_ *clusterPart,
 		rec:     newRecovery(),
 		resets:  make(chan keys.Key, 4096),
 		stop:    make(chan struct{}),
+		guard:   newPrefixGuard(g.logger, cfg.Node.Name),
 	}
 	g.cluster = cp // before any cluster goroutine that reads it starts
 	defer func() {
@@ -142,6 +146,9 @@ func startCluster(g *Gateway, cfg *config.Config, opts Options) (_ *clusterPart,
 	var secret []byte
 	if !cfg.Cluster.SecretKey.IsZero() {
 		secret = cfg.Cluster.SecretKey[:]
+	} else {
+		cp.logger.Warn("cluster.insecure: true: gossip is neither encrypted nor authenticated; anyone who reaches the gossip port can join, claim clients and announce prefixes; set cluster.secret_key outside tests",
+			"bind", cfg.Cluster.BindAddrPort())
 	}
 	cp.c, err = cluster.New(cluster.Config{
 		Name:      cfg.Node.Name,
@@ -387,8 +394,9 @@ func (cp *clusterPart) clientHop(rec cluster.Record) router.Hop {
 }
 
 // routes returns the routes membership and ownership add to the
-// configured ones: other gateways' prefixes over the backbone, and clients
-// owned elsewhere.
+// configured ones: other gateways' prefixes over the backbone, except the
+// announcements vetAnnouncements refuses (prefixes.go), and clients owned
+// elsewhere. It runs under g.routesMu.
 func (cp *clusterPart) routes(cfg *config.Config) []router.Route {
 	cp.mu.Lock()
 	members := make([]cluster.Member, 0, len(cp.members))
@@ -397,8 +405,27 @@ func (cp *clusterPart) routes(cfg *config.Config) []router.Route {
 	}
 	cp.mu.Unlock()
 	own := make(map[netip.Prefix]bool, len(cfg.Egress.Prefixes))
+	anns := make([]announcement, 0, len(cfg.Egress.Prefixes))
 	for _, p := range cfg.Egress.Prefixes {
 		own[p] = true
+		anns = append(anns, announcement{member: cp.self, region: cfg.Node.Region, prefix: p})
+	}
+	for _, m := range members {
+		if m.Self || !m.Alive || !m.Meta.BackboneAddr.IsValid() {
+			continue
+		}
+		for _, p := range m.Meta.Prefixes {
+			anns = append(anns, announcement{member: m.Name, region: m.Meta.Region, prefix: p})
+		}
+	}
+	if cp.protected == nil || cp.protected.cfg != cfg {
+		cp.protected = newProtectedNets(cfg)
+	}
+	refused := vetAnnouncements(anns, cp.protected)
+	cp.guard.update(refused)
+	skip := make(map[announcement]bool, len(refused))
+	for _, r := range refused {
+		skip[r.announcement] = true
 	}
 	cands := make(map[netip.Prefix][]cluster.Member)
 	for _, m := range members {
@@ -406,7 +433,7 @@ func (cp *clusterPart) routes(cfg *config.Config) []router.Route {
 			continue
 		}
 		for _, p := range m.Meta.Prefixes {
-			if !own[p] {
+			if !own[p] && !skip[announcement{member: m.Name, region: m.Meta.Region, prefix: p}] {
 				cands[p] = append(cands[p], m)
 			}
 		}

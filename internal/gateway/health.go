@@ -190,6 +190,9 @@ func (g *Gateway) Metrics() health.Metrics {
 		}
 		m.OwnedClients = c.Table().Stats().Owned
 		m.Claims = g.cluster.claimStats()
+		m.PrefixRefusals = g.cluster.guard.countsByReason()
+		refused, _ := g.cluster.guard.snapshot()
+		m.RefusedPrefixes = len(refused)
 		st := c.Stats()
 		m.Gossip = map[string]uint64{
 			"received": st.MsgsReceived, "bad": st.MsgsBad, "applied": st.RecordsApplied, "relayed": st.Relayed,
@@ -275,8 +278,16 @@ func (g *Gateway) Status() health.Status {
 		Regions:     []health.RegionStatus{{Name: cfg.Node.Region, Members: 1, Prefixes: prefixes}},
 		Convergence: health.ConvergenceFrom(g.convergence.Snapshot()),
 	}
+	st.RefusedPrefixes = []health.RefusedPrefixStatus{}
 	if c := g.Cluster(); c != nil {
-		st.Members, st.Regions = clusterStatus(c.Members())
+		refused, since := g.cluster.guard.snapshot()
+		st.Members, st.Regions = clusterStatus(c.Members(), refused)
+		for i, r := range refused {
+			st.RefusedPrefixes = append(st.RefusedPrefixes, health.RefusedPrefixStatus{
+				Member: r.member, Region: r.region, Prefix: r.prefix.String(),
+				Reason: r.reason.String(), Detail: r.detail, Since: since[i],
+			})
+		}
 	}
 	lastOK, rtt, err := g.probe.snapshot()
 	st.Probe = health.ProbeStatus{
@@ -328,8 +339,12 @@ func (g *Gateway) Status() health.Status {
 }
 
 // clusterStatus turns the membership into /status members and regions (a
-// region's prefixes are those its live members serve).
-func clusterStatus(ms []cluster.Member) ([]health.MemberStatus, []health.RegionStatus) {
+// region's prefixes are those its live members serve, less the refused).
+func clusterStatus(ms []cluster.Member, refused []refusal) ([]health.MemberStatus, []health.RegionStatus) {
+	skip := make(map[announcement]bool, len(refused))
+	for _, r := range refused {
+		skip[r.announcement] = true
+	}
 	var members []health.MemberStatus
 	regions := map[string]*health.RegionStatus{}
 	for _, m := range ms {
@@ -347,6 +362,9 @@ func clusterStatus(ms []cluster.Member) ([]health.MemberStatus, []health.RegionS
 		}
 		r.Members++
 		for _, p := range m.Meta.Prefixes {
+			if skip[announcement{member: m.Name, region: m.Meta.Region, prefix: p}] {
+				continue
+			}
 			if s := p.String(); !slices.Contains(r.Prefixes, s) {
 				r.Prefixes = append(r.Prefixes, s)
 			}

@@ -25,8 +25,13 @@ type Key [Len]byte
 // ErrBadKey is returned (wrapped) for text that is not a base64 WireGuard key.
 var ErrBadKey = errors.New("not a WireGuard key: want 44 characters of base64 encoding 32 bytes")
 
-// ErrWorldReadable is returned (wrapped) for a key file that other users can read.
-var ErrWorldReadable = errors.New("key file is readable by other users; run chmod 600 on it")
+// ErrWorldReadable is returned (wrapped in an *AccessError) for a key file
+// whose mode lets group or others read or write it.
+var ErrWorldReadable = errors.New("key file is open to group or others")
+
+// ErrKeyFileOwner is returned (wrapped in an *AccessError) for a key file
+// owned by a user other than the one this process runs as, or root.
+var ErrKeyFileOwner = errors.New("key file is owned by another user")
 
 // Parse decodes a base64 key as printed by `wg genkey` or `wg pubkey`.
 // Surrounding white space is ignored.
@@ -85,24 +90,31 @@ func (k Key) Hex() string {
 	return string(b)
 }
 
-// ReadFile reads a key file. It refuses a file that other users may read
-// (mode bits 0o004), as wg(8) warns about, so that a private key is never
-// left exposed by accident.
+// ReadFile reads a key file. It refuses, before reading a byte, a file
+// that someone other than this process's user (or root) could read or
+// replace: see checkAccess for the rule, which follows ssh's for private
+// keys and PostgreSQL's for root-owned key files. Symbolic links are
+// followed and the file they lead to is judged (Kubernetes mounts secrets
+// as links into a hidden directory).
 func ReadFile(path string) (Key, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return Key{}, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
+	st, err := f.Stat() // of the file opened, not of a path that may change
 	if err != nil {
 		return Key{}, err
 	}
 	if !st.Mode().IsRegular() {
 		return Key{}, &fs.PathError{Op: "read key", Path: path, Err: errors.New("not a regular file")}
 	}
-	if st.Mode().Perm()&0o004 != 0 {
-		return Key{}, &fs.PathError{Op: "read key", Path: path, Err: ErrWorldReadable}
+	owner, known := fileOwner(st)
+	if !known {
+		owner = -1
+	}
+	if err := checkAccess(path, st.Mode().Perm(), owner, os.Geteuid()); err != nil {
+		return Key{}, err
 	}
 	buf := make([]byte, 256)
 	n, err := f.Read(buf)
