@@ -95,6 +95,17 @@ func scenarioFlood(t *testing.T, l *faultLab, row *faultRow) {
 		}
 		before[r.name] = u
 	}
+	logSize := func(r *clusterRegion) int64 {
+		fi, err := os.Stat(r.proc.LogPath)
+		if err != nil {
+			return 0
+		}
+		return fi.Size()
+	}
+	logBefore := map[string]int64{}
+	for _, r := range l.gws {
+		logBefore[r.name] = logSize(r)
+	}
 	seed := uint64(time.Now().UnixNano())
 	var peaks [floodRounds]map[string]usage
 	t0 := time.Now()
@@ -151,8 +162,12 @@ func scenarioFlood(t *testing.T, l *faultLab, row *faultRow) {
 		}
 		t.Logf("%s: before: %v; peak of flood 1: %v; peak of flood 2: %v; after: %v", r.name, b, p1, p2, settled)
 	}
-	row.note(t, "largest growth over 4 gateways: peak RSS +%d MB (second flood over the first: %+d MB), goroutines +%d",
-		worstRSS>>10, worstRound>>10, worstG)
+	var worstLog int64
+	for _, r := range l.gws {
+		worstLog = max(worstLog, logSize(r)-logBefore[r.name])
+	}
+	row.note(t, "largest growth over 4 gateways: peak RSS +%d MB (second flood over the first: %+d MB), goroutines +%d, log +%d kB",
+		worstRSS>>10, worstRound>>10, worstG, worstLog>>10)
 }
 
 // sampleUsage runs fn while sampling every gateway's usage every 200 ms,
@@ -283,7 +298,7 @@ func scenarioClockSkew(t *testing.T, l *faultLab, row *faultRow) {
 
 	// Visible by name somewhere an operator looks.
 	var where string
-	waitFor(t, p, 5*time.Second, "a gateway to name "+skewName+" as a member with a refused clock (metric, log or /readyz?verbose)", func() bool {
+	waitFor(t, p, 5*time.Second, "a gateway to name "+skewName+" as a member whose clock it refuses (a metric, a log line or /readyz?verbose: issue 10, item 6)", func() bool {
 		where = skewVisible(l)
 		return where != ""
 	})

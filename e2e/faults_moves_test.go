@@ -67,11 +67,52 @@ func scenarioRestart(t *testing.T, l *faultLab, row *faultRow) {
 	moveAndMeasure(t, l, row, "gwB1", "gwB2", nil)
 }
 
+// scenarioRestartInPlace: the owner is killed and started again under
+// the same name before the LB notices (a supervisor restarts it faster
+// than a health check fails), so the LB never moves the flow: the
+// client's next datagrams reach the restarted gateway, whose ownership
+// record names itself but which holds no session with the client. Issue
+// 10 asks that it recover the client like any other move: traffic both
+// ways within moveLimit of it being ready.
+func scenarioRestartInPlace(t *testing.T, l *faultLab, row *faultRow) {
+	r := l.gw("gwB2")
+	if views := l.owners(nil); views[r.name] != r.name {
+		t.Fatalf("owners before: %v, want %s", views, r.name)
+	}
+	if err := r.proc.Signal(syscall.SIGKILL); err != nil {
+		t.Fatalf("kill -9 %s: %v", r.name, err)
+	}
+	killed := time.Now()
+	waitFor(t, nil, 5*time.Second, r.name+" gone", func() bool { return !r.proc.Alive() })
+	restartClusterGateway(t, l.top, r)
+	waitClusterGateway(t, r)
+	t0 := time.Now()
+	row.note(t, "gwB2 killed, restarted and ready in %v; the LB's flow stays on it", t0.Sub(killed).Round(time.Millisecond))
+	for _, f := range l.flows {
+		d, ok := f.waitEcho(t0, 30*time.Second)
+		if !ok {
+			row.Recovery[f.name] = -1
+			t.Errorf("%s: no echo within 30 s of the restarted owner being ready", f.name)
+			continue
+		}
+		row.Recovery[f.name] = d
+		if d > moveLimit {
+			t.Errorf("%s: first echo %v after the restarted owner was ready, want ≤ %v", f.name, d.Round(time.Millisecond), moveLimit)
+		}
+	}
+	time.Sleep(time.Second)
+	l.countLoss(row, killed, t0.Add(3*time.Second))
+	if got := l.lbal.target(t, faultCli); got != r.wan {
+		t.Errorf("the LB sends the client's flow to %q, want %s (it never moved)", got, r.wan)
+	}
+}
+
 // scenarioBrokenReload: SIGHUP to the owner with a broken configuration
 // file: the reload fails with a log line, the running configuration keeps
 // serving (no echo lost, still ready, still the owner); with the file
 // fixed, the next SIGHUP reloads.
 func scenarioBrokenReload(t *testing.T, l *faultLab, row *faultRow) {
+	l.ensureClient(t, row, "gwB2")
 	r := l.gw("gwB2")
 	good, err := os.ReadFile(r.config)
 	if err != nil {

@@ -279,6 +279,7 @@ func TestFaults(t *testing.T) {
 		{"lb-move", scenarioLBMove},
 		{"kill-owner", scenarioKillOwner},
 		{"restart-same-name", scenarioRestart},
+		{"restart-in-place", scenarioRestartInPlace},
 		{"sighup-broken-config", scenarioBrokenReload},
 		{"junk-flood", scenarioFlood},
 		{"clock-skew", scenarioClockSkew},
