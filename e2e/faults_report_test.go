@@ -93,11 +93,12 @@ func (rep *faultReport) write(t *testing.T, took time.Duration) {
 	}
 	dir := filepath.Join(root, "bin")
 	b, _ := json.MarshalIndent(j, "", "  ")
-	if err := os.MkdirAll(dir, 0o755); err == nil {
+	err = os.MkdirAll(dir, 0o755)
+	if err == nil {
 		err = os.WriteFile(filepath.Join(dir, "faults.json"), append(b, '\n'), 0o644)
-		if err == nil {
-			err = os.WriteFile(filepath.Join(dir, "faults.md"), []byte(md), 0o644)
-		}
+	}
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "faults.md"), []byte(md), 0o644)
 	}
 	if err != nil {
 		t.Errorf("writing %s/faults.json and faults.md: %v", dir, err)
