@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
 // nftLB is a UDP load balancer in a router namespace that behaves like an
@@ -99,13 +98,11 @@ func (lb *nftLB) pin(t testing.TB, src, target string) {
 
 // move sends src's flows to target from now on: the pin, then the
 // conntrack entries of its flows to the virtual address are deleted so
-// that its next datagram is balanced afresh. It returns when the move is
-// done, the instant the tests measure recovery from.
-func (lb *nftLB) move(t testing.TB, src, target string) time.Time {
+// that its next datagram is balanced afresh.
+func (lb *nftLB) move(t testing.TB, src, target string) {
 	t.Helper()
 	lb.pin(t, src, target)
 	lb.forget(t, src)
-	return time.Now()
 }
 
 // forget deletes the conntrack entries of src's UDP flows to the virtual
