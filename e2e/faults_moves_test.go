@@ -24,14 +24,17 @@ func moveAndMeasure(t *testing.T, l *faultLab, row *faultRow, from, to string, s
 	t.Helper()
 	target := l.gw(to)
 	stray := l.lbal.stray(t)
-	// Measured from before the LB's tables change (the nft and conntrack
-	// runs take a few ms, more on a busy machine), so that no datagram
-	// the move affected falls outside the count.
+	// Losses count from before the LB's tables change (the nft and
+	// conntrack runs take a few ms, more on a busy machine), so that no
+	// datagram the move affected falls outside the count; recovery counts
+	// from when the change is complete, so that no datagram that still
+	// went the old way counts as recovered.
 	t0 := time.Now()
 	l.lbal.move(t, faultCli, target.wan)
-	moved := time.Since(t0)
+	t1 := time.Now()
+	moved := t1.Sub(t0)
 	agreed := l.waitOwner(t, to, 5*time.Second, skip) + moved
-	l.measureMove(t, row, t0, 0, 3*time.Second, moveLimit)
+	l.measureMove(t, row, t1, moved, 3*time.Second, moveLimit)
 	if got := l.lbal.target(t, faultCli); got != target.wan {
 		t.Errorf("the LB sends the client's flow to %q after the move, want %s (%s)", got, target.wan, to)
 	}
@@ -39,7 +42,7 @@ func moveAndMeasure(t *testing.T, l *faultLab, row *faultRow, from, to string, s
 	if f := strings.Fields(out); len(f) != 2 || f[1] != l.lbal.endpoint() {
 		t.Errorf("the client's endpoint is %q, want only ever the virtual address %s", strings.TrimSpace(out), l.lbal.endpoint())
 	}
-	row.note(t, "%s → %s: the LB's tables changed in %v; every gateway named %s %v after the move began; %d datagrams from a gateway outside any LB flow dropped",
+	row.note(t, "%s → %s: the LB's tables changed in %v; every gateway named %s %v after it began; %d datagrams from a gateway outside any LB flow dropped",
 		from, to, moved.Round(time.Millisecond), to, agreed.Round(time.Millisecond), l.lbal.stray(t)-stray)
 }
 
