@@ -120,8 +120,7 @@ func scenarioRestartInPlace(t *testing.T, l *faultLab, row *faultRow) {
 // serving (no echo lost, still ready, still the owner); with the file
 // fixed, the next SIGHUP reloads.
 func scenarioBrokenReload(t *testing.T, l *faultLab, row *faultRow) {
-	l.ensureClient(t, row, "gwB2")
-	r := l.gw("gwB2")
+	r := l.gw(l.ensureClient(t, row, "gwB2"))
 	good, err := os.ReadFile(r.config)
 	if err != nil {
 		t.Fatal(err)

@@ -25,7 +25,8 @@ const healWithin = 10 * time.Second
 // gateway must list all four alive and the client's echoes to and from
 // both regions must flow within healWithin.
 func scenarioPartition(t *testing.T, l *faultLab, row *faultRow) {
-	l.ensureClient(t, row, "gwA1")
+	owner := l.ensureClient(t, row, "gwA1")
+	row.note(t, "owner %s", owner)
 	var a, b []string
 	for _, r := range l.gws {
 		if r.region == "region-a" {
@@ -117,12 +118,12 @@ func scenarioPartition(t *testing.T, l *faultLab, row *faultRow) {
 	l.countLoss(row, t0, t0.Add(healWithin))
 }
 
-// ensureClient makes sure the client's echoes flow with owner as its
-// owner before a scenario that needs a healthy start (an earlier scenario
-// may have failed and left it cut off): if not, it notes it and starts
-// the client again (wg-quick down, up: a new handshake through the LB to
-// owner).
-func (l *faultLab) ensureClient(t *testing.T, row *faultRow, owner string) {
+// ensureClient makes sure that the client's echoes flow and that every
+// gateway names the same owner before a scenario that needs a healthy
+// start (an earlier scenario may have failed and left the client cut
+// off), and returns that owner. If not, it notes it and starts the client
+// again (wg-quick down, up: a new handshake through the LB to fallback).
+func (l *faultLab) ensureClient(t *testing.T, row *faultRow, fallback string) string {
 	t.Helper()
 	healthy := true
 	now := time.Now()
@@ -132,17 +133,19 @@ func (l *faultLab) ensureClient(t *testing.T, row *faultRow, owner string) {
 		}
 	}
 	views := l.owners(nil)
+	owner := views[l.gws[0].name]
 	for _, v := range views {
 		healthy = healthy && v == owner
 	}
-	if healthy {
-		return
+	if healthy && owner != "" {
+		return owner
 	}
 	row.note(t, "client not healthy at the start (owners %v): restarted it", views)
-	l.lbal.pin(t, faultCli, l.gw(owner).wan)
+	l.lbal.pin(t, faultCli, l.gw(fallback).wan)
 	l.client.down(t)
 	l.lbal.forget(t, faultCli)
 	l.client.up(t)
 	l.waitFlows(t, time.Now(), 15*time.Second)
-	l.waitOwner(t, owner, 5*time.Second, nil)
+	l.waitOwner(t, fallback, 5*time.Second, nil)
+	return fallback
 }
