@@ -179,6 +179,18 @@ func restartClusterGateway(t *testing.T, owner testing.TB, r *clusterRegion) {
 	r.proc = startProcOwned(t, owner, "anyguard-"+r.name+"-restarted", nil, "ip", "netns", "exec", r.gw.Name, anyguardBinary(t), "run", "--config", r.config)
 }
 
+// waitClusterGateway waits until r's UAPI socket exists, it listens on
+// the client port and /readyz answers 200 (joined, data path proven).
+func waitClusterGateway(t *testing.T, r *clusterRegion) {
+	t.Helper()
+	waitFor(t, r.proc, 20*time.Second, r.name+"'s UAPI socket", func() bool { return fileExists(uapiSocket(r.iface)) })
+	waitUDPListening(t, r.gw, r.proc, clientPort, 5*time.Second)
+	waitFor(t, r.proc, 20*time.Second, r.name+" ready (/readyz 200: joined, data path proven)", func() bool {
+		code, _, err := httpGetIn(r.gw, "/readyz")
+		return err == nil && code == http.StatusOK
+	})
+}
+
 // TestClusterTwoRegions: two regions, each a namespace with an anyguard
 // gateway (tun egress) and a server; a stock client (wg-quick) reaches
 // both servers through either gateway, and each region's network reaches
@@ -215,14 +227,7 @@ func TestClusterTwoRegions(t *testing.T) {
 	startClusterGateway(t, gwA, clientKeys, alice.Public, gossip.Private, gwB)
 	startClusterGateway(t, gwB, clientKeys, alice.Public, gossip.Private, gwA)
 	for _, r := range regions {
-		waitFor(t, r.proc, 20*time.Second, r.name+"'s UAPI socket", func() bool { return fileExists(uapiSocket(r.iface)) })
-		waitUDPListening(t, r.gw, r.proc, clientPort, 5*time.Second)
-	}
-	for _, r := range regions {
-		waitFor(t, r.proc, 20*time.Second, r.name+" ready (/readyz 200: joined, data path proven)", func() bool {
-			code, _, err := httpGetIn(r.gw, "/readyz")
-			return err == nil && code == http.StatusOK
-		})
+		waitClusterGateway(t, r)
 	}
 	t.Logf("gateways started, joined and ready in %v", time.Since(start).Round(time.Millisecond))
 

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"fmt"
-	"net/http"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -152,18 +151,6 @@ func newFaultLab(t *testing.T) *faultLab {
 	l.waitOwner(t, "gwA2", 5*time.Second, nil)
 	t.Logf("client up through the LB on gwA2, echoes both ways to both regions, after %v", time.Since(start).Round(time.Millisecond))
 	return l
-}
-
-// waitClusterGateway waits until r's UAPI socket exists, it listens on
-// the client port and /readyz answers 200 (joined, data path proven).
-func waitClusterGateway(t *testing.T, r *clusterRegion) {
-	t.Helper()
-	waitFor(t, r.proc, 20*time.Second, r.name+"'s UAPI socket", func() bool { return fileExists(uapiSocket(r.iface)) })
-	waitUDPListening(t, r.gw, r.proc, clientPort, 5*time.Second)
-	waitFor(t, r.proc, 20*time.Second, r.name+" ready (/readyz 200: joined, data path proven)", func() bool {
-		code, _, err := httpGetIn(r.gw, "/readyz")
-		return err == nil && code == http.StatusOK
-	})
 }
 
 // waitFlows waits up to timeout until every flow has an echo of a
