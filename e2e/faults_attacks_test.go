@@ -404,6 +404,30 @@ func scenarioReplay(t *testing.T, l *faultLab, row *faultRow) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// What the attacker got back: handshake responses (type 2) and
+	// cookie replies (type 3), each one a cost to a gateway.
+	var responses, cookies, sent int
+	buf := make([]byte, 2048)
+	for _, a := range atk {
+		a.conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		for {
+			n, err := a.conn.Read(buf)
+			if err != nil {
+				break
+			}
+			switch {
+			case n == wgResponseSize && buf[0] == 2:
+				responses++
+			case n == wgCookieSize && buf[0] == 3:
+				cookies++
+			}
+		}
+	}
+	sent = len(replayDelays) * len(atk)
+	row.note(t, "the attacker got %d handshake responses and %d cookie replies for %d replayed datagrams", responses, cookies, sent)
+	if responses+cookies > sent {
+		t.Errorf("%d answers to %d replayed initiations: want at most one each", responses+cookies, sent)
+	}
 	row.note(t, "captured initiation replayed %d times to each of the %d gateways other than the owner %s, at +%v", len(replayDelays), len(atk), owner, replayDelays)
 	if len(changes) > 0 {
 		t.Errorf("a replayed initiation changed alice's owner (want %s throughout): %s", owner, strings.Join(changes, "; "))
