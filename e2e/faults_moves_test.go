@@ -46,6 +46,15 @@ func moveAndMeasure(t *testing.T, l *faultLab, row *faultRow, from, to string, s
 		from, to, moved.Round(time.Millisecond), to, agreed.Round(time.Millisecond), l.lbal.stray(t)-stray)
 }
 
+// kill9 sends r's process SIGKILL and waits until it is gone.
+func kill9(t *testing.T, r *clusterRegion) {
+	t.Helper()
+	if err := r.proc.Signal(syscall.SIGKILL); err != nil {
+		t.Fatalf("kill -9 %s: %v", r.name, err)
+	}
+	waitFor(t, nil, 5*time.Second, r.name+" gone", func() bool { return !r.proc.Alive() })
+}
+
 // scenarioLBMove: the LB moves the client's flow to another region's
 // gateway, the client's session and socket intact; the new gateway
 // recognises the flow and takes the client over.
@@ -56,11 +65,7 @@ func scenarioLBMove(t *testing.T, l *faultLab, row *faultRow) {
 // scenarioKillOwner: kill -9 of the owner, and the LB moves its flow to
 // the region's other gateway (as its health check would; here at once).
 func scenarioKillOwner(t *testing.T, l *faultLab, row *faultRow) {
-	owner := l.gw("gwB2")
-	if err := owner.proc.Signal(syscall.SIGKILL); err != nil {
-		t.Fatalf("kill -9 %s: %v", owner.name, err)
-	}
-	waitFor(t, nil, 5*time.Second, owner.name+" gone", func() bool { return !owner.proc.Alive() })
+	kill9(t, l.gw("gwB2"))
 	moveAndMeasure(t, l, row, "gwB2 (killed)", "gwB1", []string{"gwB2"})
 }
 
@@ -87,11 +92,8 @@ func scenarioRestartInPlace(t *testing.T, l *faultLab, row *faultRow) {
 	if views := l.owners(nil); views[r.name] != r.name {
 		t.Fatalf("owners before: %v, want %s", views, r.name)
 	}
-	if err := r.proc.Signal(syscall.SIGKILL); err != nil {
-		t.Fatalf("kill -9 %s: %v", r.name, err)
-	}
 	killed := time.Now()
-	waitFor(t, nil, 5*time.Second, r.name+" gone", func() bool { return !r.proc.Alive() })
+	kill9(t, r)
 	restartClusterGateway(t, l.top, r)
 	waitClusterGateway(t, r)
 	t0 := time.Now()

@@ -117,35 +117,3 @@ func scenarioPartition(t *testing.T, l *faultLab, row *faultRow) {
 	time.Sleep(time.Second)
 	l.countLoss(row, t0, t0.Add(healWithin))
 }
-
-// ensureClient makes sure that the client's echoes flow and that every
-// gateway names the same owner before a scenario that needs a healthy
-// start (an earlier scenario may have failed and left the client cut
-// off), and returns that owner. If not, it notes it and starts the client
-// again (wg-quick down, up: a new handshake through the LB to fallback).
-func (l *faultLab) ensureClient(t *testing.T, row *faultRow, fallback string) string {
-	t.Helper()
-	healthy := true
-	now := time.Now()
-	for _, f := range l.flows {
-		if _, ok := f.waitEcho(now, 2*time.Second); !ok {
-			healthy = false
-		}
-	}
-	views := l.owners(nil)
-	owner := views[l.gws[0].name]
-	for _, v := range views {
-		healthy = healthy && v == owner
-	}
-	if healthy && owner != "" {
-		return owner
-	}
-	row.note(t, "client not healthy at the start (owners %v): restarted it", views)
-	l.lbal.pin(t, faultCli, l.gw(fallback).wan)
-	l.client.down(t)
-	l.lbal.forget(t, faultCli)
-	l.client.up(t)
-	l.waitFlows(t, time.Now(), 15*time.Second)
-	l.waitOwner(t, fallback, 5*time.Second, nil)
-	return fallback
-}

@@ -155,23 +155,18 @@ func newFaultLab(t *testing.T) *faultLab {
 
 // waitFlows waits up to timeout until every flow has an echo of a
 // datagram sent after t0, and fails t naming those that have none.
-func (l *faultLab) waitFlows(t *testing.T, t0 time.Time, timeout time.Duration) map[string]time.Duration {
+func (l *faultLab) waitFlows(t *testing.T, t0 time.Time, timeout time.Duration) {
 	t.Helper()
-	got := make(map[string]time.Duration)
 	var missing []string
 	deadline := time.Now().Add(timeout)
 	for _, f := range l.flows {
-		d, ok := f.waitEcho(t0, time.Until(deadline))
-		if !ok {
+		if _, ok := f.waitEcho(t0, time.Until(deadline)); !ok {
 			missing = append(missing, f.name)
-			continue
 		}
-		got[f.name] = d
 	}
 	if len(missing) > 0 {
 		t.Fatalf("no echo within %v on %s", timeout, strings.Join(missing, ", "))
 	}
-	return got
 }
 
 // waitOwner waits until every running gateway's /status names owner for
@@ -212,6 +207,38 @@ func (l *faultLab) owners(skip []string) map[string]string {
 		views[r.name] = st.owner("alice")
 	}
 	return views
+}
+
+// ensureClient makes sure that the client's echoes flow and that every
+// gateway names the same owner before a scenario that needs a healthy
+// start (an earlier scenario may have failed and left the client cut
+// off), and returns that owner. If not, it notes it and starts the client
+// again (wg-quick down, up: a new handshake through the LB to fallback).
+func (l *faultLab) ensureClient(t *testing.T, row *faultRow, fallback string) string {
+	t.Helper()
+	healthy := true
+	now := time.Now()
+	for _, f := range l.flows {
+		if _, ok := f.waitEcho(now, 2*time.Second); !ok {
+			healthy = false
+		}
+	}
+	views := l.owners(nil)
+	owner := views[l.gws[0].name]
+	for _, v := range views {
+		healthy = healthy && v == owner
+	}
+	if healthy && owner != "" {
+		return owner
+	}
+	row.note(t, "client not healthy at the start (owners %v): restarted it", views)
+	l.lbal.pin(t, faultCli, l.gw(fallback).wan)
+	l.client.down(t)
+	l.lbal.forget(t, faultCli)
+	l.client.up(t)
+	l.waitFlows(t, time.Now(), 15*time.Second)
+	l.waitOwner(t, fallback, 5*time.Second, nil)
+	return fallback
 }
 
 // measureMove records, for a flow moved at t0, how soon each echo flow
