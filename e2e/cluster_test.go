@@ -51,6 +51,7 @@ type clusterRegion struct {
 	iface    string // tun_name and UAPI name of the gateway
 	proc     *proc
 	ownerLog string // what the gateway logs when alice's owner changes
+	config   string // the configuration file it runs with
 }
 
 func (r *clusterRegion) endpoint() string { return net.JoinHostPort(r.wan, strconv.Itoa(clientPort)) }
@@ -67,20 +68,12 @@ func newClusterTopology(t *testing.T) (cli *netns, regions [2]*clusterRegion) {
 	}
 	wan := newNetns(t, "wan")
 	cli = newNetns(t, "cli")
-	wan.ip(t, "link", "add", "br0", "type", "bridge")
-	wan.ip(t, "link", "set", "br0", "up")
-	// attach connects ns to the bridge with a veth eth0 carrying addr.
-	attach := func(ns *netns, port, addr string) {
-		wan.ip(t, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns.Name)
-		wan.ip(t, "link", "set", port, "master", "br0", "up")
-		ns.ip(t, "address", "add", addr+"/24", "dev", "eth0")
-		ns.ip(t, "link", "set", "eth0", "up")
-	}
-	attach(cli, "cli", clusterCli)
+	addBridge(t, wan, "br0")
+	attachToBridge(t, wan, "br0", cli, "cli", "eth0", clusterCli+"/24")
 	for i, r := range regions {
 		r.gw = newNetns(t, strings.ToLower(r.name))
 		r.srv = newNetns(t, "srv"+string(rune('a'+i)))
-		attach(r.gw, strings.ToLower(r.name), r.wan)
+		attachToBridge(t, wan, "br0", r.gw, strings.ToLower(r.name), "eth0", r.wan+"/24")
 		r.gw.ip(t, "link", "add", "lan0", "type", "veth", "peer", "name", "lan0", "netns", r.srv.Name)
 		r.gw.ip(t, "address", "add", r.lan+"/24", "dev", "lan0")
 		r.srv.ip(t, "address", "add", r.srvAddr+"/24", "dev", "lan0")
@@ -103,17 +96,42 @@ func newClusterTopology(t *testing.T) (cli *netns, regions [2]*clusterRegion) {
 	return cli, regions
 }
 
+// addBridge makes an up bridge named name in ns.
+func addBridge(t testing.TB, ns *netns, name string) {
+	t.Helper()
+	ns.ip(t, "link", "add", name, "type", "bridge")
+	ns.ip(t, "link", "set", name, "up")
+}
+
+// attachToBridge connects ns to bridge br in host with a veth: port on
+// the bridge's side, dev carrying addr (a prefix, "" for none) in ns.
+func attachToBridge(t testing.TB, host *netns, br string, ns *netns, port, dev, addr string) {
+	t.Helper()
+	host.ip(t, "link", "add", port, "type", "veth", "peer", "name", dev, "netns", ns.Name)
+	host.ip(t, "link", "set", port, "master", br, "up")
+	if addr != "" {
+		ns.ip(t, "address", "add", addr, "dev", dev)
+	}
+	ns.ip(t, "link", "set", dev, "up")
+}
+
 // startClusterGateway starts `anyguard run` in r.gw with the clients
 // section every gateway shares, its own backbone key, and the gossip key;
-// it joins the other gateway (both list each other, the way an operator
-// would configure them). It returns once the UAPI socket and client port
-// are up; readiness (joined) is waited for separately.
-func startClusterGateway(t *testing.T, r *clusterRegion, peer *clusterRegion, clientKeys keyPair, alicePub, gossipKey string) {
+// it joins the peers (every gateway lists the others, the way an operator
+// would configure them). It returns once the process started; readiness
+// (UAPI socket, client port, joined) is waited for separately. The
+// configuration stays in r.config, so that r can be restarted under the
+// same name (restartClusterGateway).
+func startClusterGateway(t *testing.T, r *clusterRegion, clientKeys keyPair, alicePub, gossipKey string, peers ...*clusterRegion) {
 	t.Helper()
 	bin := anyguardBinary(t)
 	dir := t.TempDir()
 	r.iface = uniqueIfaceName(t, "ag"+strings.ToLower(r.name[2:]))
 	backbone := genKeyPair(t)
+	var join []string
+	for _, p := range peers {
+		join = append(join, fmt.Sprintf(`"%s:%d"`, p.wan, gossipPort))
+	}
 	config := fmt.Sprintf(`node: {name: %s, region: %s}
 clients:
   private_key_file: %s
@@ -139,7 +157,7 @@ backbone:
 cluster:
   bind: %s:%d
   advertise: %s:%d
-  join: ["%s:%d"]
+  join: [%s]
   secret_key_file: %s
   profile: lan
 log: {level: info}
@@ -147,10 +165,30 @@ log: {level: info}
 		writeSecret(t, dir, "clients.key", clientKeys.Private+"\n"), clientPort, alicePub, clientAddr,
 		r.iface, r.prefix, healthPort,
 		writeSecret(t, dir, "backbone.key", backbone.Private+"\n"), backbonePort,
-		r.wan, gossipPort, r.wan, gossipPort, peer.wan, gossipPort,
+		r.wan, gossipPort, r.wan, gossipPort, strings.Join(join, ", "),
 		writeSecret(t, dir, "gossip.key", gossipKey+"\n"))
-	configFile := writeSecret(t, dir, r.name+".yaml", config)
-	r.proc = startProc(t, "anyguard-"+r.name, nil, "ip", "netns", "exec", r.gw.Name, bin, "run", "--config", configFile)
+	r.config = writeSecret(t, dir, r.name+".yaml", config)
+	r.proc = startProc(t, "anyguard-"+r.name, nil, "ip", "netns", "exec", r.gw.Name, bin, "run", "--config", r.config)
+}
+
+// restartClusterGateway starts r again with the configuration it was
+// first started with: the same name, keys and interface. The process
+// lives until owner (the test that made the topology) ends.
+func restartClusterGateway(t *testing.T, owner testing.TB, r *clusterRegion) {
+	t.Helper()
+	r.proc = startProcOwned(t, owner, "anyguard-"+r.name+"-restarted", nil, "ip", "netns", "exec", r.gw.Name, anyguardBinary(t), "run", "--config", r.config)
+}
+
+// waitClusterGateway waits until r's UAPI socket exists, it listens on
+// the client port and /readyz answers 200 (joined, data path proven).
+func waitClusterGateway(t *testing.T, r *clusterRegion) {
+	t.Helper()
+	waitFor(t, r.proc, 20*time.Second, r.name+"'s UAPI socket", func() bool { return fileExists(uapiSocket(r.iface)) })
+	waitUDPListening(t, r.gw, r.proc, clientPort, 5*time.Second)
+	waitFor(t, r.proc, 20*time.Second, r.name+" ready (/readyz 200: joined, data path proven)", func() bool {
+		code, _, err := httpGetIn(r.gw, "/readyz")
+		return err == nil && code == http.StatusOK
+	})
 }
 
 // TestClusterTwoRegions: two regions, each a namespace with an anyguard
@@ -186,17 +224,10 @@ func TestClusterTwoRegions(t *testing.T) {
 	clientKeys, alice, gossip := genKeyPair(t), genKeyPair(t), genKeyPair(t)
 
 	start := time.Now()
-	startClusterGateway(t, gwA, gwB, clientKeys, alice.Public, gossip.Private)
-	startClusterGateway(t, gwB, gwA, clientKeys, alice.Public, gossip.Private)
+	startClusterGateway(t, gwA, clientKeys, alice.Public, gossip.Private, gwB)
+	startClusterGateway(t, gwB, clientKeys, alice.Public, gossip.Private, gwA)
 	for _, r := range regions {
-		waitFor(t, r.proc, 20*time.Second, r.name+"'s UAPI socket", func() bool { return fileExists(uapiSocket(r.iface)) })
-		waitUDPListening(t, r.gw, r.proc, clientPort, 5*time.Second)
-	}
-	for _, r := range regions {
-		waitFor(t, r.proc, 20*time.Second, r.name+" ready (/readyz 200: joined, data path proven)", func() bool {
-			code, _, err := httpGetIn(r.gw, "/readyz")
-			return err == nil && code == http.StatusOK
-		})
+		waitClusterGateway(t, r)
 	}
 	t.Logf("gateways started, joined and ready in %v", time.Since(start).Round(time.Millisecond))
 
@@ -340,31 +371,65 @@ func waitOwner(t *testing.T, regions [2]*clusterRegion, owner, reason string, ti
 func checkStatusOwner(t *testing.T, owner, other *clusterRegion) {
 	t.Helper()
 	for _, r := range []*clusterRegion{owner, other} {
-		code, body, err := httpGetIn(r.gw, "/status")
-		if err != nil || code != http.StatusOK {
-			t.Fatalf("%s /status: %d %v: %s", r.name, code, err, body)
+		st, err := readStatus(r)
+		if err != nil {
+			t.Fatal(err)
 		}
-		var st struct {
-			Clients []struct {
-				Name     string `json:"name"`
-				Owner    string `json:"owner"`
-				Endpoint string `json:"endpoint"`
-			} `json:"clients"`
-		}
-		if err := json.Unmarshal(body, &st); err != nil {
-			t.Fatalf("%s /status: %v: %s", r.name, err, body)
-		}
-		got := "(alice missing)"
-		for _, c := range st.Clients {
-			if c.Name == "alice" {
-				got = c.Owner
-			}
-		}
+		got := st.owner("alice")
 		t.Logf("%s /status: alice's owner %q", r.name, got)
 		if got != owner.name {
 			t.Errorf("%s /status: alice's owner %q, want %q", r.name, got, owner.name)
 		}
 	}
+}
+
+// gatewayStatus is the part of a gateway's /status the tests read.
+type gatewayStatus struct {
+	Members []struct {
+		Name  string `json:"name"`
+		State string `json:"state"`
+		Self  bool   `json:"self"`
+	} `json:"members"`
+	Clients []struct {
+		Name     string `json:"name"`
+		Owner    string `json:"owner"`
+		Endpoint string `json:"endpoint"`
+	} `json:"clients"`
+}
+
+// readStatus fetches and decodes r's /status.
+func readStatus(r *clusterRegion) (gatewayStatus, error) {
+	var st gatewayStatus
+	code, body, err := httpGetIn(r.gw, "/status")
+	if err != nil || code != http.StatusOK {
+		return st, fmt.Errorf("%s /status: %d %v: %s", r.name, code, err, body)
+	}
+	if err := json.Unmarshal(body, &st); err != nil {
+		return st, fmt.Errorf("%s /status: %w: %s", r.name, err, body)
+	}
+	return st, nil
+}
+
+// owner is the owner /status names for the client called name, or
+// "(name missing)".
+func (st gatewayStatus) owner(name string) string {
+	for _, c := range st.Clients {
+		if c.Name == name {
+			return c.Owner
+		}
+	}
+	return "(" + name + " missing)"
+}
+
+// alive lists the members /status shows alive, itself included.
+func (st gatewayStatus) alive() []string {
+	var names []string
+	for _, m := range st.Members {
+		if m.State == "alive" {
+			names = append(names, m.Name)
+		}
+	}
+	return names
 }
 
 // quietBackboneTx waits until r's backbone tx count stands still for

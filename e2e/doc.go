@@ -23,6 +23,24 @@
 // down/up) and must reach both servers, and both servers it, after each
 // move, the non-owner forwarding over the backbone (no SNAT).
 //
+// TestFaults is the fault suite (docs/faults.md): four gateways, two per
+// region, behind a UDP load balancer that works as AWS NLB or Global
+// Accelerator do (nftables DNAT plus conntrack in a router namespace: the
+// gateways see the client's own address, replies come from one virtual
+// address, and a flow moves when the LB's map changes and its conntrack
+// entry is deleted), a stock client and a server per region. UDP echoes
+// every 20 ms from the client to both servers and from both servers to
+// the client count what got through. The scenarios run in order on that
+// one topology: the LB moving the flow to another region, kill -9 of the
+// owner, a restart under the same name (the flow moved back, then in
+// place), SIGHUP with a broken file, junk floods on the client and gossip
+// ports from 64 addresses, a gossip member with its clock 10 minutes
+// ahead (the test binary re-executed as a cluster member), a captured
+// handshake initiation replayed to the other gateways, and a 65 s
+// partition between the regions. The table of what each measured is
+// logged and written to bin/faults.json and bin/faults.md. It needs nft
+// and conntrack besides the tools below.
+//
 // TestContainerNetstack and TestContainerTun build the container image
 // from images/Dockerfile with podman (`podman build --format docker`, in a
 // build context holding only the static bin/anyguard) and run it as users

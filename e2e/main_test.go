@@ -28,6 +28,9 @@ var requiredTools = []string{"ip", "ss", "wg", "wg-quick", "wireguard-go", "iper
 var runDir string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(skewChildEnv) != "" {
+		os.Exit(runSkewMember()) // the test binary re-executed as a gossip member (skew_test.go)
+	}
 	flag.Parse()
 	if f := flag.Lookup("test.list"); f != nil && f.Value.String() != "" {
 		os.Exit(m.Run()) // listing tests (make fuzz): touch nothing

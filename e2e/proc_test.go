@@ -22,14 +22,21 @@ type proc struct {
 // gets SIGTERM, then SIGKILL after a grace period.
 func startProc(t testing.TB, name string, env []string, args ...string) *proc {
 	t.Helper()
-	p, err := bnetns.Start(name, filepath.Join(t.TempDir(), name+".log"), env, args...)
+	return startProcOwned(t, t, name, env, args...)
+}
+
+// startProcOwned is startProc for a process that outlives the (sub)test t
+// starting it: owner, a test t runs within, stops it when owner ends.
+func startProcOwned(t, owner testing.TB, name string, env []string, args ...string) *proc {
+	t.Helper()
+	p, err := bnetns.Start(name, filepath.Join(owner.TempDir(), name+".log"), env, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
+	owner.Cleanup(func() {
 		p.Stop(5 * time.Second)
-		if t.Failed() {
-			t.Logf("--- log of %s (%s), exit: %v ---\n%s", p.Name, strings.Join(args, " "), p.Err(), p.Log())
+		if owner.Failed() {
+			owner.Logf("--- log of %s (%s), exit: %v ---\n%s", p.Name, strings.Join(args, " "), p.Err(), p.Log())
 		}
 	})
 	return &proc{p}
