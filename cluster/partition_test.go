@@ -1,0 +1,303 @@
+package cluster
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/anyguard/anyguard/internal/keys"
+)
+
+// partition is a network cut between groups of gateways that a test
+// controls: while it is on, datagrams between groups are lost and TCP
+// connections between them cannot be made (a dial hangs for its whole
+// timeout, as a SYN into a dropped path does).
+type partition struct {
+	mu    sync.Mutex
+	group map[netip.AddrPort]int
+	on    bool
+}
+
+func (p *partition) set(on bool) {
+	p.mu.Lock()
+	p.on = on
+	p.mu.Unlock()
+}
+
+func (p *partition) blocked(from netip.AddrPort, to string) bool {
+	ap, err := netip.ParseAddrPort(to)
+	if err != nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.on && p.group[from] != p.group[ap]
+}
+
+// faultyTransport is memberlist's real network transport on loopback with
+// a partition applied to what this gateway sends and dials.
+type faultyTransport struct {
+	*memberlist.NetTransport
+	self   netip.AddrPort
+	p      *partition
+	closed chan struct{}
+	once   sync.Once
+}
+
+type timeoutError struct{}
+
+func (timeoutError) Error() string   { return "i/o timeout (partitioned)" }
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }
+
+var _ net.Error = timeoutError{}
+
+func (t *faultyTransport) WriteTo(b []byte, addr string) (time.Time, error) {
+	if t.p.blocked(t.self, addr) {
+		return time.Now(), nil // lost on the way
+	}
+	return t.NetTransport.WriteTo(b, addr)
+}
+
+func (t *faultyTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
+	return t.WriteTo(b, a.Addr)
+}
+
+func (t *faultyTransport) DialTimeout(addr string, d time.Duration) (net.Conn, error) {
+	if t.p.blocked(t.self, addr) {
+		select {
+		case <-time.After(d):
+		case <-t.closed:
+		}
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: timeoutError{}}
+	}
+	return t.NetTransport.DialTimeout(addr, d)
+}
+
+func (t *faultyTransport) DialAddressTimeout(a memberlist.Address, d time.Duration) (net.Conn, error) {
+	return t.DialTimeout(a.Addr, d)
+}
+
+func (t *faultyTransport) Shutdown() error {
+	t.once.Do(func() { close(t.closed) })
+	return t.NetTransport.Shutdown()
+}
+
+// startPartitioned starts a gateway on loopback whose gossip goes through
+// a faultyTransport in group of p.
+func startPartitioned(t *testing.T, name string, group int, p *partition, join []string, clients []keys.Key, edit func(*Config)) *testNode {
+	t.Helper()
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{"127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(nt.GetAutoBindPort()))
+	p.mu.Lock()
+	p.group[self] = group
+	p.mu.Unlock()
+	ft := &faultyTransport{NetTransport: nt, self: self, p: p, closed: make(chan struct{})}
+	return startNodeWith(t, name, join, testSecret, 0, clients, func(c *Config) {
+		c.Transport = ft
+		// memberlist forgets a dead member after this (30 s in the lan
+		// profile): the cut below outlasts it.
+		c.GossipToTheDeadTime = time.Second
+		if edit != nil {
+			edit(c)
+		}
+	})
+}
+
+// fourGateways starts regions A (a1, a2) and B (b1, b2) in one cluster.
+// Each gateway's join addresses name only its own region, so that only
+// the members it remembers can bring the other region back.
+func fourGateways(t *testing.T, p *partition, clients []keys.Key, edit func(*Config)) []*testNode {
+	t.Helper()
+	a1 := startPartitioned(t, "a1", 0, p, nil, clients, edit)
+	a2 := startPartitioned(t, "a2", 0, p, []string{a1.addr()}, clients, edit)
+	b1 := startPartitioned(t, "b1", 1, p, nil, clients, edit)
+	b2 := startPartitioned(t, "b2", 1, p, []string{b1.addr()}, clients, edit)
+	if _, err := b1.ml.Join([]string{a1.addr()}); err != nil {
+		t.Fatal(err)
+	}
+	nodes := []*testNode{a1, a2, b1, b2}
+	waitFor(t, "4 members everywhere", 10*time.Second, func() bool {
+		for _, n := range nodes {
+			if n.alive() != 4 {
+				return false
+			}
+		}
+		return true
+	})
+	return nodes
+}
+
+// cutFor turns p on and waits until each region has declared the other
+// dead, then for memberlist to have forgotten them (GossipToTheDeadTime
+// of 1 s, plus a probe round).
+func cutFor(t *testing.T, p *partition, nodes []*testNode) {
+	t.Helper()
+	p.set(true)
+	waitFor(t, "each region to see the other dead", 30*time.Second, func() bool {
+		for _, n := range nodes {
+			if n.alive() != 2 {
+				return false
+			}
+		}
+		return true
+	})
+	time.Sleep(3 * time.Second) // nothing to await: memberlist's forgetting is not observable
+}
+
+func tablesAgree(nodes []*testNode, clients []keys.Key) error {
+	for _, k := range clients {
+		want, _ := nodes[0].Table().Get(k)
+		for _, n := range nodes[1:] {
+			if got, _ := n.Table().Get(k); got != want {
+				return fmt.Errorf("client %s: %s has %v/%d, %s has %v/%d", k.String()[:8], nodes[0].Name(), want.Owner, want.Version, n.Name(), got.Owner, got.Version)
+			}
+		}
+	}
+	return nil
+}
+
+// TestPartitionHeals: two regions of two gateways, cut apart for longer
+// than memberlist keeps a dead member, with claims made on both sides
+// while apart (some of the same clients). Within 10 s of the link
+// returning every gateway lists every other alive, the ownership tables
+// agree, and the heal was logged and counted.
+//
+// Both profiles: the wan one detects failures later and waits longer
+// between reconnect rounds.
+func TestPartitionHeals(t *testing.T) {
+	t.Parallel()
+	for _, profile := range []string{ProfileLAN, ProfileWAN} {
+		t.Run(profile, func(t *testing.T) {
+			t.Parallel()
+			testPartitionHeals(t, profile)
+		})
+	}
+}
+
+func testPartitionHeals(t *testing.T, profile string) {
+	p := &partition{group: make(map[netip.AddrPort]int)}
+	clients := genClients(40)
+	nodes := fourGateways(t, p, clients, func(c *Config) { c.Profile = profile })
+	a1, a2, b1, b2 := nodes[0], nodes[1], nodes[2], nodes[3]
+	ep := netip.MustParseAddrPort("198.51.100.1:40000")
+	for i, k := range clients[:20] {
+		[]*testNode{a1, b1}[i/10].Claim(k, ep, ReasonHandshake)
+	}
+	waitFor(t, "claims everywhere", 5*time.Second, func() bool { return tablesAgree(nodes, clients) == nil })
+
+	cutFor(t, p, nodes)
+	if m := a1.MissingMembers(); !slices.Equal(m, []string{"b1", "b2"}) {
+		t.Fatalf("a1 misses %v, want b1 b2", m)
+	}
+	for _, k := range clients[10:15] { // B's clients move to A
+		a2.Claim(k, ep, ReasonTakeover)
+	}
+	for _, k := range clients[0:5] { // A's clients move to B
+		b2.Claim(k, ep, ReasonTakeover)
+	}
+	for _, k := range clients[20:30] { // claimed on both sides
+		a1.Claim(k, ep, ReasonHandshake)
+		b2.Claim(k, ep, ReasonHandshake)
+	}
+	if tablesAgree(nodes, clients) == nil {
+		t.Fatal("tables agree across the cut")
+	}
+
+	p.set(false)
+	healed := time.Now()
+	waitFor(t, "every gateway to list every other alive", 10*time.Second, func() bool {
+		for _, n := range nodes {
+			if n.alive() != 4 || len(n.MissingMembers()) != 0 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("members back after %s", time.Since(healed).Round(time.Millisecond))
+	waitFor(t, "ownership tables to agree", 10*time.Second-time.Since(healed), func() bool {
+		return tablesAgree(nodes, clients) == nil
+	})
+	t.Logf("tables agree after %s", time.Since(healed).Round(time.Millisecond))
+	for i, k := range clients[:15] {
+		want := map[bool]string{true: "b2", false: "a2"}[i < 5]
+		if i >= 5 && i < 10 {
+			want = "a1"
+		}
+		for _, n := range nodes {
+			if got := n.owner(k); got != want {
+				t.Errorf("%s: client %d owned by %q, want %q", n.Name(), i, got, want)
+			}
+		}
+	}
+	var back, heals uint64
+	for _, n := range nodes {
+		st := n.Stats()
+		back += st.Reconnected
+		heals += st.Heals
+		if st.MsgsBad != 0 {
+			t.Errorf("%s: %d bad messages", n.Name(), st.MsgsBad)
+		}
+	}
+	if back < 8 { // each gateway saw the two of the other region come back
+		t.Errorf("%d members counted back, want 8", back)
+	}
+	waitFor(t, "a heal line on every gateway", 3*time.Second, func() bool {
+		for _, n := range nodes {
+			if n.Stats().Heals == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestPartitionStaysWithoutReconnect is the control for
+// TestPartitionHeals: with the reconnect loop giving up at once, the same
+// cut does not heal, so it is the loop, not memberlist, that heals.
+func TestPartitionStaysWithoutReconnect(t *testing.T) {
+	t.Parallel()
+	p := &partition{group: make(map[netip.AddrPort]int)}
+	nodes := fourGateways(t, p, nil, func(c *Config) { c.ReconnectTimeout = time.Nanosecond })
+	cutFor(t, p, nodes)
+	p.set(false)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, n := range nodes {
+			if n.alive() != 2 {
+				t.Fatalf("%s sees %d members alive: memberlist healed the cut by itself", n.Name(), n.alive())
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestLeftMemberNotChased: a member that leaves gracefully is not looked
+// for, and a crashed one is.
+func TestLeftMemberNotChased(t *testing.T) {
+	a := startNode(t, "a", nil, testSecret, 0, nil)
+	b := startNode(t, "b", []string{a.addr()}, testSecret, 0, nil)
+	c := startNode(t, "c", []string{a.addr()}, testSecret, 0, nil)
+	waitFor(t, "3 members", 10*time.Second, func() bool { return a.alive() == 3 })
+	if err := b.Leave(time.Second); err != nil { // not announced draining before: Leave does it
+		t.Fatal(err)
+	}
+	c.Close()
+	waitFor(t, "b left and c failed", 10*time.Second, func() bool {
+		return memberStatus(a, "b") == "left" && memberStatus(a, "c") == "dead"
+	})
+	if m := a.MissingMembers(); !slices.Equal(m, []string{"c"}) {
+		t.Fatalf("a looks for %v, want only c", m)
+	}
+	tries := a.Stats().ReconnectTries
+	waitFor(t, "a to keep trying c", 5*time.Second, func() bool { return a.Stats().ReconnectTries >= tries+2 })
+}
