@@ -117,7 +117,8 @@ type Cluster struct {
 	msgs, bad, applied, relayed, sent, fanoutErrs, decryptErrs, badMeta, pushPulls, repairsSent, catchUps atomic.Uint64
 	reconnectTries, reconnected, heals                                                                    atomic.Uint64
 
-	rc reconnector // members to look for after a partition (reconnect.go)
+	rc  reconnector // members to look for after a partition (reconnect.go)
+	hyg hygiene     // refused clocks and undecryptable gossip (hygiene.go)
 
 	repairs chan repair // to repairLoop
 	joining atomic.Bool // in ml.Join: members found are not asked to catch up (see NotifyJoin)
@@ -167,6 +168,7 @@ func New(cfg Config) (*Cluster, error) {
 		stop:           make(chan struct{}),
 		repairs:        make(chan repair, 64),
 		rc:             reconnector{known: make(map[string]*knownMember), wake: make(chan struct{}, 1)},
+		hyg:            hygiene{skew: make(map[string]*skewMember), noisy: make(map[netip.Addr]time.Time)},
 	}
 	c.peers.Store(&map[string]*memberlist.Node{})
 	c.codec.Store(&Codec{Clients: NewClientSet(cfg.Clients)})
@@ -175,11 +177,16 @@ func New(cfg Config) (*Cluster, error) {
 	}
 	topts := cfg.Table
 	topts.OnChange = cfg.OnOwner
+	topts.OnRefused = c.onRefused
 	t, err := NewTable(cfg.Name, c.hlc, topts)
 	if err != nil {
 		return nil, err
 	}
+	t.Retain(clientFilter(c.codec.Load().Clients))
 	c.table = t
+	if cfg.SecretKey == nil {
+		c.logger.Warn("cluster gossip is NOT encrypted or authenticated (cluster.insecure): anyone who reaches the gossip port can join and rewrite client ownership; use only for tests")
+	}
 
 	mc := profileConfig(cfg.Profile)
 	if cfg.PushPullInterval > 0 {
@@ -308,9 +315,15 @@ func profileConfig(profile string) *memberlist.Config {
 }
 
 // SetClients replaces the client set (after a reload) and announces its
-// tag, so that others know which compact records this gateway reads.
+// tag, so that others know which compact records this gateway reads. The
+// records of clients no longer in the set are forgotten, and refused from
+// now on (Table.Retain).
 func (c *Cluster) SetClients(clients []keys.Key) error {
-	c.codec.Store(&Codec{Clients: NewClientSet(clients)})
+	set := NewClientSet(clients)
+	c.codec.Store(&Codec{Clients: set})
+	if n := c.table.Retain(clientFilter(set)); n > 0 {
+		c.logger.Info("forgot the ownership records of clients removed from the configuration", "count", n)
+	}
 	return c.SetMeta(c.Meta())
 }
 
@@ -605,6 +618,7 @@ func (c *Cluster) maintain() {
 			if n := c.table.GC(c.hlc.Now()); n > 0 {
 				c.logger.Debug("ownership tombstones collected", "count", n)
 			}
+			c.releaseLeft(time.Now())
 			if n := c.pruneView(time.Now().Add(-ForgetGone)); n > 0 {
 				c.logger.Debug("forgot members gone long ago", "count", n)
 				c.signalMembers()
@@ -889,8 +903,13 @@ func (l *logAdapter) Write(p []byte) (int, error) {
 	case strings.HasPrefix(line, "[DEBUG]"):
 		level = slog.LevelDebug
 	}
-	if strings.Contains(line, "decrypt") || strings.Contains(line, "No installed keys") || strings.Contains(line, "encryption") && strings.Contains(line, "not") {
+	if isUndecryptable(line) {
+		// Anyone can send these: count every one, log one per source a
+		// minute.
 		l.c.decryptErrs.Add(1)
+		if !l.c.logUndecryptable(line) {
+			level = slog.LevelDebug
+		}
 	}
 	if _, msg, ok := strings.Cut(line, "memberlist: "); ok {
 		line = msg

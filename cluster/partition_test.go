@@ -1,10 +1,13 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -300,4 +303,142 @@ func TestLeftMemberNotChased(t *testing.T) {
 	}
 	tries := a.Stats().ReconnectTries
 	waitFor(t, "a to keep trying c", 5*time.Second, func() bool { return a.Stats().ReconnectTries >= tries+2 })
+}
+
+// logCount is a slog.Handler that counts records by level and message.
+type logCount struct {
+	mu sync.Mutex
+	n  map[string]int // "LEVEL msg"
+}
+
+func newLogCount() *logCount { return &logCount{n: make(map[string]int)} }
+
+func (l *logCount) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logCount) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	l.n[r.Level.String()+" "+r.Message]++
+	l.mu.Unlock()
+	return nil
+}
+func (l *logCount) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logCount) WithGroup(string) slog.Handler      { return l }
+
+// count returns how many records at level have a message containing sub.
+func (l *logCount) count(level slog.Level, sub string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for k, v := range l.n {
+		if strings.HasPrefix(k, level.String()+" ") && strings.Contains(k, sub) {
+			n += v
+		}
+	}
+	return n
+}
+
+// TestClockRefusedByMember: a gateway whose clock is 10 minutes ahead has
+// its records refused by the others, counted under its name and logged
+// once, while the others' claims still converge among them.
+func TestClockRefusedByMember(t *testing.T) {
+	clients := genClients(10)
+	logs := newLogCount()
+	a := startNodeWith(t, "a", nil, testSecret, 0, clients, func(c *Config) { c.Logger = slog.New(logs) })
+	b := startNode(t, "b", []string{a.addr()}, testSecret, 0, clients)
+	fast := startNode(t, "fast", []string{a.addr()}, testSecret, 10*time.Minute, clients)
+	waitFor(t, "3 members", 10*time.Second, func() bool { return a.alive() == 3 && b.alive() == 3 && fast.alive() == 3 })
+	ep := netip.MustParseAddrPort("198.51.100.1:40000")
+	for _, k := range clients[:5] {
+		fast.Claim(k, ep, ReasonHandshake)
+	}
+	waitFor(t, "a to refuse fast's records", 5*time.Second, func() bool {
+		rs := a.ClockRefusals()
+		return len(rs) == 1 && rs[0].Node == "fast" && rs[0].Refused >= 5
+	})
+	r := a.ClockRefusals()[0]
+	if r.Ahead < 9*time.Minute || r.Ahead > 11*time.Minute || time.Since(r.Last) > time.Minute {
+		t.Fatalf("refusal %+v", r)
+	}
+	if n := logs.count(slog.LevelWarn, "clock is ahead"); n != 1 {
+		t.Fatalf("%d warnings about fast's clock, want 1", n)
+	}
+	for _, k := range clients[5:] {
+		b.Claim(k, ep, ReasonHandshake)
+	}
+	waitFor(t, "b's claims at a", 5*time.Second, func() bool {
+		for _, k := range clients[5:] {
+			if a.owner(k) != "b" {
+				return false
+			}
+		}
+		return true
+	})
+	for _, k := range clients[:5] {
+		if o := a.owner(k); o == "fast" {
+			t.Fatalf("a applied a record of fast's clock")
+		}
+	}
+}
+
+// TestUndecryptableLoggedOncePerSource: junk on the gossip port from one
+// source is counted every time and logged once.
+func TestUndecryptableLoggedOncePerSource(t *testing.T) {
+	logs := newLogCount()
+	a := startNodeWith(t, "a", nil, testSecret, 0, nil, func(c *Config) { c.Logger = slog.New(logs) })
+	conn, err := net.Dial("udp", a.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for i := range 50 {
+		if _, err := conn.Write([]byte(fmt.Sprintf("junk %d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "50 refusals counted", 5*time.Second, func() bool { return a.Stats().DecryptErrors >= 50 })
+	if n := logs.count(slog.LevelWarn, "gossip: "); n != 1 {
+		t.Fatalf("%d warnings for 50 junk packets from one source, want 1", n)
+	}
+}
+
+// TestInsecureWarns: gossip without a key is announced at start.
+func TestInsecureWarns(t *testing.T) {
+	logs := newLogCount()
+	startNodeWith(t, "a", nil, nil, 0, nil, func(c *Config) { c.Logger = slog.New(logs) })
+	if logs.count(slog.LevelWarn, "NOT encrypted") != 1 {
+		t.Fatal("no warning about gossip without a key")
+	}
+	logs2 := newLogCount()
+	startNodeWith(t, "b", nil, testSecret, 0, nil, func(c *Config) { c.Logger = slog.New(logs2) })
+	if logs2.count(slog.LevelWarn, "NOT encrypted") != 0 {
+		t.Fatal("warned about encrypted gossip")
+	}
+}
+
+// TestReloadForgetsRemovedClients: SetClients drops the records of
+// clients removed from the set, and a member that still has them cannot
+// bring them back.
+func TestReloadForgetsRemovedClients(t *testing.T) {
+	clients := genClients(20)
+	fast := func(c *Config) { c.PushPullInterval = 200 * time.Millisecond; c.Profile = ProfileWAN }
+	a := startNodeWith(t, "a", nil, testSecret, 0, clients, fast)
+	b := startNodeWith(t, "b", []string{a.addr()}, testSecret, 0, clients, fast)
+	waitFor(t, "2 members", 10*time.Second, func() bool { return a.alive() == 2 && b.alive() == 2 })
+	ep := netip.MustParseAddrPort("198.51.100.1:40000")
+	for _, k := range clients {
+		b.Claim(k, ep, ReasonHandshake)
+	}
+	waitFor(t, "a to hold 20 records", 5*time.Second, func() bool { return a.Table().Stats().Clients == 20 })
+	if err := a.SetClients(clients[:12]); err != nil {
+		t.Fatal(err)
+	}
+	if n := a.Table().Stats().Clients; n != 12 {
+		t.Fatalf("a holds %d records after the reload, want 12", n)
+	}
+	// b (not reloaded) keeps repairing a's digest: refused each time.
+	pp := a.Stats().PushPulls
+	waitFor(t, "a few push/pulls", 10*time.Second, func() bool { return a.Stats().PushPulls >= pp+3 })
+	waitFor(t, "b's repairs refused", 5*time.Second, func() bool { return a.Table().Stats().RejectedUnknown > 0 })
+	if n := a.Table().Stats().Clients; n != 12 {
+		t.Fatalf("removed clients came back: a holds %d records", n)
+	}
 }
