@@ -60,8 +60,17 @@ type Metrics struct {
 	// (own claims and releases), "send_error", "repair_sent" (records sent
 	// to a member whose digest differed), "push_pull", "catch_up" (digest
 	// exchanges begun with a member just learned of), "decrypt_error"
-	// (packets with a wrong key or none). Nil when not clustered.
+	// (packets with a wrong key or none), "refused_clock",
+	// "refused_version", "refused_unknown_client" (records refused by the
+	// ownership bounds), "reconnect_try" (rounds of joins to missing
+	// members), "reconnected" (members back after missing), "heal" (heals
+	// logged), "left_released" (records of a gateway that left, released),
+	// "forgotten" (records of clients removed from the configuration). Nil
+	// when not clustered.
 	Gossip map[string]uint64
+	// ClockRefused counts, by member, the ownership records refused
+	// because that member's clock ran too far ahead.
+	ClockRefused map[string]uint64
 	// ConfigDigest is the digest of this gateway's client set;
 	// ConfigDigestMismatch is how many members serve a different one.
 	ConfigDigest         string
@@ -190,7 +199,8 @@ var (
 	descOwned       = prometheus.NewDesc("anyguard_owned_clients", "Clients this gateway owns (holds the session of).", nil, nil)
 	descOwnChanges  = prometheus.NewDesc("anyguard_ownership_changes_total", "Client ownership changes seen, by reason.", []string{"reason"}, nil)
 	descMembers     = prometheus.NewDesc("anyguard_gossip_members", "Cluster members by state, this gateway included.", []string{"state"}, nil)
-	descGossip      = prometheus.NewDesc("anyguard_gossip_events_total", "Ownership gossip by event (received, bad, applied, relayed, sent, send_error, repair_sent, push_pull, catch_up, decrypt_error).", []string{"event"}, nil)
+	descGossip      = prometheus.NewDesc("anyguard_gossip_events_total", "Ownership gossip by event (received, bad, applied, relayed, sent, send_error, repair_sent, push_pull, catch_up, decrypt_error, refused_clock, refused_version, refused_unknown_client, reconnect_try, reconnected, heal, left_released, forgotten).", []string{"event"}, nil)
+	descClockRef    = prometheus.NewDesc("anyguard_gossip_clock_refused_total", "Ownership records refused because the member that wrote them has a clock too far ahead, by member.", []string{"node"}, nil)
 	descConvergence = prometheus.NewDesc("anyguard_convergence_seconds", "Time from a client's move to every gateway agreeing on its owner.", nil, nil)
 	descConfigInfo  = prometheus.NewDesc("anyguard_config_info", "Digest of this gateway's client set; always 1.", []string{"digest"}, nil)
 	descMismatch    = prometheus.NewDesc("anyguard_config_digest_mismatch", "Cluster members whose client-set digest differs from this gateway's.", nil, nil)
@@ -217,7 +227,7 @@ type collector struct {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuildInfo, descReady, descDraining, descCheck, descPeers,
 		descConfigured, descPeersAdded, descPeersRemove, descInitiations, descHandshakes,
-		descJunk, descPackets, descBytes, descDrops, descOwned, descOwnChanges, descMembers, descGossip, descConvergence,
+		descJunk, descPackets, descBytes, descDrops, descOwned, descOwnChanges, descMembers, descGossip, descClockRef, descConvergence,
 		descConfigInfo, descMismatch, descProbes, descProbeRTT, descProbeLast} {
 		ch <- d
 	}
@@ -282,6 +292,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, k := range sortedKeys(m.Members) {
 		gauge(descMembers, float64(m.Members[k]), k)
+	}
+	for _, k := range sortedKeys(m.ClockRefused) {
+		counter(descClockRef, m.ClockRefused[k], k)
 	}
 	for _, k := range sortedKeys(m.Gossip) {
 		counter(descGossip, m.Gossip[k], k)

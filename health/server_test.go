@@ -137,6 +137,41 @@ func TestReadyzChecksAndDrain(t *testing.T) {
 	}
 }
 
+// TestAdvisoryCheck: a failing advisory check is listed as a warning
+// and leaves the gateway ready; a failing readiness check does not.
+func TestAdvisoryCheck(t *testing.T) {
+	var dp, clocks switchCheck
+	adv := clocks.check("clocks")
+	adv.Advisory = true
+	st := newTestState(t, dp.check("dataplane"), adv)
+	srv := httptest.NewServer(NewHandler(Config{State: st}))
+	defer srv.Close()
+	get := func() (int, string) {
+		resp, err := http.Get(srv.URL + "/readyz?verbose")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	clocks.set(errors.New("member gw-2's clock is 10m0s ahead"))
+	waitFor(t, "the advisory check to have run", func() bool {
+		_, body := get()
+		return strings.Contains(body, "[!] clocks warning: member gw-2's clock is 10m0s ahead")
+	})
+	if code, body := get(); code != 200 || !st.Ready() || !strings.Contains(body, "[+] dataplane ok") || !strings.Contains(body, "readyz check passed") {
+		t.Fatalf("with only an advisory check failing: %d %q", code, body)
+	}
+	dp.set(errors.New("no echo reply"))
+	waitFor(t, "not ready", func() bool { return !st.Ready() })
+	for _, r := range st.Results() {
+		if r.Name == "clocks" && (!r.Advisory || r.OK) {
+			t.Fatalf("clocks result %+v", r)
+		}
+	}
+}
+
 func TestTCPPortFollowsReadiness(t *testing.T) {
 	var sw switchCheck
 	st := newTestState(t, sw.check("x"))

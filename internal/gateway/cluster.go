@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -166,6 +167,9 @@ func startCluster(g *Gateway, cfg *config.Config, opts Options) (_ *clusterPart,
 		Join:      cfg.Cluster.Join,
 		SecretKey: secret,
 		Profile:   cfg.Cluster.Profile,
+		// Partitions heal by themselves: members lost are looked for
+		// this long.
+		ReconnectTimeout: cfg.Cluster.ReconnectTimeout,
 		Meta: cluster.Meta{
 			Region:           cfg.Node.Region,
 			State:            cluster.StateReady,
@@ -512,6 +516,26 @@ func (cp *clusterPart) announce(cfg *config.Config, digest string) {
 func (cp *clusterPart) check(context.Context) error {
 	if ok, why := cp.ready(); !ok {
 		return errors.New(why)
+	}
+	return nil
+}
+
+// clockRecent is how long after the last record refused for a member's
+// clock the advisory check "clocks" keeps naming that member.
+const clockRecent = 2 * time.Minute
+
+// checkClocks is the advisory check "clocks": it names the members whose
+// ownership records this gateway refused lately because their clock runs
+// too far ahead (their claims do not count here until it is fixed).
+func (cp *clusterPart) checkClocks(context.Context) error {
+	var bad []string
+	for _, r := range cp.c.ClockRefusals() {
+		if time.Since(r.Last) < clockRecent {
+			bad = append(bad, fmt.Sprintf("%s (%s ahead, %d refused)", r.Node, r.Ahead.Round(time.Second), r.Refused))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("records refused for a clock too far ahead (beyond %s) from: %s", cluster.DefaultMaxClockAhead, strings.Join(bad, ", "))
 	}
 	return nil
 }
