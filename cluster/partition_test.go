@@ -12,99 +12,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/memberlist"
-
+	"github.com/anyguard/anyguard/cluster/clustertest"
 	"github.com/anyguard/anyguard/internal/keys"
 )
 
-// partition is a network cut between groups of gateways that a test
-// controls: while it is on, datagrams between groups are lost and TCP
-// connections between them cannot be made (a dial hangs for its whole
-// timeout, as a SYN into a dropped path does).
-type partition struct {
-	mu    sync.Mutex
-	group map[netip.AddrPort]int
-	on    bool
-}
-
-func (p *partition) set(on bool) {
-	p.mu.Lock()
-	p.on = on
-	p.mu.Unlock()
-}
-
-func (p *partition) blocked(from netip.AddrPort, to string) bool {
-	ap, err := netip.ParseAddrPort(to)
-	if err != nil {
-		return false
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.on && p.group[from] != p.group[ap]
-}
-
-// faultyTransport is memberlist's real network transport on loopback with
-// a partition applied to what this gateway sends and dials.
-type faultyTransport struct {
-	*memberlist.NetTransport
-	self   netip.AddrPort
-	p      *partition
-	closed chan struct{}
-	once   sync.Once
-}
-
-type timeoutError struct{}
-
-func (timeoutError) Error() string   { return "i/o timeout (partitioned)" }
-func (timeoutError) Timeout() bool   { return true }
-func (timeoutError) Temporary() bool { return true }
-
-var _ net.Error = timeoutError{}
-
-func (t *faultyTransport) WriteTo(b []byte, addr string) (time.Time, error) {
-	if t.p.blocked(t.self, addr) {
-		return time.Now(), nil // lost on the way
-	}
-	return t.NetTransport.WriteTo(b, addr)
-}
-
-func (t *faultyTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
-	return t.WriteTo(b, a.Addr)
-}
-
-func (t *faultyTransport) DialTimeout(addr string, d time.Duration) (net.Conn, error) {
-	if t.p.blocked(t.self, addr) {
-		select {
-		case <-time.After(d):
-		case <-t.closed:
-		}
-		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: timeoutError{}}
-	}
-	return t.NetTransport.DialTimeout(addr, d)
-}
-
-func (t *faultyTransport) DialAddressTimeout(a memberlist.Address, d time.Duration) (net.Conn, error) {
-	return t.DialTimeout(a.Addr, d)
-}
-
-func (t *faultyTransport) Shutdown() error {
-	t.once.Do(func() { close(t.closed) })
-	return t.NetTransport.Shutdown()
-}
-
 // startPartitioned starts a gateway on loopback whose gossip goes through
-// a faultyTransport in group of p.
-func startPartitioned(t *testing.T, name string, group int, p *partition, join []string, clients []keys.Key, edit func(*Config)) *testNode {
+// a partitionable transport in group of p.
+func startPartitioned(t *testing.T, name string, group int, p *clustertest.Partition, join []string, clients []keys.Key, edit func(*Config)) *testNode {
 	t.Helper()
-	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{"127.0.0.1"}})
+	ft, _, err := p.Transport(group)
 	if err != nil {
 		t.Fatal(err)
 	}
-	self := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(nt.GetAutoBindPort()))
-	p.mu.Lock()
-	p.group[self] = group
-	p.mu.Unlock()
-	ft := &faultyTransport{NetTransport: nt, self: self, p: p, closed: make(chan struct{})}
 	return startNodeWith(t, name, join, testSecret, 0, clients, func(c *Config) {
 		c.Transport = ft
 		// memberlist forgets a dead member after this (30 s in the lan
@@ -119,7 +38,7 @@ func startPartitioned(t *testing.T, name string, group int, p *partition, join [
 // fourGateways starts regions A (a1, a2) and B (b1, b2) in one cluster.
 // Each gateway's join addresses name only its own region, so that only
 // the members it remembers can bring the other region back.
-func fourGateways(t *testing.T, p *partition, clients []keys.Key, edit func(*Config)) []*testNode {
+func fourGateways(t *testing.T, p *clustertest.Partition, clients []keys.Key, edit func(*Config)) []*testNode {
 	t.Helper()
 	a1 := startPartitioned(t, "a1", 0, p, nil, clients, edit)
 	a2 := startPartitioned(t, "a2", 0, p, []string{a1.addr()}, clients, edit)
@@ -143,9 +62,9 @@ func fourGateways(t *testing.T, p *partition, clients []keys.Key, edit func(*Con
 // cutFor turns p on and waits until each region has declared the other
 // dead, then for memberlist to have forgotten them (GossipToTheDeadTime
 // of 1 s, plus a probe round).
-func cutFor(t *testing.T, p *partition, nodes []*testNode) {
+func cutFor(t *testing.T, p *clustertest.Partition, nodes []*testNode) {
 	t.Helper()
-	p.set(true)
+	p.Cut(true)
 	waitFor(t, "each region to see the other dead", 30*time.Second, func() bool {
 		for _, n := range nodes {
 			if n.alive() != 2 {
@@ -188,7 +107,7 @@ func TestPartitionHeals(t *testing.T) {
 }
 
 func testPartitionHeals(t *testing.T, profile string) {
-	p := &partition{group: make(map[netip.AddrPort]int)}
+	p := clustertest.NewPartition()
 	clients := genClients(40)
 	nodes := fourGateways(t, p, clients, func(c *Config) { c.Profile = profile })
 	a1, a2, b1, b2 := nodes[0], nodes[1], nodes[2], nodes[3]
@@ -216,7 +135,7 @@ func testPartitionHeals(t *testing.T, profile string) {
 		t.Fatal("tables agree across the cut")
 	}
 
-	p.set(false)
+	p.Cut(false)
 	healed := time.Now()
 	waitFor(t, "every gateway to list every other alive", 10*time.Second, func() bool {
 		for _, n := range nodes {
@@ -269,10 +188,10 @@ func testPartitionHeals(t *testing.T, profile string) {
 // cut does not heal, so it is the loop, not memberlist, that heals.
 func TestPartitionStaysWithoutReconnect(t *testing.T) {
 	t.Parallel()
-	p := &partition{group: make(map[netip.AddrPort]int)}
+	p := clustertest.NewPartition()
 	nodes := fourGateways(t, p, nil, func(c *Config) { c.ReconnectTimeout = time.Nanosecond })
 	cutFor(t, p, nodes)
-	p.set(false)
+	p.Cut(false)
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		for _, n := range nodes {

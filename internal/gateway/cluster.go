@@ -160,7 +160,7 @@ func startCluster(g *Gateway, cfg *config.Config, opts Options) (_ *clusterPart,
 	if !cfg.Cluster.SecretKey.IsZero() {
 		secret = cfg.Cluster.SecretKey[:]
 	}
-	cp.c, err = cluster.New(cluster.Config{
+	ccfg := cluster.Config{
 		Name:      cfg.Node.Name,
 		Bind:      cfg.Cluster.BindAddrPort(),
 		Advertise: cfg.Cluster.AdvertiseAddrPort(),
@@ -184,7 +184,11 @@ func startCluster(g *Gateway, cfg *config.Config, opts Options) (_ *clusterPart,
 		Now:       opts.ClusterClock,
 		OnMembers: cp.onMembers,
 		OnOwner:   cp.onOwner,
-	})
+	}
+	if opts.ClusterConfig != nil {
+		opts.ClusterConfig(&ccfg)
+	}
+	cp.c, err = cluster.New(ccfg)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
