@@ -31,9 +31,10 @@ type ClockRefusal struct {
 
 // hygiene counts and rate-limits what a gateway refuses from others.
 type hygiene struct {
-	mu    sync.Mutex
-	skew  map[string]*skewMember
-	noisy map[netip.Addr]time.Time // last log of undecryptable gossip by source
+	mu      sync.Mutex
+	skew    map[string]*skewMember
+	noisy   map[netip.Addr]time.Time // last log of undecryptable gossip by source
+	repeats map[string]time.Time     // last log of a repeating line (logRepeat)
 }
 
 type skewMember struct {
@@ -119,13 +120,31 @@ func (c *Cluster) logUndecryptable(line string) bool {
 	return true
 }
 
+// logRepeat reports whether a line that repeats (the same words every
+// few seconds) should be logged: once per logEvery.
+func (c *Cluster) logRepeat(line string) bool {
+	now := time.Now()
+	h := &c.hyg
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if last, ok := h.repeats[line]; ok && now.Sub(last) < logEvery {
+		return false
+	}
+	if len(h.repeats) >= maxNoisySources {
+		clear(h.repeats)
+	}
+	h.repeats[line] = now
+	return true
+}
+
 // isUndecryptable reports whether a memberlist log line is about gossip
 // refused for a wrong key, a missing or unexpected encryption, or a wrong
 // label (another cluster).
 func isUndecryptable(line string) bool {
-	return strings.Contains(line, "decrypt") || strings.Contains(line, "No installed keys") ||
-		strings.Contains(line, "encryption") && strings.Contains(line, "not") ||
-		strings.Contains(line, "unacceptable label")
+	l := strings.ToLower(line)
+	return strings.Contains(l, "decrypt") || strings.Contains(l, "no installed keys") ||
+		strings.Contains(l, "encryption") && strings.Contains(l, "not") ||
+		strings.Contains(l, "unacceptable label")
 }
 
 // ReleaseLeftAfter is how long after a member left gracefully (drained,

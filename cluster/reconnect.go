@@ -84,6 +84,7 @@ type reconnector struct {
 	// dialCap holds the addresses being joined, whose dials the
 	// transport cuts short (see capTransport).
 	dialCap map[netip.AddrPort]bool
+	join    []string // the configured join addresses; read-only
 }
 
 // memberSeen updates the reconnect memory from a membership event about
@@ -183,7 +184,7 @@ func (c *Cluster) reconnectTargets(now time.Time) []string {
 	}
 	c.rc.mu.Unlock()
 	if len(targets) > 0 || c.numMembers() <= 1 {
-		for _, j := range c.cfg.Join {
+		for _, j := range c.rc.join {
 			if c.joinAddrAlive(j, alive) {
 				continue
 			}
