@@ -386,3 +386,40 @@ func TestRepeatingLogLinesLimited(t *testing.T) {
 		t.Errorf("%d decryption failures counted, want 80", n)
 	}
 }
+
+// TestLeftOwnersClientsReleased: ReleaseLeftAfter after a gateway left
+// gracefully, the others release the clients it still owned; a crashed
+// gateway's clients stay with it.
+func TestLeftOwnersClientsReleased(t *testing.T) {
+	clients := genClients(6)
+	a := startNode(t, "a", nil, testSecret, 0, clients)
+	b := startNode(t, "b", []string{a.addr()}, testSecret, 0, clients)
+	c := startNode(t, "c", []string{a.addr()}, testSecret, 0, clients)
+	waitFor(t, "3 members", 10*time.Second, func() bool { return a.alive() == 3 })
+	ep := netip.MustParseAddrPort("198.51.100.1:40000")
+	for i, k := range clients {
+		[]*testNode{b, c}[i%2].Claim(k, ep, ReasonHandshake)
+	}
+	waitFor(t, "a to hold every claim", 5*time.Second, func() bool { return a.Table().Stats().Clients == 6 })
+	if err := b.Leave(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	waitFor(t, "b left and c failed", 10*time.Second, func() bool {
+		return memberStatus(a, "b") == "left" && memberStatus(a, "c") == "dead"
+	})
+	a.releaseLeft(time.Now()) // too early: nothing
+	if st := a.Table().Stats(); st.Tombstones != 0 {
+		t.Fatalf("released %d right after the leave", st.Tombstones)
+	}
+	a.releaseLeft(time.Now().Add(ReleaseLeftAfter))
+	for i, k := range clients {
+		want := map[int]string{0: "", 1: "c"}[i%2]
+		if got := a.owner(k); got != want {
+			t.Errorf("client %d: owner %q, want %q", i, got, want)
+		}
+	}
+	if st := a.Table().Stats(); st.LeftReleased != 3 || st.Tombstones != 3 {
+		t.Fatalf("Stats = %+v", st)
+	}
+}
