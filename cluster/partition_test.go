@@ -191,6 +191,11 @@ func TestPartitionStaysWithoutReconnect(t *testing.T) {
 	p := clustertest.NewPartition()
 	nodes := fourGateways(t, p, nil, func(c *Config) { c.ReconnectTimeout = time.Nanosecond })
 	cutFor(t, p, nodes)
+	for _, n := range nodes {
+		if m := n.MissingMembers(); len(m) != 0 {
+			t.Fatalf("%s still looks for %v after the reconnect timeout", n.Name(), m)
+		}
+	}
 	p.Cut(false)
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -421,5 +426,21 @@ func TestLeftOwnersClientsReleased(t *testing.T) {
 	}
 	if st := a.Table().Stats(); st.LeftReleased != 3 || st.Tombstones != 3 {
 		t.Fatalf("Stats = %+v", st)
+	}
+}
+
+// TestKnownMembersBounded: made-up members announced by a key holder
+// cannot grow the reconnect memory without bound.
+func TestKnownMembersBounded(t *testing.T) {
+	a := startNode(t, "a", nil, testSecret, 0, nil)
+	for i := range 3 * maxKnown {
+		addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), uint16(1000+i))
+		a.memberSeen(fmt.Sprintf("fake-%d", i), addr, true, false)
+	}
+	a.rc.mu.Lock()
+	n := len(a.rc.known)
+	a.rc.mu.Unlock()
+	if n != maxKnown {
+		t.Fatalf("%d members remembered, want at most %d", n, maxKnown)
 	}
 }

@@ -40,6 +40,10 @@ const (
 	healQuiet = time.Second
 	// Members are few; join at most this many addresses at once.
 	maxParallelJoins = 16
+	// maxKnown bounds the members remembered: a gossip key holder could
+	// announce any number of made-up members at any addresses, which
+	// would then be chased for ReconnectTimeout.
+	maxKnown = 1024
 )
 
 // reconnectMaxWait is the longest wait between two rounds of joins: the
@@ -101,7 +105,9 @@ func (c *Cluster) memberSeen(name string, addr netip.AddrPort, alive, left bool)
 			rc.lastBack = now
 			c.reconnected.Add(1)
 		}
-		rc.known[name] = &knownMember{addr: addr}
+		if k != nil || len(rc.known) < maxKnown {
+			rc.known[name] = &knownMember{addr: addr}
+		}
 	case left:
 		delete(rc.known, name) // a member that left is not chased
 	case k != nil && k.missing.IsZero():
