@@ -168,7 +168,7 @@ func New(cfg Config) (*Cluster, error) {
 		stop:           make(chan struct{}),
 		repairs:        make(chan repair, 64),
 		rc:             reconnector{known: make(map[string]*knownMember), wake: make(chan struct{}, 1), join: slices.Clone(cfg.Join)},
-		hyg:            hygiene{skew: make(map[string]*skewMember), noisy: make(map[netip.Addr]time.Time), repeats: make(map[string]time.Time)},
+		hyg:            hygiene{skew: make(map[string]*skewMember), logged: make(map[string]time.Time)},
 	}
 	c.peers.Store(&map[string]*memberlist.Node{})
 	c.codec.Store(&Codec{Clients: NewClientSet(cfg.Clients)})
@@ -910,7 +910,7 @@ func (l *logAdapter) Write(p []byte) (int, error) {
 		if !l.c.logUndecryptable(line) {
 			level = slog.LevelDebug
 		}
-	} else if strings.Contains(line, "failed to resolve") && !l.c.logRepeat(line) {
+	} else if strings.Contains(line, "failed to resolve") && !l.c.logOnce(line) {
 		// A join address that does not resolve is tried again every
 		// few seconds while a member is missing: once a minute is enough.
 		level = slog.LevelDebug

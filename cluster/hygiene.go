@@ -31,10 +31,9 @@ type ClockRefusal struct {
 
 // hygiene counts and rate-limits what a gateway refuses from others.
 type hygiene struct {
-	mu      sync.Mutex
-	skew    map[string]*skewMember
-	noisy   map[netip.Addr]time.Time // last log of undecryptable gossip by source
-	repeats map[string]time.Time     // last log of a repeating line (logRepeat)
+	mu     sync.Mutex
+	skew   map[string]*skewMember
+	logged map[string]time.Time // last log of each rate-limited line (logOnce)
 }
 
 type skewMember struct {
@@ -42,9 +41,9 @@ type skewMember struct {
 	logged time.Time
 }
 
-// maxNoisySources bounds the sources whose last log time is remembered; a
-// flood from more sources than that starts the memory afresh.
-const maxNoisySources = 4096
+// maxLogKeys bounds the rate-limited lines whose last log time is
+// remembered.
+const maxLogKeys = 4096
 
 // onRefused is the table's OnRefused: records refused for clock skew are
 // counted by owner and logged once per owner per logEvery.
@@ -97,7 +96,7 @@ func (c *Cluster) ClockRefusals() []ClockRefusal {
 
 // logUndecryptable reports whether a refused gossip packet or stream from
 // line's source ("from=IP:port") should be logged: once per source
-// address per logEvery.
+// address (any port: streams come from ephemeral ones) per logEvery.
 func (c *Cluster) logUndecryptable(line string) bool {
 	src := netip.Addr{}
 	if _, rest, ok := strings.Cut(line, "from="); ok {
@@ -106,34 +105,24 @@ func (c *Cluster) logUndecryptable(line string) bool {
 			src = ap.Addr().Unmap()
 		}
 	}
-	now := time.Now()
-	h := &c.hyg
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if last, ok := h.noisy[src]; ok && now.Sub(last) < logEvery {
-		return false
-	}
-	if len(h.noisy) >= maxNoisySources {
-		clear(h.noisy)
-	}
-	h.noisy[src] = now
-	return true
+	return c.logOnce("undecryptable from " + src.String())
 }
 
-// logRepeat reports whether a line that repeats (the same words every
-// few seconds) should be logged: once per logEvery.
-func (c *Cluster) logRepeat(line string) bool {
+// logOnce reports whether something identified by key, which may repeat
+// every few seconds or be caused by anyone, should be logged now: once per
+// logEvery.
+func (c *Cluster) logOnce(key string) bool {
 	now := time.Now()
 	h := &c.hyg
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if last, ok := h.repeats[line]; ok && now.Sub(last) < logEvery {
+	if last, ok := h.logged[key]; ok && now.Sub(last) < logEvery {
 		return false
 	}
-	if len(h.repeats) >= maxNoisySources {
-		clear(h.repeats)
+	if len(h.logged) >= maxLogKeys {
+		clear(h.logged) // a flood from more sources than that starts afresh
 	}
-	h.repeats[line] = now
+	h.logged[key] = now
 	return true
 }
 
