@@ -558,7 +558,7 @@ func (c *Cluster) Stats() Stats {
 // A gateway that leaves announces that it is draining first (unless it
 // did already), so that the others record it as left, not failed: they do
 // not try to reconnect to it, and they release its clients later (see
-// ExpireLeftOwners).
+// ReleaseLeftAfter).
 func (c *Cluster) Leave(timeout time.Duration) error {
 	if m := c.Meta(); m.State != StateDraining {
 		m.State = StateDraining

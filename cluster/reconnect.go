@@ -87,8 +87,9 @@ type reconnector struct {
 	wake     chan struct{}
 	// dialCap holds the addresses being joined, whose dials the
 	// transport cuts short (see capTransport).
-	dialCap map[netip.AddrPort]bool
-	join    []string // the configured join addresses; read-only
+	dialCap   map[netip.AddrPort]bool
+	join      []string  // the configured join addresses; read-only
+	joinTried time.Time // when the join addresses were last tried (reconnectTargets)
 }
 
 // memberSeen updates the reconnect memory from a membership event about
@@ -98,12 +99,14 @@ func (c *Cluster) memberSeen(name string, addr netip.AddrPort, alive, left bool)
 	now := time.Now()
 	rc.mu.Lock()
 	k := rc.known[name]
+	wake := false // only for a member that went missing or came back
 	switch {
 	case alive:
 		if k != nil && !k.missing.IsZero() {
 			rc.back = append(rc.back, returned{name: name, down: now.Sub(k.missing)})
 			rc.lastBack = now
 			c.reconnected.Add(1)
+			wake = true
 		}
 		if k != nil || len(rc.known) < maxKnown {
 			rc.known[name] = &knownMember{addr: addr}
@@ -112,11 +115,14 @@ func (c *Cluster) memberSeen(name string, addr netip.AddrPort, alive, left bool)
 		delete(rc.known, name) // a member that left is not chased
 	case k != nil && k.missing.IsZero():
 		k.missing = now
+		wake = true
 	}
 	rc.mu.Unlock()
-	select {
-	case rc.wake <- struct{}{}:
-	default:
+	if wake {
+		select {
+		case rc.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -143,12 +149,17 @@ func (c *Cluster) reconnectLoop() {
 			wait = reconnectMinWait // until a member goes missing
 			continue
 		}
-		if c.joinTargets(targets) > 0 {
-			// Someone answered: members it knew are coming back, and a
-			// member still missing may need only one more round (a
-			// refuted death carries a new incarnation).
+		before := len(c.MissingMembers())
+		c.joinTargets(targets)
+		if len(c.MissingMembers()) < before {
+			// Members came back; one still missing may need only one
+			// more round (a refuted death carries a new incarnation).
 			wait = reconnectMinWait
 		} else {
+			// Not on a mere answer: a join address that answers but is
+			// not recognised as a live member (another advertise
+			// address) must not be joined, whole table and all, in a
+			// tight loop.
 			wait = min(2*wait, maxWait)
 		}
 		select {
@@ -165,10 +176,18 @@ func jitter(d time.Duration) time.Duration {
 	return d*3/4 + rand.N(d/2+1)
 }
 
+// joinAddrEvery is how often the join addresses are tried while a member
+// is missing but this gateway is not alone: they find members that came
+// back under a new address, or that this gateway never saw (it started
+// during a partition). A join address can be a live member under another
+// address, and each join exchanges whole tables, so not every round.
+const joinAddrEvery = 30 * time.Second
+
 // reconnectTargets returns the addresses to join now: those of remembered
 // members that are missing (forgetting those missing for longer than the
-// reconnect timeout), and, while any is missing or this gateway is alone,
-// the join addresses that are not the address of a live member.
+// reconnect timeout), and the join addresses, every round while this
+// gateway is alone and every joinAddrEvery while a member is missing.
+// Addresses of live members and this gateway's own are left out.
 func (c *Cluster) reconnectTargets(now time.Time) []string {
 	timeout := c.cfg.ReconnectTimeout
 	if timeout <= 0 {
@@ -188,8 +207,18 @@ func (c *Cluster) reconnectTargets(now time.Time) []string {
 			targets = append(targets, k.addr.String())
 		}
 	}
+	joinAddrs := c.numMembers() <= 1 || len(targets) > 0 && now.Sub(c.rc.joinTried) >= joinAddrEvery
+	if joinAddrs {
+		c.rc.joinTried = now
+	}
 	c.rc.mu.Unlock()
-	if len(targets) > 0 || c.numMembers() <= 1 {
+	// A missing member's address that a live member now has (it was
+	// renamed) would answer every join without the member coming back.
+	targets = slices.DeleteFunc(targets, func(t string) bool {
+		ap, err := netip.ParseAddrPort(t)
+		return err == nil && alive[ap]
+	})
+	if joinAddrs {
 		for _, j := range c.rc.join {
 			if c.joinAddrAlive(j, alive) {
 				continue
