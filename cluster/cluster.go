@@ -214,7 +214,7 @@ func New(cfg Config) (*Cluster, error) {
 		}
 		inner = nt
 	}
-	mc.Transport = &capTransport{Transport: inner, c: c}
+	mc.Transport = newCapTransport(inner, c)
 	if cfg.SecretKey != nil {
 		kr, err := memberlist.NewKeyring(nil, cfg.SecretKey)
 		if err != nil {

@@ -371,16 +371,26 @@ func (c *Cluster) MissingMembers() []string {
 }
 
 // capTransport is memberlist's transport with the dials of joins to
-// missing members cut short (see reconnectDialTimeout).
+// missing members cut short (see reconnectDialTimeout), and the
+// connections it dialed closed on Shutdown, so that Close does not wait
+// for a join or push/pull with a member that stopped answering.
 type capTransport struct {
 	memberlist.Transport
 	c *Cluster
+
+	mu     sync.Mutex
+	conns  map[*trackedConn]struct{}
+	closed bool
 }
 
 var _ memberlist.NodeAwareTransport = (*capTransport)(nil)
 
+func newCapTransport(inner memberlist.Transport, c *Cluster) *capTransport {
+	return &capTransport{Transport: inner, c: c, conns: make(map[*trackedConn]struct{})}
+}
+
 func (t *capTransport) DialTimeout(addr string, d time.Duration) (net.Conn, error) {
-	return t.Transport.DialTimeout(addr, t.c.dialTimeout(addr, d))
+	return t.track(t.Transport.DialTimeout(addr, t.c.dialTimeout(addr, d)))
 }
 
 func (t *capTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
@@ -393,9 +403,50 @@ func (t *capTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time
 func (t *capTransport) DialAddressTimeout(a memberlist.Address, d time.Duration) (net.Conn, error) {
 	d = t.c.dialTimeout(a.Addr, d)
 	if na, ok := t.Transport.(memberlist.NodeAwareTransport); ok {
-		return na.DialAddressTimeout(a, d)
+		return t.track(na.DialAddressTimeout(a, d))
 	}
-	return t.Transport.DialTimeout(a.Addr, d)
+	return t.track(t.Transport.DialTimeout(a.Addr, d))
+}
+
+func (t *capTransport) track(conn net.Conn, err error) (net.Conn, error) {
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: conn, t: t}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		conn.Close()
+		return nil, net.ErrClosed
+	}
+	t.conns[tc] = struct{}{}
+	return tc, nil
+}
+
+// Shutdown closes the connections still open, then the transport.
+func (t *capTransport) Shutdown() error {
+	t.mu.Lock()
+	t.closed = true
+	conns := t.conns
+	t.conns = nil
+	t.mu.Unlock()
+	for tc := range conns {
+		tc.Conn.Close()
+	}
+	return t.Transport.Shutdown()
+}
+
+// trackedConn is a dialed connection that capTransport closes on Shutdown.
+type trackedConn struct {
+	net.Conn
+	t *capTransport
+}
+
+func (c *trackedConn) Close() error {
+	c.t.mu.Lock()
+	delete(c.t.conns, c)
+	c.t.mu.Unlock()
+	return c.Conn.Close()
 }
 
 // newTransport returns memberlist's network transport for mc, as
