@@ -59,10 +59,10 @@
 //
 // Partitions (reconnect.go). memberlist forgets a dead member after
 // GossipToTheDeadTime and never looks for it again. The Cluster remembers
-// every member it has seen alive and keeps joining the missing ones (and
-// join addresses that are no live member) with doubling, jittered waits up
-// to 2 s (lan) or 3 s (wan) until they are back, for ReconnectTimeout
-// (24 h); a member that left is not chased. The join's push/pull and the
+// every member it has seen alive and keeps joining the missing ones with
+// doubling, jittered waits up to 2 s (lan) or 3 s (wan) until they are
+// back, for ReconnectTimeout (24 h), and its join addresses every 30 s
+// meanwhile (every round while alone); a member that left is not chased. The join's push/pull and the
 // catch-up of every member learned of reconcile the tables.
 //
 // Flap damping. A gateway that has taken one client from another live owner

@@ -20,10 +20,11 @@ import (
 // two regions of two gateways, cut for 60 s, stayed split). As Serf's
 // reconnect does, the Cluster remembers every member it has seen alive
 // (name → gossip address) and, while any of them is missing (dead, or
-// forgotten by memberlist) or a join address is not a live member, joins
-// them again: the first try at once, then with doubling waits (jittered)
-// up to the profile's reconnectMaxWait, so that a link that comes back
-// after any outage is found again within seconds. Dials to a missing
+// forgotten by memberlist), joins them again: the first try at once, then
+// with doubling waits (jittered) up to the profile's reconnectMaxWait, so
+// that a link that comes back after any outage is found again within
+// seconds. The join addresses are tried too: every round while the
+// gateway is alone, every joinAddrEvery while a member is missing. Dials to a missing
 // member give up after reconnectDialTimeout (the transport caps them), so a
 // try that began while the link was still cut ends soon. A member is
 // chased until ReconnectTimeout after it went missing, or not at all once
