@@ -34,10 +34,13 @@ type Config struct {
 	// SecretKey encrypts gossip with AES-256-GCM; nil runs without
 	// encryption, which the caller must have allowed explicitly.
 	SecretKey []byte
-	Profile   string     // ProfileLAN (default) or ProfileWAN
-	Meta      Meta       // this gateway's metadata
-	Clients   []keys.Key // the client set, identical on every gateway: records travel as indices into it
-	Logger    *slog.Logger
+	Profile   string // ProfileLAN (default) or ProfileWAN
+	Meta      Meta   // this gateway's metadata
+	// Clients is the client set, identical on every gateway: records
+	// travel as indices into it, and records of other clients are refused
+	// (nil: no client set, every client accepted).
+	Clients []keys.Key
+	Logger  *slog.Logger
 	// Now is the wall clock behind the HLC (tests skew it); nil: time.Now.
 	Now func() time.Time
 	// OnMembers is called, one call at a time, with the current members
@@ -182,7 +185,7 @@ func New(cfg Config) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	t.Retain(clientFilter(c.codec.Load().Clients))
+	t.Retain(clientFilter(cfg.Clients, c.codec.Load().Clients))
 	c.table = t
 	if cfg.SecretKey == nil {
 		c.logger.Warn("cluster gossip is NOT encrypted or authenticated (cluster.insecure): anyone who reaches the gossip port can join and rewrite client ownership; use only for tests")
@@ -317,11 +320,11 @@ func profileConfig(profile string) *memberlist.Config {
 // SetClients replaces the client set (after a reload) and announces its
 // tag, so that others know which compact records this gateway reads. The
 // records of clients no longer in the set are forgotten, and refused from
-// now on (Table.Retain).
+// now on (Table.Retain); a nil set accepts every client.
 func (c *Cluster) SetClients(clients []keys.Key) error {
 	set := NewClientSet(clients)
 	c.codec.Store(&Codec{Clients: set})
-	if n := c.table.Retain(clientFilter(set)); n > 0 {
+	if n := c.table.Retain(clientFilter(clients, set)); n > 0 {
 		c.logger.Info("forgot the ownership records of clients removed from the configuration", "count", n)
 	}
 	return c.SetMeta(c.Meta())

@@ -161,11 +161,12 @@ func (c *Cluster) releaseLeft(now time.Time) {
 	}
 }
 
-// clientFilter returns the table's client filter for a client set: nil
-// (every client) when the set is empty, as in tests and tools that give
-// the cluster no client set.
-func clientFilter(set *ClientSet) func(keys.Key) bool {
-	if set.Len() == 0 {
+// clientFilter returns the table's client filter for the client set set,
+// made of clients: nil (every client) when clients is nil, as in tests and
+// tools that give the cluster no client set; an empty, non-nil list is a
+// configuration without clients, and filters out every client.
+func clientFilter(clients []keys.Key, set *ClientSet) func(keys.Key) bool {
+	if clients == nil {
 		return nil
 	}
 	return func(k keys.Key) bool { _, ok := set.Index(k); return ok }

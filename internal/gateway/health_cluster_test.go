@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -113,5 +114,40 @@ func TestClockRefusedNamedInReadyz(t *testing.T) {
 	}
 	if rec, ok := a1.Cluster().Owner(e.alice.Public()); ok && rec.Owner == "fast" {
 		t.Fatal("a1 applied a record of fast's clock")
+	}
+}
+
+// TestReloadForgetsRemovedClientsOwnership: a client removed by a reload
+// leaves the ownership table, and a member that still has its record
+// cannot bring it back.
+func TestReloadForgetsRemovedClientsOwnership(t *testing.T) {
+	e, ra, rb := newClusterEnv(t)
+	a1 := e.start(t, "a1", ra, nil, 0)
+	b1 := e.start(t, "b1", rb, []string{gossipAddr(a1)}, 0)
+	waitUntil(t, "2 members", 10*time.Second, func() bool { return len(a1.Cluster().Members()) == 2 })
+	alice := e.alice.Public()
+	b1.Cluster().Claim(alice, clientEndpoint(b1), cluster.ReasonHandshake)
+	waitUntil(t, "a1 to learn b1's claim", 5*time.Second, func() bool {
+		rec, ok := a1.Cluster().Owner(alice)
+		return ok && rec.Owner == "b1"
+	})
+	cfg := *a1.Config()
+	cfg.Clients.Peers = nil
+	if err := a1.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := a1.Cluster().Owner(alice); ok {
+		t.Fatal("a1 still holds the record of a client removed from its configuration")
+	}
+	// b1 (not reloaded) claims again and gossips it: refused.
+	b1.Cluster().Claim(alice, netip.MustParseAddrPort("198.51.100.9:4000"), cluster.ReasonHandshake)
+	waitUntil(t, "a1 to refuse the removed client's record", 5*time.Second, func() bool {
+		return a1.Metrics().Gossip["refused_unknown_client"] > 0
+	})
+	if _, ok := a1.Cluster().Owner(alice); ok {
+		t.Fatal("the removed client's record came back")
+	}
+	if n := a1.Metrics().Gossip["forgotten"]; n != 1 {
+		t.Fatalf("forgotten = %d, want 1", n)
 	}
 }
