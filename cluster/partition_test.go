@@ -343,10 +343,7 @@ func TestInsecureWarns(t *testing.T) {
 // bring them back.
 func TestReloadForgetsRemovedClients(t *testing.T) {
 	clients := genClients(20)
-	fast := func(c *Config) { c.PushPullInterval = 200 * time.Millisecond; c.Profile = ProfileWAN }
-	a := startNodeWith(t, "a", nil, testSecret, 0, clients, fast)
-	b := startNodeWith(t, "b", []string{a.addr()}, testSecret, 0, clients, fast)
-	waitFor(t, "2 members", 10*time.Second, func() bool { return a.alive() == 2 && b.alive() == 2 })
+	a, b := startFastPair(t, clients)
 	ep := netip.MustParseAddrPort("198.51.100.1:40000")
 	for _, k := range clients {
 		b.Claim(k, ep, ReasonHandshake)

@@ -97,20 +97,24 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// httpGet returns the status code and body of a GET of url.
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 func TestReadyzChecksAndDrain(t *testing.T) {
 	var sw switchCheck
 	st := newTestState(t, sw.check("dataplane"))
 	srv := httptest.NewServer(NewHandler(Config{State: st}))
 	defer srv.Close()
-	get := func(path string) (int, string) {
-		resp, err := http.Get(srv.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	get := func(path string) (int, string) { return httpGet(t, srv.URL+path) }
 	waitFor(t, "ready", st.Ready)
 	for _, p := range []string{"/readyz", "/healthz"} {
 		if code, body := get(p); code != 200 || body != "ok\n" {
@@ -146,15 +150,7 @@ func TestAdvisoryCheck(t *testing.T) {
 	st := newTestState(t, dp.check("dataplane"), adv)
 	srv := httptest.NewServer(NewHandler(Config{State: st}))
 	defer srv.Close()
-	get := func() (int, string) {
-		resp, err := http.Get(srv.URL + "/readyz?verbose")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	get := func() (int, string) { return httpGet(t, srv.URL+"/readyz?verbose") }
 	clocks.set(errors.New("member gw-2's clock is 10m0s ahead"))
 	waitFor(t, "the advisory check to have run", func() bool {
 		_, body := get()
