@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"maps"
 	"net/netip"
@@ -33,10 +34,13 @@ type Config struct {
 	// SecretKey encrypts gossip with AES-256-GCM; nil runs without
 	// encryption, which the caller must have allowed explicitly.
 	SecretKey []byte
-	Profile   string     // ProfileLAN (default) or ProfileWAN
-	Meta      Meta       // this gateway's metadata
-	Clients   []keys.Key // the client set, identical on every gateway: records travel as indices into it
-	Logger    *slog.Logger
+	Profile   string // ProfileLAN (default) or ProfileWAN
+	Meta      Meta   // this gateway's metadata
+	// Clients is the client set, identical on every gateway: records
+	// travel as indices into it, and records of other clients are refused
+	// (nil: no client set, every client accepted).
+	Clients []keys.Key
+	Logger  *slog.Logger
 	// Now is the wall clock behind the HLC (tests skew it); nil: time.Now.
 	Now func() time.Time
 	// OnMembers is called, one call at a time, with the current members
@@ -51,6 +55,12 @@ type Config struct {
 	Table TableOptions
 	// PushPullInterval overrides the profile's anti-entropy period (tests).
 	PushPullInterval time.Duration
+	// GossipToTheDeadTime overrides how long memberlist keeps a dead
+	// member before forgetting it (tests of partitions longer than that).
+	GossipToTheDeadTime time.Duration
+	// ReconnectTimeout is how long a member that went missing (not one
+	// that left) is looked for; zero means DefaultReconnectTimeout.
+	ReconnectTimeout time.Duration
 }
 
 // Member is one gateway as this gateway sees it.
@@ -76,6 +86,9 @@ type Stats struct {
 	PushPulls      uint64
 	RepairsSent    uint64 // records sent to a member whose digest differed
 	CatchUps       uint64 // digest exchanges begun with a member just learned of
+	ReconnectTries uint64 // rounds of joins to missing members or join addresses
+	Reconnected    uint64 // members seen alive again after they went missing
+	Heals          uint64 // heal lines logged: missing members came back
 	Queued         int    // broadcasts waiting
 }
 
@@ -105,6 +118,10 @@ type Cluster struct {
 	localAddr netip.AddrPort
 
 	msgs, bad, applied, relayed, sent, fanoutErrs, decryptErrs, badMeta, pushPulls, repairsSent, catchUps atomic.Uint64
+	reconnectTries, reconnected, heals                                                                    atomic.Uint64
+
+	rc  reconnector // members to look for after a partition (reconnect.go)
+	hyg hygiene     // refused clocks and undecryptable gossip (hygiene.go)
 
 	repairs chan repair // to repairLoop
 	joining atomic.Bool // in ml.Join: members found are not asked to catch up (see NotifyJoin)
@@ -153,6 +170,8 @@ func New(cfg Config) (*Cluster, error) {
 		gone:           make(map[string]time.Time),
 		stop:           make(chan struct{}),
 		repairs:        make(chan repair, 64),
+		rc:             reconnector{known: make(map[string]*knownMember), wake: make(chan struct{}, 1), join: slices.Clone(cfg.Join)},
+		hyg:            hygiene{skew: make(map[string]*skewMember), logged: make(map[string]time.Time)},
 	}
 	c.peers.Store(&map[string]*memberlist.Node{})
 	c.codec.Store(&Codec{Clients: NewClientSet(cfg.Clients)})
@@ -161,15 +180,23 @@ func New(cfg Config) (*Cluster, error) {
 	}
 	topts := cfg.Table
 	topts.OnChange = cfg.OnOwner
+	topts.OnRefused = c.onRefused
 	t, err := NewTable(cfg.Name, c.hlc, topts)
 	if err != nil {
 		return nil, err
 	}
+	t.Retain(clientFilter(cfg.Clients, c.codec.Load().Clients))
 	c.table = t
+	if cfg.SecretKey == nil {
+		c.logger.Warn("cluster gossip is NOT encrypted or authenticated (cluster.insecure): anyone who reaches the gossip port can join, rewrite client ownership and announce prefixes; set cluster.secret_key outside tests")
+	}
 
 	mc := profileConfig(cfg.Profile)
 	if cfg.PushPullInterval > 0 {
 		mc.PushPullInterval = cfg.PushPullInterval
+	}
+	if cfg.GossipToTheDeadTime > 0 {
+		mc.GossipToTheDeadTime = cfg.GossipToTheDeadTime
 	}
 	mc.Name = cfg.Name
 	mc.BindAddr = cfg.Bind.Addr().String()
@@ -181,11 +208,16 @@ func New(cfg Config) (*Cluster, error) {
 	mc.Label = "anyguard"
 	mc.Delegate = (*delegate)(c)
 	mc.Events = (*events)(c)
-	mc.Logger = nil
-	mc.LogOutput = &logAdapter{c: c}
-	if cfg.Transport != nil {
-		mc.Transport = cfg.Transport
+	mc.Logger = log.New(&logAdapter{c: c}, "", 0)
+	var inner memberlist.Transport = cfg.Transport
+	if inner == nil {
+		nt, err := newTransport(mc)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: start gossip on %s: %w", cfg.Bind, err)
+		}
+		inner = nt
 	}
+	mc.Transport = newCapTransport(inner, c)
 	if cfg.SecretKey != nil {
 		kr, err := memberlist.NewKeyring(nil, cfg.SecretKey)
 		if err != nil {
@@ -213,6 +245,8 @@ func New(cfg Config) (*Cluster, error) {
 			c.logger.Warn("cluster join failed, running alone and retrying", "join", strings.Join(cfg.Join, ","), "err", err)
 		}
 	}
+	c.wg.Add(1)
+	go c.reconnectLoop() // after the first join: it retries what that missed
 	c.logger.Info("cluster started", "node", cfg.Name, "bind", cfg.Bind, "profile", cfg.Profile, "encrypted", cfg.SecretKey != nil, "members", ml.NumMembers())
 	return c, nil
 }
@@ -284,9 +318,15 @@ func profileConfig(profile string) *memberlist.Config {
 }
 
 // SetClients replaces the client set (after a reload) and announces its
-// tag, so that others know which compact records this gateway reads.
+// tag, so that others know which compact records this gateway reads. The
+// records of clients no longer in the set are forgotten, and refused from
+// now on (Table.Retain); a nil set accepts every client.
 func (c *Cluster) SetClients(clients []keys.Key) error {
-	c.codec.Store(&Codec{Clients: NewClientSet(clients)})
+	set := NewClientSet(clients)
+	c.codec.Store(&Codec{Clients: set})
+	if n := c.table.Retain(clientFilter(clients, set)); n > 0 {
+		c.logger.Info("forgot the ownership records of clients removed from the configuration", "count", n)
+	}
 	return c.SetMeta(c.Meta())
 }
 
@@ -478,6 +518,7 @@ func (c *Cluster) record(n *memberlist.Node, gone bool) Meta {
 		delete(c.gone, n.Name)
 	}
 	if !mem.Self {
+		c.memberSeen(n.Name, mem.Addr, !gone, gone && mem.Status == "left")
 		peers := maps.Clone(*c.peers.Load())
 		if gone {
 			delete(peers, n.Name)
@@ -506,6 +547,9 @@ func (c *Cluster) Stats() Stats {
 		PushPulls:      c.pushPulls.Load(),
 		RepairsSent:    c.repairsSent.Load(),
 		CatchUps:       c.catchUps.Load(),
+		ReconnectTries: c.reconnectTries.Load(),
+		Reconnected:    c.reconnected.Load(),
+		Heals:          c.heals.Load(),
 		FanoutErrors:   c.fanoutErrs.Load(),
 		Queued:         c.queue.NumQueued(),
 	}
@@ -513,7 +557,18 @@ func (c *Cluster) Stats() Stats {
 
 // Leave tells the others this gateway is going (they stop routing to it
 // at once instead of waiting for failure detection) and stops gossip.
+//
+// A gateway that leaves announces that it is draining first (unless it
+// did already), so that the others record it as left, not failed: they do
+// not try to reconnect to it, and they release its clients later (see
+// ReleaseLeftAfter).
 func (c *Cluster) Leave(timeout time.Duration) error {
+	if m := c.Meta(); m.State != StateDraining {
+		m.State = StateDraining
+		if err := c.SetMeta(m); err != nil {
+			c.logger.Debug("leaving: draining not announced", "err", err)
+		}
+	}
 	c.closing.Store(true)
 	err := c.ml.Leave(timeout)
 	c.Close()
@@ -552,27 +607,21 @@ func (c *Cluster) signalMembers() {
 	}
 }
 
-// maintain retries joining while alone and collects old tombstones.
+// maintain collects old tombstones and forgets members gone long ago.
+// (Joining again while alone or partitioned is reconnectLoop's job.)
 func (c *Cluster) maintain() {
 	defer c.wg.Done()
-	retry := time.NewTicker(5 * time.Second)
-	defer retry.Stop()
 	gc := time.NewTicker(time.Minute)
 	defer gc.Stop()
 	for {
 		select {
 		case <-c.stop:
 			return
-		case <-retry.C:
-			if len(c.cfg.Join) > 0 && c.ml.NumMembers() <= 1 {
-				if err := c.join(); err != nil {
-					c.logger.Debug("cluster join retry failed", "err", err)
-				}
-			}
 		case <-gc.C:
 			if n := c.table.GC(c.hlc.Now()); n > 0 {
 				c.logger.Debug("ownership tombstones collected", "count", n)
 			}
+			c.releaseLeft(time.Now())
 			if n := c.pruneView(time.Now().Add(-ForgetGone)); n > 0 {
 				c.logger.Debug("forgot members gone long ago", "count", n)
 				c.signalMembers()
@@ -857,8 +906,17 @@ func (l *logAdapter) Write(p []byte) (int, error) {
 	case strings.HasPrefix(line, "[DEBUG]"):
 		level = slog.LevelDebug
 	}
-	if strings.Contains(line, "decrypt") || strings.Contains(line, "No installed keys") || strings.Contains(line, "encryption") && strings.Contains(line, "not") {
+	if isUndecryptable(line) {
+		// Anyone can send these: count every one, log one per source a
+		// minute.
 		l.c.decryptErrs.Add(1)
+		if !l.c.logUndecryptable(line) {
+			level = slog.LevelDebug
+		}
+	} else if strings.Contains(line, "failed to resolve") && !l.c.logOnce(line) {
+		// A join address that does not resolve is tried again every
+		// few seconds while a member is missing: once a minute is enough.
+		level = slog.LevelDebug
 	}
 	if _, msg, ok := strings.Cut(line, "memberlist: "); ok {
 		line = msg

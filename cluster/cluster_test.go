@@ -295,6 +295,18 @@ func TestMixedClientSets(t *testing.T) {
 	}
 }
 
+// startFastPair starts gateways a and b, joined, with push/pull every
+// 200 ms (and the wan profile's failure detection, see
+// TestDigestRepairsMissedRecords).
+func startFastPair(t *testing.T, clients []keys.Key) (a, b *testNode) {
+	t.Helper()
+	fast := func(c *Config) { c.PushPullInterval = 200 * time.Millisecond; c.Profile = ProfileWAN }
+	a = startNodeWith(t, "a", nil, testSecret, 0, clients, fast)
+	b = startNodeWith(t, "b", []string{a.addr()}, testSecret, 0, clients, fast)
+	waitFor(t, "2 members", 10*time.Second, func() bool { return a.alive() == 2 && b.alive() == 2 })
+	return a, b
+}
+
 // TestDigestRepairsMissedRecords: records one gateway never gossiped
 // (written straight into its table, as if every datagram carrying them had
 // been lost) reach the other by the digest push/pull, in both directions,
@@ -305,10 +317,7 @@ func TestMixedClientSets(t *testing.T) {
 // repair nothing by digest.
 func TestDigestRepairsMissedRecords(t *testing.T) {
 	clients := genClients(300)
-	fast := func(c *Config) { c.PushPullInterval = 200 * time.Millisecond; c.Profile = ProfileWAN }
-	a := startNodeWith(t, "a", nil, testSecret, 0, clients, fast)
-	b := startNodeWith(t, "b", []string{a.addr()}, testSecret, 0, clients, fast)
-	waitFor(t, "2 members", 10*time.Second, func() bool { return a.alive() == 2 && b.alive() == 2 })
+	a, b := startFastPair(t, clients)
 
 	ep := netip.MustParseAddrPort("198.51.100.1:40000")
 	for i, k := range clients {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/anyguard/anyguard/internal/keys"
@@ -164,6 +165,12 @@ type TableOptions struct {
 	FlapWindow time.Duration
 	HoldDown   time.Duration
 
+	// OnRefused, when set, is called for every remote record Apply or
+	// Merge refuses, with the reason (wrapping ErrInvalidRecord,
+	// ErrVersionAhead, ErrClockSkew or ErrUnknownClient), on the caller's
+	// goroutine and without the table's lock. It must not block.
+	OnRefused func(r Record, err error)
+
 	// OnChange, when set, is called once for every change of the table's
 	// state, with the record before (Version 0 when the client was unknown)
 	// and after. Calls come one at a time, in the order the changes were
@@ -207,8 +214,21 @@ type TableStats struct {
 	Stale           uint64 // remote records not newer than the table's (duplicates included)
 	RejectedSkew    uint64 // remote records refused with ErrClockSkew
 	RejectedInvalid uint64 // remote records refused by Validate
+	RejectedVersion uint64 // remote records refused with ErrVersionAhead
+	RejectedUnknown uint64 // remote records of clients not in the client set (ErrUnknownClient)
 	Collected       uint64 // tombstones removed by GC
+	Forgotten       uint64 // records dropped because their client left the client set (Retain)
+	LeftReleased    uint64 // records of an owner that left, released by ReleaseOwner
 }
+
+// ErrVersionAhead is returned (wrapped) by Apply and Merge for a record
+// whose Version exceeds its own Time read as an integer (see the package
+// documentation: no record may leave a later claim no room).
+var ErrVersionAhead = errors.New("version ahead of its timestamp")
+
+// ErrUnknownClient is returned (wrapped) by Apply and Merge for a record of
+// a client that is not in the table's client set (see Retain).
+var ErrUnknownClient = errors.New("client not in the configured client set")
 
 // Table is one node's replica of the client-ownership map. Local claims and
 // releases write new records; remote records are merged by keeping the
@@ -219,6 +239,10 @@ type Table struct {
 	self string
 	hlc  *HLC
 	opts TableOptions
+
+	// known, when set, is the client set: records of other clients are
+	// refused (see Retain).
+	known atomic.Pointer[func(keys.Key) bool]
 
 	mu    sync.Mutex
 	recs  map[keys.Key]Record
@@ -431,11 +455,32 @@ func (t *Table) Merge(rs []Record) (changed []Record, err error) {
 
 // check validates a remote record and observes its time.
 func (t *Table) check(r Record) error {
+	err := t.refusal(r)
+	if err != nil && t.opts.OnRefused != nil {
+		t.opts.OnRefused(r, err)
+	}
+	return err
+}
+
+func (t *Table) refusal(r Record) error {
 	if err := r.Validate(); err != nil {
 		t.mu.Lock()
 		t.stats.RejectedInvalid++
 		t.mu.Unlock()
 		return fmt.Errorf("apply: %w", err)
+	}
+	if known := t.known.Load(); known != nil && !(*known)(r.Client) {
+		t.mu.Lock()
+		t.stats.RejectedUnknown++
+		t.mu.Unlock()
+		return fmt.Errorf("apply: %w", ErrUnknownClient)
+	}
+	// Before Observe: a refused record must not move the clock.
+	if r.Version > uint64(r.Time) {
+		t.mu.Lock()
+		t.stats.RejectedVersion++
+		t.mu.Unlock()
+		return fmt.Errorf("apply: %w: version %d, time %s", ErrVersionAhead, r.Version, r.Time)
 	}
 	if err := t.hlc.Observe(r.Time); err != nil {
 		t.mu.Lock()
@@ -444,6 +489,69 @@ func (t *Table) check(r Record) error {
 		return fmt.Errorf("apply: %w", err)
 	}
 	return nil
+}
+
+// Retain makes known the table's client set: it drops the records of
+// every client for which known returns false (without calling OnChange,
+// like GC: the client is gone from the configuration, and with it its
+// routes), and from then on Apply and Merge refuse records of such clients
+// (ErrUnknownClient), so that a member that has not reloaded yet cannot
+// bring them back. A nil known accepts every client again. It returns the
+// number of records dropped.
+func (t *Table) Retain(known func(keys.Key) bool) int {
+	if known == nil {
+		t.known.Store(nil)
+		return 0
+	}
+	t.known.Store(&known)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for k, r := range t.recs {
+		if known(k) {
+			continue
+		}
+		t.count(r, true, -1)
+		delete(t.recs, k)
+		delete(t.flaps, k)
+		n++
+	}
+	t.stats.Clients -= n
+	t.stats.Forgotten += uint64(n)
+	return n
+}
+
+// ReleaseOwner releases every client that node (another gateway, which
+// left the cluster for good) owns, and returns how many. Every replica
+// that does this writes the same tombstone for the same record: Version +
+// 1, no owner, and the record's own Time + 1, so replicas agree without
+// sending anything, and one that has not released yet receives the
+// tombstone in the next digest exchange. A claim that the owner makes if
+// it comes back wins over the tombstone: it has the same Version and a
+// later Time (its clock observed the record), or a greater Version. The
+// tombstones are collected TombstoneTTL after the records' time: a client
+// that has been idle for long leaves the table soon after its owner.
+func (t *Table) ReleaseOwner(node string) int {
+	if node == "" || node == t.self {
+		return 0
+	}
+	t.mu.Lock()
+	n := 0
+	for _, cur := range t.recs {
+		if cur.Owner != node || cur.Version >= MaxVersion {
+			continue
+		}
+		r := cur
+		r.Owner = ""
+		r.Version++
+		r.Time++
+		r.Reason = ReasonRelease
+		t.set(cur, true, r)
+		n++
+	}
+	t.stats.LeftReleased += uint64(n)
+	t.unlockAndDeliver()
+	return n
 }
 
 func (t *Table) applyLocked(r Record) bool {

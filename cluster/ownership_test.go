@@ -323,7 +323,7 @@ func TestApplyInvalid(t *testing.T) {
 			t.Errorf("Apply(%+v) = %v, %v", r, applied, err)
 		}
 	}
-	changed, err := tab.Merge([]Record{{Client: testKey(1), Owner: "b", Version: 1}, {}})
+	changed, err := tab.Merge([]Record{{Client: testKey(1), Owner: "b", Version: 1, Time: testTime}, {}})
 	if len(changed) != 1 || !errors.Is(err, ErrInvalidRecord) {
 		t.Fatalf("Merge: %v, %v", changed, err)
 	}

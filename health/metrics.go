@@ -66,13 +66,22 @@ type Metrics struct {
 	// (own claims and releases), "send_error", "repair_sent" (records sent
 	// to a member whose digest differed), "push_pull", "catch_up" (digest
 	// exchanges begun with a member just learned of), "decrypt_error"
-	// (packets with a wrong key or none). Nil when not clustered.
+	// (packets with a wrong key or none), "refused_clock",
+	// "refused_version", "refused_unknown_client" (records refused by the
+	// ownership bounds), "reconnect_try" (rounds of joins to missing
+	// members), "reconnected" (members back after missing), "heal" (heals
+	// logged), "left_released" (records of a gateway that left, released),
+	// "forgotten" (records of clients removed from the configuration). Nil
+	// when not clustered.
 	Gossip map[string]uint64
 	// PrefixRefusals counts prefix announcements refused (not routed) by
 	// reason, each when its refusal began; RefusedPrefixes is how many
 	// are refused now. Nil and zero when not clustered.
 	PrefixRefusals  map[string]uint64
 	RefusedPrefixes int
+	// ClockRefused counts, by member, the ownership records refused
+	// because that member's clock ran too far ahead.
+	ClockRefused map[string]uint64
 	// ConfigDigest is the digest of this gateway's client set;
 	// ConfigDigestMismatch is how many members serve a different one.
 	ConfigDigest         string
@@ -202,9 +211,10 @@ var (
 	descOwnChanges  = prometheus.NewDesc("anyguard_ownership_changes_total", "Client ownership changes seen, by reason.", []string{"reason"}, nil)
 	descClaims      = prometheus.NewDesc("anyguard_claims_total", "This gateway's client claims by stage (confirmed, unconfirmed, takeover_started, takeover_claimed).", []string{"stage"}, nil)
 	descMembers     = prometheus.NewDesc("anyguard_gossip_members", "Cluster members by state, this gateway included.", []string{"state"}, nil)
-	descGossip      = prometheus.NewDesc("anyguard_gossip_events_total", "Ownership gossip by event (received, bad, applied, relayed, sent, send_error, repair_sent, push_pull, catch_up, decrypt_error).", []string{"event"}, nil)
+	descGossip      = prometheus.NewDesc("anyguard_gossip_events_total", "Ownership gossip by event (received, bad, applied, relayed, sent, send_error, repair_sent, push_pull, catch_up, decrypt_error, refused_clock, refused_version, refused_unknown_client, reconnect_try, reconnected, heal, left_released, forgotten).", []string{"event"}, nil)
 	descRefusals    = prometheus.NewDesc("anyguard_prefix_refusals_total", "Prefix announcements of cluster members refused and not routed, by reason (invalid, default_route, reserved, client_network, client, region_overlap); counted when a refusal begins.", []string{"reason"}, nil)
 	descRefused     = prometheus.NewDesc("anyguard_refused_prefixes", "Prefix announcements refused now (listed in /status refused_prefixes).", nil, nil)
+	descClockRef    = prometheus.NewDesc("anyguard_gossip_clock_refused_total", "Ownership records refused because the member that wrote them has a clock too far ahead, by member.", []string{"node"}, nil)
 	descConvergence = prometheus.NewDesc("anyguard_convergence_seconds", "Time from a client's move to every gateway agreeing on its owner.", nil, nil)
 	descConfigInfo  = prometheus.NewDesc("anyguard_config_info", "Digest of this gateway's client set; always 1.", []string{"digest"}, nil)
 	descMismatch    = prometheus.NewDesc("anyguard_config_digest_mismatch", "Cluster members whose client-set digest differs from this gateway's.", nil, nil)
@@ -235,6 +245,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		descConfigInfo, descMismatch, descProbes, descProbeRTT, descProbeLast} {
 		ch <- d
 	}
+	ch <- descClockRef
 	if c.perClient {
 		for _, d := range []*prometheus.Desc{descClientRx, descClientTx, descClientHS, descClientOmit} {
 			ch <- d
@@ -299,6 +310,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, k := range sortedKeys(m.Members) {
 		gauge(descMembers, float64(m.Members[k]), k)
+	}
+	for _, k := range sortedKeys(m.ClockRefused) {
+		counter(descClockRef, m.ClockRefused[k], k)
 	}
 	for _, k := range sortedKeys(m.Gossip) {
 		counter(descGossip, m.Gossip[k], k)

@@ -56,7 +56,7 @@ th{background:#f4f4f4}
 <h2>Checks</h2>
 <table id="checks">
 <tr><th>check</th><th>result</th><th>since</th><th>detail</th></tr>
-{{range .Checks}}<tr><td>{{.Name}}</td><td>{{if .OK}}<span class="ok">ok</span>{{else}}<span class="bad">failed</span>{{end}}</td><td>{{ago .Since}}</td><td>{{.Error}}</td></tr>
+{{range .Checks}}<tr><td>{{.Name}}</td><td>{{if .OK}}<span class="ok">ok</span>{{else if .Advisory}}<span class="bad">warning</span>{{else}}<span class="bad">failed</span>{{end}}</td><td>{{ago .Since}}</td><td>{{.Error}}</td></tr>
 {{end}}</table>
 <p>Data-path probe: {{if .Probe.OK}}<span class="ok">ok</span>{{else}}<span class="bad">failing</span>{{end}} · {{.Probe.Target}} · last success {{ago .Probe.LastSuccess}} · round trip {{ms .Probe.RTTSeconds}} · {{.Probe.Successes}} ok / {{.Probe.Failures}} failed{{if .Probe.Error}} · {{.Probe.Error}}{{end}}</p>
 

@@ -216,9 +216,12 @@ func (h *handlers) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	var b strings.Builder
 	for _, c := range st.Results() {
-		if c.OK {
+		switch {
+		case c.OK:
 			fmt.Fprintf(&b, "[+] %s ok\n", c.Name)
-		} else {
+		case c.Advisory:
+			fmt.Fprintf(&b, "[!] %s warning: %s\n", c.Name, c.Error)
+		default:
 			fmt.Fprintf(&b, "[-] %s failed: %s\n", c.Name, c.Error)
 		}
 	}

@@ -99,20 +99,24 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// httpGet returns the status code and body of a GET of url.
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 func TestReadyzChecksAndDrain(t *testing.T) {
 	var sw switchCheck
 	st := newTestState(t, sw.check("dataplane"))
 	srv := httptest.NewServer(NewHandler(Config{State: st}))
 	defer srv.Close()
-	get := func(path string) (int, string) {
-		resp, err := http.Get(srv.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	get := func(path string) (int, string) { return httpGet(t, srv.URL+path) }
 	waitFor(t, "ready", st.Ready)
 	for _, p := range []string{"/readyz", "/healthz"} {
 		if code, body := get(p); code != 200 || body != "ok\n" {
@@ -136,6 +140,33 @@ func TestReadyzChecksAndDrain(t *testing.T) {
 	}
 	if code, body := get("/readyz?verbose"); code != 503 || !strings.Contains(body, "[-] draining:") {
 		t.Errorf("draining: /readyz?verbose = %d %q", code, body)
+	}
+}
+
+// TestAdvisoryCheck: a failing advisory check is listed as a warning
+// and leaves the gateway ready; a failing readiness check does not.
+func TestAdvisoryCheck(t *testing.T) {
+	var dp, clocks switchCheck
+	adv := clocks.check("clocks")
+	adv.Advisory = true
+	st := newTestState(t, dp.check("dataplane"), adv)
+	srv := httptest.NewServer(NewHandler(Config{State: st}))
+	defer srv.Close()
+	get := func() (int, string) { return httpGet(t, srv.URL+"/readyz?verbose") }
+	clocks.set(errors.New("member gw-2's clock is 10m0s ahead"))
+	waitFor(t, "the advisory check to have run", func() bool {
+		_, body := get()
+		return strings.Contains(body, "[!] clocks warning: member gw-2's clock is 10m0s ahead")
+	})
+	if code, body := get(); code != 200 || !st.Ready() || !strings.Contains(body, "[+] dataplane ok") || !strings.Contains(body, "readyz check passed") {
+		t.Fatalf("with only an advisory check failing: %d %q", code, body)
+	}
+	dp.set(errors.New("no echo reply"))
+	waitFor(t, "not ready", func() bool { return !st.Ready() })
+	for _, r := range st.Results() {
+		if r.Name == "clocks" && (!r.Advisory || r.OK) {
+			t.Fatalf("clocks result %+v", r)
+		}
 	}
 }
 

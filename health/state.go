@@ -20,15 +20,21 @@ type Check struct {
 	// check at a time, every interval, with a context that ends after the
 	// check timeout; it must not block beyond that.
 	Run func(ctx context.Context) error
+	// Advisory checks report a condition an operator should look at that
+	// does not stop this gateway carrying traffic (another member's
+	// clock, say): a failure is listed (/readyz?verbose as "[!]", /status,
+	// anyguard_check_ok) but leaves readiness alone.
+	Advisory bool
 }
 
 // CheckResult is the latest outcome of one check.
 type CheckResult struct {
-	Name    string    `json:"name"`
-	OK      bool      `json:"ok"`
-	Error   string    `json:"error,omitempty"`
-	Since   time.Time `json:"since"`   // when OK last changed (or the first run)
-	Checked time.Time `json:"checked"` // when it last ran
+	Name     string    `json:"name"`
+	OK       bool      `json:"ok"`
+	Advisory bool      `json:"advisory,omitempty"` // a failure does not make the gateway unready
+	Error    string    `json:"error,omitempty"`
+	Since    time.Time `json:"since"`   // when OK last changed (or the first run)
+	Checked  time.Time `json:"checked"` // when it last ran
 }
 
 // ErrDraining is the reason readiness gives while the gateway drains.
@@ -88,7 +94,7 @@ func NewState(checks []Check, opts StateOptions) *State {
 	}
 	now := time.Now()
 	for _, c := range s.checks {
-		s.results = append(s.results, CheckResult{Name: c.Name, Error: ErrNotChecked.Error(), Since: now})
+		s.results = append(s.results, CheckResult{Name: c.Name, Advisory: c.Advisory, Error: ErrNotChecked.Error(), Since: now})
 	}
 	go s.loop()
 	return s
@@ -145,7 +151,7 @@ func (s *State) update() {
 	ready := !s.draining
 	var failing []string
 	for _, r := range s.results {
-		if !r.OK {
+		if !r.OK && !r.Advisory {
 			ready = false
 			failing = append(failing, r.Name+": "+r.Error)
 		}

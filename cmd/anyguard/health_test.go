@@ -19,8 +19,9 @@ func sampleStatus(ready bool) health.Status {
 		Schema: 1,
 		Node: health.NodeStatus{Name: "use1-a", Region: "us-east-1", Version: "v1", Started: now.Add(-time.Hour),
 			Ready: ready, EgressMode: "netstack", ListenPort: 51820, Prefixes: []string{"10.1.0.0/16"}},
-		Checks: []health.CheckResult{{Name: "dataplane", OK: ready, Error: map[bool]string{false: "no echo reply"}[ready]}},
-		Probe:  health.ProbeStatus{Target: "10.99.0.1 via netstack", OK: ready, RTTSeconds: 0.0004, Successes: 9},
+		Checks: []health.CheckResult{{Name: "dataplane", OK: ready, Error: map[bool]string{false: "no echo reply"}[ready]},
+			{Name: "clocks", Advisory: true, Error: "records refused from gw-2 (10m0s ahead)"}},
+		Probe: health.ProbeStatus{Target: "10.99.0.1 via netstack", OK: ready, RTTSeconds: 0.0004, Successes: 9},
 		Members: []health.MemberStatus{{Name: "use1-a", Region: "us-east-1", State: "alive", Self: true, Ready: ready,
 			ConfigDigest: "0123456789abcdef"}},
 		Regions: []health.RegionStatus{{Name: "us-east-1", Members: 1, Prefixes: []string{"10.1.0.0/16"}}},
@@ -44,7 +45,7 @@ func fakeGateway(t *testing.T, ready bool) string {
 			io.WriteString(w, "[+] clients ok\n[-] dataplane failed: no echo reply\nreadyz check failed\n")
 			return
 		}
-		io.WriteString(w, "[+] dataplane ok\nreadyz check passed\n")
+		io.WriteString(w, "[+] dataplane ok\n[!] clocks warning: records refused from gw-2\nreadyz check passed\n")
 	})
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(sampleStatus(ready))
@@ -85,7 +86,7 @@ func TestStatusTable(t *testing.T) {
 		t.Fatalf("status: exit %d: %s", code, errOut)
 	}
 	for _, want := range []string{
-		"node use1-a  region us-east-1", "READY", "checks: dataplane ok",
+		"node use1-a  region us-east-1", "READY", "checks: dataplane ok", "clocks WARNING (records refused from gw-2 (10m0s ahead))",
 		"MEMBER", "use1-a (self)", "0123456789ab",
 		"REGION", "10.1.0.0/16",
 		"REFUSED PREFIX", "0.0.0.0/0", "x1?[2J", "evil", "default_route", "a default route", "5m0s ago",

@@ -67,9 +67,12 @@ func printStatus(w io.Writer, st *health.Status, now time.Time) error {
 		st.Node.ListenPort, since(st.Node.Started, now), ready)
 	var checks []string
 	for _, c := range st.Checks {
-		if c.OK {
+		switch {
+		case c.OK:
 			checks = append(checks, clean(c.Name)+" ok")
-		} else {
+		case c.Advisory: // does not make the gateway unready
+			checks = append(checks, clean(c.Name)+" WARNING ("+clean(c.Error)+")")
+		default:
 			checks = append(checks, clean(c.Name)+" FAILED ("+clean(c.Error)+")")
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"time"
 
 	"github.com/anyguard/anyguard/internal/keys"
 )
@@ -13,6 +14,9 @@ const (
 	DefaultBackbonePort = 51821
 	DefaultGossipPort   = 7946
 	DefaultProfile      = "lan"
+	// DefaultReconnectTimeout is how long a gateway keeps looking for a
+	// member it lost (a partition, a crash), as Serf's reconnect_timeout.
+	DefaultReconnectTimeout = 24 * time.Hour
 )
 
 // Backbone is the gateway-to-gateway WireGuard mesh. Its peers are
@@ -49,6 +53,11 @@ type Cluster struct {
 	// Profile tunes gossip and failure detection: lan (one region, or
 	// regions with low latency) or wan. Default lan.
 	Profile string `yaml:"profile"`
+	// ReconnectTimeout is how long a member that went missing (failed or
+	// cut off, not one that left gracefully) is looked for, every few
+	// seconds, so that a partition heals by itself when the network
+	// returns. Default 24h; 1m to 720h.
+	ReconnectTimeout time.Duration `yaml:"reconnect_timeout"`
 }
 
 // Clustered reports whether this gateway joins a cluster: it does when it
@@ -120,6 +129,9 @@ func (b *Backbone) validate(v *validator, c *Config) error {
 func (cl *Cluster) validate(v *validator, c *Config) error {
 	if cl.Profile != "lan" && cl.Profile != "wan" {
 		return v.errorf("cluster.profile", ErrInvalidValue, "%q: want lan or wan", cl.Profile)
+	}
+	if cl.ReconnectTimeout < time.Minute || cl.ReconnectTimeout > 720*time.Hour {
+		return v.errorf("cluster.reconnect_timeout", ErrInvalidValue, "%s is out of range 1m..720h", cl.ReconnectTimeout)
 	}
 	if ap, err := parseHostPort(cl.Bind, DefaultGossipPort); err != nil || !ap.Addr().IsValid() {
 		return v.errorf("cluster.bind", ErrInvalidValue, "%q is not an IP:port", cl.Bind)

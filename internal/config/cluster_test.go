@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestClusterDefaultsAndValues(t *testing.T) {
@@ -17,7 +18,13 @@ func TestClusterDefaultsAndValues(t *testing.T) {
 		c.Cluster.BindAddrPort() != netip.MustParseAddrPort("10.0.0.1:7946") || c.Cluster.Profile != "wan" || len(c.Cluster.Join) != 2 {
 		t.Errorf("got %+v %+v", c.Backbone, c.Cluster)
 	}
-	c = mustParse(t, head+"backbone:\n  private_key: PUB2\ncluster:\n  bind: 127.0.0.1:0\n  insecure: true\n", "")
+	if c.Cluster.ReconnectTimeout != 24*time.Hour {
+		t.Errorf("reconnect_timeout %s, want 24h by default", c.Cluster.ReconnectTimeout)
+	}
+	c = mustParse(t, head+"backbone:\n  private_key: PUB2\ncluster:\n  bind: 127.0.0.1:0\n  insecure: true\n  reconnect_timeout: 2h30m\n", "")
+	if c.Cluster.ReconnectTimeout != 150*time.Minute {
+		t.Errorf("reconnect_timeout %s", c.Cluster.ReconnectTimeout)
+	}
 	if !c.Cluster.Insecure || c.Cluster.SecretKey.IsZero() == false {
 		t.Errorf("insecure: %+v", c.Cluster)
 	}
@@ -41,6 +48,10 @@ func TestClusterErrors(t *testing.T) {
 		{bb + "  endpoint: 0.0.0.0:1\ncluster:\n  secret_key: PUB3\n", "backbone.endpoint", "others can reach", ErrInvalidValue},
 		{bb + "  listen_port: 70000\n", "backbone.listen_port", "out of range", ErrInvalidValue},
 		{bb + "cluster:\n  secret: PUB3\n", "cluster.secret", "unknown field", ErrUnknownField},
+		{bb + "cluster:\n  secret_key: PUB3\n  advertise: 10.0.0.1:7946\n  reconnect_timeout: 30s\n", "cluster.reconnect_timeout", "out of range 1m..720h", ErrInvalidValue},
+		{bb + "cluster:\n  secret_key: PUB3\n  advertise: 10.0.0.1:7946\n  reconnect_timeout: 721h\n", "cluster.reconnect_timeout", "out of range", ErrInvalidValue},
+		{bb + "cluster:\n  secret_key: PUB3\n  advertise: 10.0.0.1:7946\n  reconnect_timeout: -1h\n", "cluster.reconnect_timeout", "out of range", ErrInvalidValue},
+		{bb + "cluster:\n  secret_key: PUB3\n  advertise: 10.0.0.1:7946\n  reconnect_timeout: soon\n", "cluster.reconnect_timeout", "", ErrInvalidValue},
 	} {
 		_, err := Parse([]byte(fill(head+tc.yaml)), "")
 		var fe *FieldError

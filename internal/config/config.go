@@ -104,7 +104,7 @@ func Default() *Config {
 		Clients:  Clients{ListenPort: DefaultListenPort, MTU: DefaultMTU, UAPI: true},
 		Egress:   Egress{Mode: ModeTUN, TunName: DefaultTunName},
 		Backbone: Backbone{ListenPort: DefaultBackbonePort},
-		Cluster:  Cluster{Bind: "0.0.0.0:7946", Profile: DefaultProfile},
+		Cluster:  Cluster{Bind: "0.0.0.0:7946", Profile: DefaultProfile, ReconnectTimeout: DefaultReconnectTimeout},
 		Health: Health{Listen: DefaultHealthListen, TCPListen: DefaultHealthTCPListen,
 			DrainTimeout: DefaultDrainTimeout, PerClientLimit: DefaultPerClientLimit},
 		Log: Log{Level: DefaultLogLevel, Format: DefaultLogFormat},

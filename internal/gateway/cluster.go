@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -143,20 +144,20 @@ func startCluster(g *Gateway, cfg *config.Config, opts Options) (_ *clusterPart,
 		}
 		endpoint = netip.AddrPortFrom(host, cp.wg.ListenPort())
 	}
-	var secret []byte
+	var secret []byte // none: cluster.New warns that gossip is open (cluster.insecure)
 	if !cfg.Cluster.SecretKey.IsZero() {
 		secret = cfg.Cluster.SecretKey[:]
-	} else {
-		cp.logger.Warn("cluster.insecure: true: gossip is neither encrypted nor authenticated; anyone who reaches the gossip port can join, claim clients and announce prefixes; set cluster.secret_key outside tests",
-			"bind", cfg.Cluster.BindAddrPort())
 	}
-	cp.c, err = cluster.New(cluster.Config{
+	ccfg := cluster.Config{
 		Name:      cfg.Node.Name,
 		Bind:      cfg.Cluster.BindAddrPort(),
 		Advertise: cfg.Cluster.AdvertiseAddrPort(),
 		Join:      cfg.Cluster.Join,
 		SecretKey: secret,
 		Profile:   cfg.Cluster.Profile,
+		// Partitions heal by themselves: members lost are looked for
+		// this long.
+		ReconnectTimeout: cfg.Cluster.ReconnectTimeout,
 		Meta: cluster.Meta{
 			Region:           cfg.Node.Region,
 			State:            cluster.StateReady,
@@ -171,7 +172,11 @@ func startCluster(g *Gateway, cfg *config.Config, opts Options) (_ *clusterPart,
 		Now:       opts.ClusterClock,
 		OnMembers: cp.onMembers,
 		OnOwner:   cp.onOwner,
-	})
+	}
+	if opts.ClusterConfig != nil {
+		opts.ClusterConfig(&ccfg)
+	}
+	cp.c, err = cluster.New(ccfg)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
@@ -508,6 +513,26 @@ func (cp *clusterPart) announce(cfg *config.Config, digest string) {
 func (cp *clusterPart) check(context.Context) error {
 	if ok, why := cp.ready(); !ok {
 		return errors.New(why)
+	}
+	return nil
+}
+
+// clockRecent is how long after the last record refused for a member's
+// clock the advisory check "clocks" keeps naming that member.
+const clockRecent = 2 * time.Minute
+
+// checkClocks is the advisory check "clocks": it names the members whose
+// ownership records this gateway refused lately because their clock runs
+// too far ahead (their claims do not count here until it is fixed).
+func (cp *clusterPart) checkClocks(context.Context) error {
+	var bad []string
+	for _, r := range cp.c.ClockRefusals() {
+		if time.Since(r.Last) < clockRecent {
+			bad = append(bad, fmt.Sprintf("%s (%s ahead, %d refused)", r.Node, r.Ahead.Round(time.Second), r.Refused))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("records refused for a clock too far ahead (beyond %s) from: %s", cluster.DefaultMaxClockAhead, strings.Join(bad, ", "))
 	}
 	return nil
 }

@@ -54,6 +54,8 @@ type clusterEnv struct {
 	alice      keys.Key
 	secret     keys.Key
 	gws        map[string]*gateway.Gateway
+	// clusterConfig, when set, edits each gateway's cluster configuration.
+	clusterConfig func(name string, c *cluster.Config)
 }
 
 func (e *clusterEnv) start(t testing.TB, name string, r *region, join []string, skew time.Duration) *gateway.Gateway {
@@ -78,7 +80,11 @@ func (e *clusterEnv) startWith(t testing.TB, name string, r *region, join []stri
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	g, err := gateway.New(cfg, gateway.Options{NetstackDial: r.dial, ClusterClock: func() time.Time { return time.Now().Add(skew) }})
+	opts := gateway.Options{NetstackDial: r.dial, ClusterClock: func() time.Time { return time.Now().Add(skew) }}
+	if e.clusterConfig != nil {
+		opts.ClusterConfig = func(c *cluster.Config) { e.clusterConfig(name, c) }
+	}
+	g, err := gateway.New(cfg, opts)
 	if err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/conn"
 
+	"github.com/anyguard/anyguard/cluster"
 	"github.com/anyguard/anyguard/device"
 	"github.com/anyguard/anyguard/health"
 	"github.com/anyguard/anyguard/internal/config"
@@ -43,6 +44,9 @@ type Options struct {
 	// ClusterClock replaces the wall clock behind the cluster's hybrid
 	// logical clock (tests skew it); nil: time.Now.
 	ClusterClock func() time.Time
+	// ClusterConfig, when set, edits the cluster's configuration before
+	// it starts (tests: a partitionable transport, shorter timings).
+	ClusterConfig func(*cluster.Config)
 	// IdleTimeout is how long a client's peer stays on the client device
 	// after its last handshake (tests); zero means DefaultIdleTimeout.
 	IdleTimeout time.Duration

@@ -33,7 +33,8 @@ func (g *Gateway) Checks() []health.Check {
 		{Name: "dataplane", Run: g.probe.check},
 	}
 	if g.cluster != nil {
-		checks = append(checks, health.Check{Name: "cluster", Run: g.cluster.check})
+		checks = append(checks, health.Check{Name: "cluster", Run: g.cluster.check},
+			health.Check{Name: "clocks", Run: g.cluster.checkClocks, Advisory: true})
 	}
 	return checks
 }
@@ -198,6 +199,17 @@ func (g *Gateway) Metrics() health.Metrics {
 			"received": st.MsgsReceived, "bad": st.MsgsBad, "applied": st.RecordsApplied, "relayed": st.Relayed,
 			"sent": st.Broadcasts, "send_error": st.FanoutErrors, "repair_sent": st.RepairsSent,
 			"push_pull": st.PushPulls, "catch_up": st.CatchUps, "decrypt_error": st.DecryptErrors,
+			"reconnect_try": st.ReconnectTries, "reconnected": st.Reconnected, "heal": st.Heals,
+		}
+		ts := c.Table().Stats()
+		m.Gossip["refused_clock"] = ts.RejectedSkew
+		m.Gossip["refused_version"] = ts.RejectedVersion
+		m.Gossip["refused_unknown_client"] = ts.RejectedUnknown
+		m.Gossip["left_released"] = ts.LeftReleased
+		m.Gossip["forgotten"] = ts.Forgotten
+		m.ClockRefused = make(map[string]uint64)
+		for _, r := range c.ClockRefusals() {
+			m.ClockRefused[r.Node] = r.Refused
 		}
 	}
 	for _, c := range g.liveClients() {

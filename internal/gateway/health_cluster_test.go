@@ -5,11 +5,14 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/anyguard/anyguard/cluster"
+	"github.com/anyguard/anyguard/health"
 	"github.com/anyguard/anyguard/internal/gateway"
 )
 
@@ -74,5 +77,77 @@ func TestReloadRefusesHealthChanges(t *testing.T) {
 	cfg.Health.Listen = "127.0.0.1:9"
 	if err := e.gw.Reload(&cfg); !errors.Is(err, gateway.ErrRestartNeeded) || !strings.Contains(err.Error(), "health") {
 		t.Fatalf("reload changing health.listen: %v", err)
+	}
+}
+
+// TestClockRefusedNamedInReadyz: a member whose clock runs 10 minutes
+// ahead has its records refused; the advisory check "clocks" names it
+// (shown by /readyz?verbose) without making this gateway unready, and the
+// refusals are counted by member.
+func TestClockRefusedNamedInReadyz(t *testing.T) {
+	e, ra, rb := newClusterEnv(t)
+	a1 := e.start(t, "a1", ra, nil, 0)
+	fast := e.start(t, "fast", rb, []string{gossipAddr(a1)}, 10*time.Minute)
+	waitUntil(t, "2 members", 10*time.Second, func() bool { return len(a1.Cluster().Members()) == 2 })
+	fast.Cluster().Claim(e.alice.Public(), clientEndpoint(fast), cluster.ReasonHandshake)
+	var clocks, ready health.Check
+	for _, c := range a1.Checks() {
+		switch c.Name {
+		case "clocks":
+			clocks = c
+		case "cluster":
+			ready = c
+		}
+	}
+	if !clocks.Advisory || clocks.Run == nil {
+		t.Fatalf("no advisory clocks check: %+v", clocks)
+	}
+	waitUntil(t, "the clocks check to name fast", 5*time.Second, func() bool {
+		err := clocks.Run(context.Background())
+		return err != nil && strings.Contains(err.Error(), "fast (10m0s ahead")
+	})
+	if err := ready.Run(context.Background()); err != nil {
+		t.Fatalf("cluster check: %v", err)
+	}
+	if m := a1.Metrics(); m.ClockRefused["fast"] == 0 || m.Gossip["refused_clock"] == 0 {
+		t.Fatalf("refusals not counted: %v %v", m.ClockRefused, m.Gossip)
+	}
+	if rec, ok := a1.Cluster().Owner(e.alice.Public()); ok && rec.Owner == "fast" {
+		t.Fatal("a1 applied a record of fast's clock")
+	}
+}
+
+// TestReloadForgetsRemovedClientsOwnership: a client removed by a reload
+// leaves the ownership table, and a member that still has its record
+// cannot bring it back.
+func TestReloadForgetsRemovedClientsOwnership(t *testing.T) {
+	e, ra, rb := newClusterEnv(t)
+	a1 := e.start(t, "a1", ra, nil, 0)
+	b1 := e.start(t, "b1", rb, []string{gossipAddr(a1)}, 0)
+	waitUntil(t, "2 members", 10*time.Second, func() bool { return len(a1.Cluster().Members()) == 2 })
+	alice := e.alice.Public()
+	b1.Cluster().Claim(alice, clientEndpoint(b1), cluster.ReasonHandshake)
+	waitUntil(t, "a1 to learn b1's claim", 5*time.Second, func() bool {
+		rec, ok := a1.Cluster().Owner(alice)
+		return ok && rec.Owner == "b1"
+	})
+	cfg := *a1.Config()
+	cfg.Clients.Peers = nil
+	if err := a1.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := a1.Cluster().Owner(alice); ok {
+		t.Fatal("a1 still holds the record of a client removed from its configuration")
+	}
+	// b1 (not reloaded) claims again and gossips it: refused.
+	b1.Cluster().Claim(alice, netip.MustParseAddrPort("198.51.100.9:4000"), cluster.ReasonHandshake)
+	waitUntil(t, "a1 to refuse the removed client's record", 5*time.Second, func() bool {
+		return a1.Metrics().Gossip["refused_unknown_client"] > 0
+	})
+	if _, ok := a1.Cluster().Owner(alice); ok {
+		t.Fatal("the removed client's record came back")
+	}
+	if n := a1.Metrics().Gossip["forgotten"]; n != 1 {
+		t.Fatalf("forgotten = %d, want 1", n)
 	}
 }

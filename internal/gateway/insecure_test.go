@@ -69,7 +69,7 @@ func TestInsecureClusterWarnsAtStart(t *testing.T) {
 		g.Close()
 		got := logs.lines("cluster.insecure")
 		switch {
-		case insecure && (len(got) != 1 || !strings.Contains(got[0], "level=WARN") || !strings.Contains(got[0], "neither encrypted nor authenticated")):
+		case insecure && (len(got) != 1 || !strings.Contains(got[0], "level=WARN") || !strings.Contains(got[0], "NOT encrypted or authenticated")):
 			t.Errorf("insecure cluster: warning lines %q, want one WARN line", got)
 		case !insecure && len(got) != 0:
 			t.Errorf("cluster with a secret key warned: %q", got)
