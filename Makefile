@@ -25,8 +25,12 @@ BENCH_DURATION ?= 10s
 BENCH_REPS     ?= 3
 
 # Tools the end-to-end tests run, and the Debian packages that bring them.
-E2E_TOOLS    := wg wg-quick wireguard-go iperf3 ip ping chromium unshare podman runc
-E2E_PACKAGES := wireguard-tools wireguard-go iperf3 iproute2 iputils-ping chromium util-linux podman runc
+# The AMI tests (e2e/ami_test.go, e2e/images_test.go) add mmdebstrap,
+# shellcheck, packer, cloud-init and systemd-analyze (package systemd).
+E2E_TOOLS    := wg wg-quick wireguard-go iperf3 ip ping chromium unshare podman runc \
+                mmdebstrap shellcheck packer cloud-init systemd-analyze
+E2E_PACKAGES := wireguard-tools wireguard-go iperf3 iproute2 iputils-ping chromium util-linux podman runc \
+                mmdebstrap shellcheck packer cloud-init systemd
 
 # ip lives in /usr/sbin, which a non-login PATH may lack.
 export PATH := $(PATH):/usr/sbin:/sbin
