@@ -44,6 +44,10 @@ const (
 	amiMAC      = "02:00:5e:00:53:01"
 	amiRole     = "anyguard-e2e"
 	amiKeyID    = "ASIAE2ETESTKEY000001"
+	// amiTag is the join tag; the EC2 stand-in reports this instance and
+	// amiPeer as running with it.
+	amiTag  = "anyguard-cluster=e2e"
+	amiPeer = "192.0.2.77"
 	// imdsAddr is IMDS's address; the SSM stand-in listens on ssmPort.
 	imdsAddr = "169.254.169.254"
 	ssmPort  = "1080"
@@ -127,6 +131,7 @@ func TestAMIBoot(t *testing.T) {
 	t.Run("provisioned", func(t *testing.T) { checkAMIProvisioned(t, c, pid) })
 	t.Run("first-boot", func(t *testing.T) { checkAMIFirstBoot(t, c, aws) })
 	t.Run("bootstrap-failures", func(t *testing.T) { checkAMIBootstrapFailures(t, c) })
+	t.Run("join-from-tag", func(t *testing.T) { checkAMIJoinFromTag(t, c) })
 
 	cli := startWGQuickClient(t, tp.cli, alice, gwKeys.Public, gatewayEndpoint())
 	t.Run("ping", func(t *testing.T) { checkPing(t, tp) })
@@ -243,6 +248,26 @@ func checkAMIBootstrapFailures(t *testing.T, c *container) {
 	}
 	if after := c.mustExec(t, "sh", "-c", "sha256sum "+files); after != before {
 		t.Errorf("failed bootstrap runs changed files:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+// checkAMIJoinFromTag runs the bootstrap script with ANYGUARD_JOIN_TAG
+// and a fixed list, and checks the join list it writes: the tagged
+// instances less this one, then the fixed addresses. (The booted gateway
+// starts alone: a join list of gateways that do not exist would keep it
+// unready.) The configuration is put back afterwards.
+func checkAMIJoinFromTag(t *testing.T, c *container) {
+	script := "cp -p /etc/anyguard/anyguard.yaml /tmp/keep.yaml && " +
+		"sed -e 's|^ANYGUARD_JOIN_TAG=.*|ANYGUARD_JOIN_TAG=" + amiTag + "|' -e 's|^ANYGUARD_JOIN=.*|ANYGUARD_JOIN=192.0.2.88,192.0.2.89:7947|' " +
+		"/etc/anyguard/bootstrap.env > /tmp/tag.env && ANYGUARD_BOOTSTRAP_ENV=/tmp/tag.env anyguard-bootstrap >/dev/null && " +
+		"grep '^  join:' /etc/anyguard/anyguard.yaml; rc=$?; cp -p /tmp/keep.yaml /etc/anyguard/anyguard.yaml; exit $rc"
+	out, err := c.exec(t, 2*time.Minute, "sh", "-c", script)
+	if err != nil {
+		t.Fatalf("bootstrap with a join tag: %v\n%s", err, out)
+	}
+	const want = `  join: ["` + amiPeer + `:7946", "192.0.2.88:7946", "192.0.2.89:7947"]`
+	if strings.TrimSpace(out) != strings.TrimSpace(want) {
+		t.Errorf("join list from the tag and ANYGUARD_JOIN:\n%s\nwant\n%s", out, want)
 	}
 }
 
@@ -643,6 +668,32 @@ func (a *awsStandIn) imds(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, v)
 }
 
+// ec2 is EC2's DescribeInstances (query protocol) for the join tag: this
+// instance and amiPeer, if the filters are the tag and running.
+func (a *awsStandIn) ec2(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil || r.PostForm.Get("Action") != "DescribeInstances" {
+		a.record(r, 400)
+		http.Error(w, "only DescribeInstances", http.StatusBadRequest)
+		return
+	}
+	key, value, _ := strings.Cut(amiTag, "=")
+	f := r.PostForm
+	if f.Get("Filter.1.Name") != "tag:"+key || f.Get("Filter.1.Value.1") != value ||
+		f.Get("Filter.2.Name") != "instance-state-name" || f.Get("Filter.2.Value.1") != "running" {
+		a.record(r, 400)
+		http.Error(w, "unexpected filters: "+f.Encode(), http.StatusBadRequest)
+		return
+	}
+	a.record(r, 200)
+	w.Header().Set("Content-Type", "text/xml")
+	fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>
+<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>e2e</requestId><reservationSet>
+<item><reservationId>r-0e2e1</reservationId><ownerId>123456789012</ownerId><instancesSet>
+<item><instanceId>%s</instanceId><privateIpAddress>%s</privateIpAddress></item>
+<item><instanceId>i-0e2e0000000000a02</instanceId><privateIpAddress>%s</privateIpAddress></item>
+</instancesSet></item></reservationSet></DescribeInstancesResponse>`, amiInstance, gwUnderlay, amiPeer)
+}
+
 // ssm is Parameter Store's GetParameter (JSON 1.1 protocol). It checks
 // that the call was signed with the role's credentials from IMDS.
 func (a *awsStandIn) ssm(w http.ResponseWriter, r *http.Request) {
@@ -652,13 +703,17 @@ func (a *awsStandIn) ssm(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(code)
 		json.NewEncoder(w).Encode(map[string]string{"__type": typ, "message": msg})
 	}
-	if r.Header.Get("X-Amz-Target") != "AmazonSSM.GetParameter" {
-		fail(400, "UnknownOperationException", "only GetParameter")
-		return
-	}
 	if !strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 Credential="+amiKeyID+"/") ||
 		r.Header.Get("X-Amz-Security-Token") != a.secret {
 		fail(400, "UnrecognizedClientException", "not signed with the instance role's credentials")
+		return
+	}
+	if r.Header.Get("X-Amz-Target") == "" {
+		a.ec2(w, r)
+		return
+	}
+	if r.Header.Get("X-Amz-Target") != "AmazonSSM.GetParameter" {
+		fail(400, "UnknownOperationException", "only GetParameter")
 		return
 	}
 	var req struct {
