@@ -519,7 +519,7 @@ func amiUserData(t testing.TB, root string) string {
 }
 
 // buildAMIImage is the image build: the files Packer uploads, provision.sh
-// run on them as root, and (the test's own layer) the NoCloud seed with
+// run on them as root (twice, to hold it to being repeatable), and (the test's own layer) the NoCloud seed with
 // the user data and two stand-ins for what an EC2 host has: a cloud-init
 // datasource and no network setup of its own (the test's namespace is the
 // network), and /dev/net/tun mode 0666, which udev sets on a real host.
@@ -544,7 +544,8 @@ func buildAMIImage(t testing.TB, pm *podman, base, bin string) string {
 		"e2e-tun.conf": "# e2e/ami_test.go: what udev does on a host.\nz /dev/net/tun 0666 - - -\n",
 		"Containerfile": "FROM " + base + "\n" +
 			"COPY anyguard anyguard.service anyguard-bootstrap provision.sh /tmp/anyguard/\n" +
-			"RUN sh /tmp/anyguard/provision.sh /tmp/anyguard && rm -rf /tmp/anyguard\n" +
+			// Twice: provision.sh says running it again is harmless.
+			"RUN sh /tmp/anyguard/provision.sh /tmp/anyguard && sh /tmp/anyguard/provision.sh /tmp/anyguard && rm -rf /tmp/anyguard\n" +
 			"COPY user-data meta-data /var/lib/cloud/seed/nocloud/\n" +
 			"COPY 90-e2e.cfg /etc/cloud/cloud.cfg.d/\n" +
 			"COPY e2e-tun.conf /etc/tmpfiles.d/\n",
