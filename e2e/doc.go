@@ -58,9 +58,25 @@
 // localhost/anyguard-e2e:<pid>-<n> and containers named agt-<pid>-..., and
 // a run removes those of earlier runs whose process is gone.
 //
+// TestAMIBoot boots the AMI's contents without AWS: a Debian 12 root file
+// system from mmdebstrap (kept in /var/cache/anyguard-e2e, or
+// ANYGUARD_E2E_CACHE, under a hash of its inputs, and imported once as
+// localhost/anyguard-e2e-rootfs:<hash>), images/provision.sh applied by a
+// podman build, images/cloud-init/user-data.yaml as a NoCloud seed, and
+// systemd as PID 1 in a podman container (--systemd=always, with
+// SYS_ADMIN so that systemd applies the unit's sandbox) joined to gw. A
+// stand-in for IMDSv2 and SSM answers at 169.254.169.254 on gw's loopback.
+// It checks the unit (active through READY=1, the process's user and
+// capabilities, systemd-analyze verify), /readyz, a stock client through
+// the gateway, a new client after `systemctl reload`, the drain on
+// `systemctl stop`, and a broken configuration leaving the unit failed
+// with its one-line error in the journal. TestImages* run shellcheck,
+// cloud-init schema and packer validate on the files in images/.
+//
 // The tests need root, /dev/net/tun and the Debian tools wg, wg-quick,
-// wireguard-go, iperf3, ip and ping, and podman and runc for the container
-// tests (`make deps` installs them). Without them
+// wireguard-go, iperf3, ip and ping, podman and runc for the container
+// tests, and mmdebstrap, shellcheck, packer, cloud-init and systemd-analyze
+// for the AMI tests (`make deps` installs them). Without them
 // they skip, unless ANYGUARD_E2E=require, which turns every such skip into a
 // failure (CI sets it). Traffic only ever goes to addresses inside the
 // namespaces the test made. Namespaces are named agt-<pid>-<n>-<role>; a run

@@ -63,11 +63,18 @@ type gatewayProc struct {
 	out       *syncBuffer
 	done      chan struct{}
 	http, tcp string
+	config    string // the configuration file
 }
 
 // startRun runs `anyguard run` (netstack mode, no privileges) in a
 // subprocess and waits until it is ready.
 func startRun(t *testing.T, drain time.Duration) *gatewayProc {
+	t.Helper()
+	return startRunEnv(t, drain)
+}
+
+// startRunEnv is startRun with extra environment variables.
+func startRunEnv(t *testing.T, drain time.Duration, env ...string) *gatewayProc {
 	t.Helper()
 	k, _ := keys.Generate()
 	p := &gatewayProc{out: &syncBuffer{}, done: make(chan struct{}), http: freePort(t), tcp: freePort(t)}
@@ -88,8 +95,9 @@ health:
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	p.config = path
 	p.cmd = exec.Command(os.Args[0], "run", "--config", path)
-	p.cmd.Env = append(os.Environ(), runMainEnv+"=1")
+	p.cmd.Env = append(append(os.Environ(), runMainEnv+"=1"), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

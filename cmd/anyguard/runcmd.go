@@ -13,6 +13,7 @@ import (
 	"github.com/anyguard/anyguard/health"
 	"github.com/anyguard/anyguard/internal/config"
 	"github.com/anyguard/anyguard/internal/gateway"
+	"github.com/anyguard/anyguard/internal/sdnotify"
 )
 
 func cmdRun(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) error {
@@ -40,6 +41,10 @@ func cmdRun(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer
 	if err != nil {
 		return usagef("%v", err)
 	}
+	notifier, err := sdnotify.FromEnv(os.Getenv, os.Getpid())
+	if err != nil {
+		return err
+	}
 	g, err := gateway.New(cfg, gateway.Options{Logger: logger})
 	if err != nil {
 		return err
@@ -51,12 +56,14 @@ func cmdRun(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer
 	}
 	defer state.Close()
 	defer srv.Close()
-	return serve(ctx, g, state, *path, logger)
+	sd := startSystemdNotify(notifier, state, logger)
+	defer sd.close()
+	return serve(ctx, g, state, sd, *path, logger)
 }
 
 // serve reloads on SIGHUP and drains on the first SIGTERM or SIGINT (or
 // when ctx ends); a second SIGTERM or SIGINT exits at once.
-func serve(ctx context.Context, g *gateway.Gateway, state *health.State, path string, logger *slog.Logger) error {
+func serve(ctx context.Context, g *gateway.Gateway, state *health.State, sd *systemdNotify, path string, logger *slog.Logger) error {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, os.Interrupt)
 	defer signal.Stop(sigs)
@@ -72,6 +79,7 @@ func serve(ctx context.Context, g *gateway.Gateway, state *health.State, path st
 		if !draining && !state.Draining() {
 			draining = true
 			logger.Info(why+": draining", "drain_timeout", g.Config().Health.DrainTimeout)
+			sd.draining()
 			g.BeginDrain()
 			go func() {
 				drained <- health.Drain(drainCtx, state, g.Config().Health.DrainTimeout, g.DrainSteps(), logger)
@@ -91,7 +99,7 @@ func serve(ctx context.Context, g *gateway.Gateway, state *health.State, path st
 			startDrain("stop requested")
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				reload(g, path, logger)
+				sd.reload(func() error { return reload(g, path, logger) })
 				continue
 			}
 			stops++
@@ -110,8 +118,8 @@ func serve(ctx context.Context, g *gateway.Gateway, state *health.State, path st
 }
 
 // reload re-reads the configuration file and applies it; a bad file is
-// logged and the running configuration stays.
-func reload(g *gateway.Gateway, path string, logger *slog.Logger) {
+// logged (and returned) and the running configuration stays.
+func reload(g *gateway.Gateway, path string, logger *slog.Logger) error {
 	logger.Info("SIGHUP: reloading configuration", "file", path)
 	cfg, err := config.Load(path)
 	if err == nil {
@@ -120,6 +128,7 @@ func reload(g *gateway.Gateway, path string, logger *slog.Logger) {
 	if err != nil {
 		logger.Error("reload failed, still running the previous configuration", "err", err)
 	}
+	return err
 }
 
 // newLogger returns a slog logger writing text or JSON to w.
