@@ -81,6 +81,9 @@ type returned struct {
 
 // reconnector is the Cluster's memory of members for healing partitions.
 type reconnector struct {
+	// mu is taken inside memberlist's node lock (memberSeen runs in its
+	// event callbacks), so nothing may call into memberlist while holding
+	// it.
 	mu       sync.Mutex
 	known    map[string]*knownMember
 	back     []returned // came back since the last heal line
@@ -196,6 +199,9 @@ func (c *Cluster) reconnectTargets(now time.Time) []string {
 	}
 	var targets []string
 	alive := make(map[netip.AddrPort]bool)
+	// Before rc.mu: memberlist calls memberSeen (which takes rc.mu) with
+	// its node lock held, and numMembers takes that lock.
+	alone := c.numMembers() <= 1
 	c.rc.mu.Lock()
 	for name, k := range c.rc.known {
 		switch {
@@ -208,7 +214,7 @@ func (c *Cluster) reconnectTargets(now time.Time) []string {
 			targets = append(targets, k.addr.String())
 		}
 	}
-	joinAddrs := c.numMembers() <= 1 || len(targets) > 0 && now.Sub(c.rc.joinTried) >= joinAddrEvery
+	joinAddrs := alone || len(targets) > 0 && now.Sub(c.rc.joinTried) >= joinAddrEvery
 	if joinAddrs {
 		c.rc.joinTried = now
 	}
