@@ -18,11 +18,12 @@ type TUNConfig struct {
 	// StartDown leaves the interface down once configured, as wireguard-go
 	// creates its interfaces; an operator brings it up with ip(8).
 	StartDown bool
-	// OnLink, if set, is called with the interface's state once it is
-	// first read and again whenever its name, index, flags or MTU change,
-	// in whatever network namespace the interface is by then. It is
-	// called from one goroutine, in order, never after Close returns; it
-	// should not block for long.
+	// OnLink, if set, is called with the interface's state whenever its
+	// name, index, flags, MTU or namespace change, in whatever network
+	// namespace the interface is by then (not for the state OpenTUN leaves
+	// it in, which TUN.Link returns from the start). It is called from one
+	// goroutine, in order, never after Close returns; it should not block
+	// for long.
 	OnLink func(LinkState)
 }
 

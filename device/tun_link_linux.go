@@ -57,7 +57,11 @@ func (t *TUN) watchLink() {
 	warned := false
 	for {
 		err := t.followLink()
-		if t.closed.Load() || errors.Is(err, errLinkGone) {
+		if t.closed.Load() {
+			return
+		}
+		if errors.Is(err, errLinkGone) {
+			t.reportGone()
 			return
 		}
 		wait := linkRetryDelay
@@ -69,6 +73,7 @@ func (t *TUN) watchLink() {
 			}
 			running, err := t.probeRunning()
 			if errors.Is(err, errLinkGone) {
+				t.reportGone()
 				return
 			}
 			if err == nil {
@@ -95,9 +100,9 @@ func (t *TUN) followLink() error {
 		return err
 	}
 	defer ns.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(ns), &st); err != nil {
-		return fmt.Errorf("stat netns of %s: %w", name, err)
+	ino, err := netnsInode(ns)
+	if err != nil {
+		return err
 	}
 	updates := make(chan netlink.LinkUpdate, 64)
 	stop := make(chan struct{})
@@ -123,7 +128,7 @@ func (t *TUN) followLink() error {
 		return errRelocate
 	}
 	index := link.Attrs().Index
-	t.report(linkState(link.Attrs(), link.Attrs().RawFlags, st.Ino))
+	t.report(linkState(link.Attrs(), link.Attrs().RawFlags, ino))
 	for {
 		select {
 		case <-t.done:
@@ -138,7 +143,7 @@ func (t *TUN) followLink() error {
 			if u.Header.Type == unix.RTM_DELLINK {
 				return errRelocate
 			}
-			t.report(linkState(u.Attrs(), u.Flags, st.Ino))
+			t.report(linkState(u.Attrs(), u.Flags, ino))
 		}
 	}
 }
@@ -223,13 +228,51 @@ func (t *TUN) report(s LinkState) {
 	}
 }
 
-// Link returns the interface's state as last reported by the kernel (the
-// zero LinkState until it was first read).
+// reportGone records that the interface was deleted: no index, down.
+func (t *TUN) reportGone() {
+	s := t.Link()
+	s.Index, s.Up, s.Running = 0, false, false
+	t.report(s)
+}
+
+// Link returns the interface's state as last reported by the kernel; once
+// the interface has been deleted, its Index is 0.
 func (t *TUN) Link() LinkState {
 	if s := t.link.Load(); s != nil {
 		return *s
 	}
 	return LinkState{}
+}
+
+func netnsInode(ns netns.NsHandle) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(ns), &st); err != nil {
+		return 0, fmt.Errorf("stat netns: %w", err)
+	}
+	return st.Ino, nil
+}
+
+// readLink reads the interface's state where it is now.
+func (t *TUN) readLink() (LinkState, error) {
+	ns, name, err := t.locate()
+	if err != nil {
+		return LinkState{}, err
+	}
+	defer ns.Close()
+	ino, err := netnsInode(ns)
+	if err != nil {
+		return LinkState{}, err
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return LinkState{}, fmt.Errorf("netlink in the netns of %s: %w", name, err)
+	}
+	defer h.Close()
+	link, err := h.LinkByName(name)
+	if err != nil {
+		return LinkState{}, err
+	}
+	return linkState(link.Attrs(), link.Attrs().RawFlags, ino), nil
 }
 
 // linkHandle opens netlink in the namespace the interface is in now and

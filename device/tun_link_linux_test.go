@@ -92,10 +92,8 @@ func TestTUNFollowsLinkAcrossNetns(t *testing.T) {
 		}
 		defer home.Close()
 		homeIno := netnsIno(t, home)
-		if s, ok := rec.await(t, "the first state", func(LinkState) bool { return true }); ok {
-			if s.Name != "agmove0" || s.Up || s.Running || s.MTU != 1420 || s.Netns != homeIno || s.Index == 0 {
-				t.Errorf("first state %+v: want agmove0, down, MTU 1420, in netns %d", s, homeIno)
-			}
+		if s := tn.Link(); s.Name != "agmove0" || s.Up || s.Running || s.MTU != 1420 || s.Netns != homeIno || s.Index == 0 {
+			t.Errorf("state after OpenTUN %+v: want agmove0, down, MTU 1420, in netns %d", s, homeIno)
 		}
 
 		away := newAwayNetns(t)
@@ -192,6 +190,7 @@ func TestTUNFollowsLinkAcrossNetns(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Error("readers still running 5 s after the interface was deleted")
 		}
+		rec.await(t, "the deletion", func(s LinkState) bool { return s.Index == 0 && !s.Up && s.Name == "agmove1" })
 		tn.Close()
 		deadline := time.Now().Add(5 * time.Second)
 		for runtime.NumGoroutine() > before && time.Now().Before(deadline) {

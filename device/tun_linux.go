@@ -88,6 +88,11 @@ func OpenTUN(cfg TUNConfig, forward ForwardFunc) (_ *TUN, err error) {
 	if err := t.SetRoutes(cfg.Routes); err != nil {
 		return nil, fmt.Errorf("configure TUN %s: %w", cfg.Name, err)
 	}
+	st, err := t.readLink()
+	if err != nil {
+		return nil, fmt.Errorf("read TUN %s: %w", cfg.Name, err)
+	}
+	t.link.Store(&st)
 	t.stopped = make(chan struct{})
 	t.running.Store(int32(len(t.queues)))
 	for _, q := range t.queues {
