@@ -1,0 +1,261 @@
+//go:build linux
+
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The drop-in tests hold `anyguard interface` to what users of wireguard-go
+// rely on, by running the same steps against it and against stock
+// wireguard-go of the version we embed (stockWireguardGo). The set-up is
+// wireguard-go's own tests/netns.sh: both daemons start in a home
+// namespace, their interfaces are moved to ns1 and ns2, configured there
+// with ip(8) and from home with wg(8), and the peers talk over home's
+// loopback, where the daemons' UDP sockets stay.
+
+// wgImpl is a wireguard-go compatible daemon under test.
+type wgImpl struct {
+	name string
+	argv func(t testing.TB) []string // the daemon; "-f NAME" is appended
+	// followsMovedLink: the daemon sees a moved interface go down and
+	// change its MTU. anyguard interface does. Stock wireguard-go listens
+	// to netlink in its own namespace only and, for a moved interface,
+	// probes it with an empty write that current kernels answer "up"
+	// whatever its state: it is up from the start and stays up.
+	followsMovedLink bool
+}
+
+func wgImpls() []wgImpl {
+	return []wgImpl{
+		{name: "anyguard", argv: func(t testing.TB) []string { return []string{anyguardBinary(t), "interface"} },
+			followsMovedLink: true},
+		{name: "wireguard-go", argv: func(t testing.TB) []string { return []string{stockWireguardGo(t)} }},
+	}
+}
+
+const (
+	pairPort1, pairPort2 = 10000, 20000
+	pairAddr1, pairAddr2 = "192.168.241.1", "192.168.241.2"
+	pairAddr1v6          = "fd00::1"
+	pairAddr2v6          = "fd00::2"
+)
+
+// wgPair is two interfaces of one implementation, peers of each other,
+// moved out of the namespace their daemons run in.
+type wgPair struct {
+	impl           wgImpl
+	home, ns1, ns2 *netns
+	wg1, wg2       string // names as created: the UAPI sockets keep them
+	dev1, dev2     string // names in ns1 and ns2 now (they may be renamed)
+	d1, d2         *proc
+	k1, k2         keyPair
+	psk            string
+	dir            string
+}
+
+// newWGPair runs netns.sh's sequence: create in home, move, configure,
+// bring up; it returns once ns1 reaches ns2 through the tunnel.
+func newWGPair(t *testing.T, impl wgImpl) *wgPair {
+	t.Helper()
+	requirePrivileged(t)
+	argv := impl.argv(t)
+	p := &wgPair{impl: impl, home: newNetns(t, "home"), ns1: newNetns(t, "ns1"), ns2: newNetns(t, "ns2"), dir: t.TempDir()}
+	p.wg1, p.wg2 = uniqueIfaceName(t, "agd"), uniqueIfaceName(t, "agd")
+	p.dev1, p.dev2 = p.wg1, p.wg2
+	p.d1, p.d2 = p.start(t, argv, p.wg1), p.start(t, argv, p.wg2)
+	p.home.ip(t, "link", "set", p.wg1, "netns", p.ns1.Name)
+	p.home.ip(t, "link", "set", p.wg2, "netns", p.ns2.Name)
+
+	p.k1, p.k2 = genKeyPair(t), genKeyPair(t)
+	p.psk = genKeyPair(t).Private // 32 random bytes in base64, as wg genpsk prints
+	p.wg(t, "set", p.wg1, "private-key", p.secret(t, p.k1.Private), "listen-port", strconv.Itoa(pairPort1),
+		"peer", p.k2.Public, "preshared-key", p.secret(t, p.psk),
+		"allowed-ips", pairAddr2+"/32,"+pairAddr2v6+"/128", "endpoint", "127.0.0.1:"+strconv.Itoa(pairPort2))
+	p.wg(t, "set", p.wg2, "private-key", p.secret(t, p.k2.Private), "listen-port", strconv.Itoa(pairPort2),
+		"peer", p.k1.Public, "preshared-key", p.secret(t, p.psk),
+		"allowed-ips", pairAddr1+"/32,"+pairAddr1v6+"/128", "endpoint", "127.0.0.1:"+strconv.Itoa(pairPort1))
+	p.ns1.ip(t, "address", "add", pairAddr1+"/24", "dev", p.dev1)
+	p.ns2.ip(t, "address", "add", pairAddr2+"/24", "dev", p.dev2)
+	p.ns1.ip(t, "link", "set", p.dev1, "up")
+	p.ns2.ip(t, "link", "set", p.dev2, "up")
+	p.addV6(t)
+	p.awaitPing(t, p.ns1, pairAddr2)
+	return p
+}
+
+// start runs the daemon for iface in home, in the foreground with a
+// verbose log (dumped when the test fails), and waits for its UAPI socket.
+func (p *wgPair) start(t *testing.T, argv []string, iface string) *proc {
+	t.Helper()
+	args := p.home.Command(append(append([]string{}, argv...), "-f", iface)...)
+	d := startProc(t, p.impl.name+"-"+iface, []string{"LOG_LEVEL=verbose"}, args...)
+	waitFor(t, d, 20*time.Second, "UAPI socket of "+iface, func() bool { return fileExists(uapiSocket(iface)) })
+	return d
+}
+
+// addV6 (re)adds the inner IPv6 addresses: the kernel drops them when an
+// interface goes down.
+func (p *wgPair) addV6(t *testing.T) {
+	t.Helper()
+	p.ns1.ip(t, "address", "replace", pairAddr1v6+"/24", "dev", p.dev1, "nodad")
+	p.ns2.ip(t, "address", "replace", pairAddr2v6+"/24", "dev", p.dev2, "nodad")
+}
+
+// secret writes s to a root-only file for wg's key arguments.
+func (p *wgPair) secret(t *testing.T, s string) string {
+	t.Helper()
+	f, err := os.CreateTemp(p.dir, "key-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(s + "\n"); err != nil {
+		t.Fatal(err)
+	}
+	return f.Name()
+}
+
+// wg runs wg(8) in home (any namespace would do: the UAPI sockets are
+// files) and returns its output.
+func (p *wgPair) wg(t *testing.T, args ...string) string {
+	t.Helper()
+	return p.home.mustExec(t, append([]string{"wg"}, args...)...)
+}
+
+// awaitPing waits until one echo from ns to dst is answered (a handshake
+// may have to happen first).
+func (p *wgPair) awaitPing(t *testing.T, ns *netns, dst string, extra ...string) {
+	t.Helper()
+	args := append([]string{"ping", "-n", "-c", "1", "-W", "1"}, extra...)
+	waitFor(t, nil, 15*time.Second, fmt.Sprintf("a ping from %s to %s through %s", ns.Name, dst, p.impl.name), func() bool {
+		if !p.d1.Alive() || !p.d2.Alive() {
+			return false
+		}
+		_, err := ns.Exec(cmdTimeout, append(args, dst)...)
+		return err == nil
+	})
+}
+
+// pingAll sends 10 echoes from ns to dst (extra: more ping options) and
+// fails t unless every one is answered.
+func (p *wgPair) pingAll(t *testing.T, ns *netns, dst string, extra ...string) {
+	t.Helper()
+	args := append([]string{"ping", "-n", "-q", "-c", "10", "-i", "0.02", "-W", "1"}, extra...)
+	out, err := ns.Exec(cmdTimeout, append(args, dst)...)
+	if err != nil || !strings.Contains(out, " 0% packet loss") {
+		t.Fatalf("%s: ping %s from %s %v: %v\n%s", p.impl.name, dst, ns.Name, extra, err, out)
+	}
+}
+
+// pingFails checks that an echo from ns to dst is not answered.
+func (p *wgPair) pingFails(t *testing.T, ns *netns, dst, why string) {
+	t.Helper()
+	if out, err := ns.Exec(cmdTimeout, "ping", "-n", "-c", "2", "-i", "0.2", "-W", "1", dst); err == nil {
+		t.Fatalf("%s: ping %s from %s answered %s:\n%s", p.impl.name, dst, ns.Name, why, out)
+	}
+}
+
+// pingBoth checks the tunnel both ways over IPv4 and IPv6.
+func (p *wgPair) pingBoth(t *testing.T) {
+	t.Helper()
+	p.pingAll(t, p.ns1, pairAddr2)
+	p.pingAll(t, p.ns2, pairAddr1)
+	p.pingAll(t, p.ns1, pairAddr2v6)
+	p.pingAll(t, p.ns2, pairAddr1v6)
+}
+
+// listening reports whether a UDP socket in home is bound to port (the
+// daemons' sockets stay in the namespace they run in).
+func (p *wgPair) listening(t *testing.T, port int) bool {
+	t.Helper()
+	out, err := p.home.Exec(cmdTimeout, "ss", "-Hlun", "sport = :"+strconv.Itoa(port))
+	if err != nil {
+		t.Fatalf("ss in %s: %v: %s", p.home.Name, err, out)
+	}
+	return strings.TrimSpace(out) != ""
+}
+
+// awaitLog waits until the daemon's log contains s.
+func (p *wgPair) awaitLog(t *testing.T, d *proc, s string) {
+	t.Helper()
+	waitFor(t, d, 5*time.Second, fmt.Sprintf("%q in the log of %s", s, d.Name), func() bool {
+		b, err := os.ReadFile(d.LogPath)
+		return err == nil && strings.Contains(string(b), s)
+	})
+}
+
+// TestDropInNetnsMove is issue 14's sequence: interfaces created in one
+// namespace, moved to others, configured with wg and ip there, brought up:
+// pings must pass both ways over IPv4 and IPv6, and keep passing after the
+// interface is taken down and up, given another MTU and renamed in its new
+// namespace; deleting it there ends the daemon. anyguard must also follow
+// down and MTU (its socket closes while down; the device logs the MTU).
+func TestDropInNetnsMove(t *testing.T) {
+	for _, impl := range wgImpls() {
+		t.Run(impl.name, func(t *testing.T) {
+			p := newWGPair(t, impl)
+			p.pingBoth(t)
+
+			// Down and up where the interface lives now.
+			p.ns1.ip(t, "link", "set", p.dev1, "down")
+			p.pingFails(t, p.ns1, pairAddr2, "with the interface down")
+			if impl.followsMovedLink {
+				waitFor(t, p.d1, 5*time.Second, "the socket to close while the moved interface is down",
+					func() bool { return !p.listening(t, pairPort1) })
+			}
+			p.ns1.ip(t, "link", "set", p.dev1, "up")
+			p.addV6(t)
+			waitFor(t, p.d1, 5*time.Second, "the socket to listen once the moved interface is up",
+				func() bool { return p.listening(t, pairPort1) })
+			p.awaitPing(t, p.ns1, pairAddr2)
+			p.pingBoth(t)
+
+			// Another MTU on both sides: a smaller one, then netns.sh's big one.
+			for _, mtu := range []int{1280, 34816 - 1500 + 1420} {
+				p.ns1.ip(t, "link", "set", p.dev1, "mtu", strconv.Itoa(mtu))
+				p.ns2.ip(t, "link", "set", p.dev2, "mtu", strconv.Itoa(mtu))
+				if impl.followsMovedLink {
+					p.awaitLog(t, p.d1, fmt.Sprintf("MTU updated: %d", mtu))
+				}
+				// The largest packet the MTU allows, unfragmented, both ways.
+				size := strconv.Itoa(mtu - 28)
+				p.pingAll(t, p.ns1, pairAddr2, "-M", "do", "-s", size)
+				p.pingAll(t, p.ns2, pairAddr1, "-M", "do", "-s", size)
+			}
+			p.ns1.ip(t, "link", "set", p.dev1, "mtu", "1420")
+			p.ns2.ip(t, "link", "set", p.dev2, "mtu", "1420")
+
+			// Renamed there (a rename needs the link down).
+			renamed := p.dev1 + "r"
+			p.ns1.ip(t, "link", "set", p.dev1, "down")
+			p.ns1.ip(t, "link", "set", p.dev1, "name", renamed)
+			p.dev1 = renamed
+			p.ns1.ip(t, "link", "set", p.dev1, "up")
+			p.addV6(t)
+			if impl.followsMovedLink {
+				p.awaitLog(t, p.d1, "Interface is now "+renamed)
+			}
+			p.awaitPing(t, p.ns1, pairAddr2)
+			p.pingBoth(t)
+			if out := p.wg(t, "show", p.wg1, "peers"); strings.TrimSpace(out) != p.k2.Public {
+				t.Errorf("wg show %s peers after the rename: %q, want %s", p.wg1, out, p.k2.Public)
+			}
+
+			// Deleted in its new namespace: the daemon exits and takes its
+			// UAPI socket with it.
+			p.ns1.ip(t, "link", "del", p.dev1)
+			waitFor(t, nil, 10*time.Second, "the daemon to exit once its moved interface is deleted", func() bool {
+				return !p.d1.Alive() && !fileExists(uapiSocket(p.wg1))
+			})
+			if !p.d2.Alive() {
+				t.Errorf("the other daemon exited too: %v", p.d2.Err())
+			}
+		})
+	}
+}
