@@ -259,3 +259,203 @@ func TestDropInNetnsMove(t *testing.T) {
 		})
 	}
 }
+
+// dropInStep is one behaviour of wireguard-go a drop-in must share. Steps
+// run in order on one pair per implementation, as in netns.sh: each starts
+// from the state the previous one left.
+type dropInStep struct {
+	name string
+	run  func(t *testing.T, p *wgPair)
+}
+
+// TestDropInBehaviours runs what users of wireguard-go rely on (most of it
+// from wireguard-go's tests/netns.sh) against anyguard interface and stock
+// wireguard-go, on interfaces moved out of the daemons' namespace.
+func TestDropInBehaviours(t *testing.T) {
+	for _, impl := range wgImpls() {
+		t.Run(impl.name, func(t *testing.T) {
+			p := newWGPair(t, impl)
+			for _, s := range dropInSteps {
+				if !t.Run(s.name, func(t *testing.T) { s.run(t, p) }) {
+					return // later steps build on this one
+				}
+				if !p.d1.Alive() || !p.d2.Alive() {
+					t.Fatalf("a daemon exited during %s: %v %v", s.name, p.d1.Err(), p.d2.Err())
+				}
+			}
+		})
+	}
+}
+
+var dropInSteps = []dropInStep{
+	{"ipv4 and ipv6 inside", func(t *testing.T, p *wgPair) { p.pingBoth(t) }},
+	{"wg show dump", checkDump},
+	{"ipv6 endpoints", func(t *testing.T, p *wgPair) {
+		p.wg(t, "set", p.wg1, "peer", p.k2.Public, "endpoint", "[::1]:"+strconv.Itoa(pairPort2))
+		p.wg(t, "set", p.wg2, "peer", p.k1.Public, "endpoint", "[::1]:"+strconv.Itoa(pairPort1))
+		p.pingBoth(t)
+		p.wantEndpoint(t, p.wg1, p.k2.Public, "[::1]:"+strconv.Itoa(pairPort2))
+		p.wantEndpoint(t, p.wg2, p.k1.Public, "[::1]:"+strconv.Itoa(pairPort1))
+	}},
+	{"roaming over ipv4", func(t *testing.T, p *wgPair) {
+		// wg1 changes its address and port: wg2 learns both from the
+		// first authenticated packet.
+		p.home.ip(t, "-4", "address", "del", "127.0.0.1/8", "dev", "lo")
+		p.home.ip(t, "-4", "address", "add", "127.212.121.99/8", "dev", "lo")
+		p.wg(t, "set", p.wg1, "listen-port", "9999")
+		p.wg(t, "set", p.wg1, "peer", p.k2.Public, "endpoint", "127.0.0.1:"+strconv.Itoa(pairPort2))
+		p.awaitPing(t, p.ns1, pairAddr2v6)
+		p.wantEndpoint(t, p.wg2, p.k1.Public, "127.212.121.99:9999")
+	}},
+	{"roaming over ipv6", func(t *testing.T, p *wgPair) {
+		p.wg(t, "set", p.wg1, "listen-port", "9998")
+		p.wg(t, "set", p.wg1, "peer", p.k2.Public, "endpoint", "[::1]:"+strconv.Itoa(pairPort2))
+		p.awaitPing(t, p.ns1, pairAddr2)
+		p.wantEndpoint(t, p.wg2, p.k1.Public, "[::1]:9998")
+	}},
+	{"allowed ips changed while traffic flows", func(t *testing.T, p *wgPair) {
+		p.wg(t, "set", p.wg1, "peer", p.k2.Public, "allowed-ips", "192.168.241.0/24")
+		p.pingAll(t, p.ns2, pairAddr1)
+		// A more specific peer takes 192.168.241.2: wg2's packets from it
+		// are dropped (cryptokey routing), though wg1 still learns wg2's
+		// new port from them.
+		more := genKeyPair(t).Public
+		p.wg(t, "set", p.wg1, "peer", more, "allowed-ips", pairAddr2+"/32")
+		p.wg(t, "set", p.wg2, "listen-port", "9997")
+		p.pingFails(t, p.ns2, pairAddr1, "while another peer holds the source address")
+		p.wg(t, "set", p.wg1, "peer", more, "remove")
+		p.wantEndpoint(t, p.wg1, p.k2.Public, "[::1]:9997")
+		p.wg(t, "set", p.wg1, "peer", p.k2.Public, "allowed-ips", pairAddr2+"/32,"+pairAddr2v6+"/128")
+		p.awaitPing(t, p.ns2, pairAddr1)
+		p.pingBoth(t)
+	}},
+	{"keys changed while traffic flows", func(t *testing.T, p *wgPair) {
+		startProc(t, "ping-background", nil, p.ns1.Command("ping", "-n", "-i", "0.05", "-w", "60", pairAddr2)...)
+		k2 := genKeyPair(t)
+		p.wg(t, "set", p.wg2, "private-key", p.secret(t, k2.Private))
+		if got := strings.TrimSpace(p.wg(t, "show", p.wg2, "public-key")); got != k2.Public {
+			t.Fatalf("wg show %s public-key = %q after the change, want %s", p.wg2, got, k2.Public)
+		}
+		p.pingFails(t, p.ns2, pairAddr1, "while wg1 still expects wg2's old key")
+		p.wg(t, "set", p.wg1, "peer", p.k2.Public, "remove")
+		p.k2 = k2
+		p.addPeer1(t)
+		p.awaitPing(t, p.ns1, pairAddr2)
+		p.pingBoth(t)
+	}},
+	{"preshared keys must match", func(t *testing.T, p *wgPair) {
+		p.wg(t, "set", p.wg2, "peer", p.k1.Public, "preshared-key", p.secret(t, genKeyPair(t).Private))
+		// A preshared key counts from the next handshake: make one.
+		p.wg(t, "set", p.wg1, "peer", p.k2.Public, "remove")
+		p.addPeer1(t)
+		p.pingFails(t, p.ns1, pairAddr2, "with different preshared keys")
+		p.wg(t, "set", p.wg2, "peer", p.k1.Public, "preshared-key", p.secret(t, p.psk))
+		p.awaitPing(t, p.ns1, pairAddr2)
+		p.pingBoth(t)
+	}},
+	{"peer removed during traffic", func(t *testing.T, p *wgPair) {
+		startProc(t, "ping-background", nil, p.ns2.Command("ping", "-n", "-i", "0.02", "-w", "60", pairAddr1)...)
+		p.wg(t, "set", p.wg1, "peer", p.k2.Public, "remove")
+		if out := strings.TrimSpace(p.wg(t, "show", p.wg1, "peers")); out != "" {
+			t.Fatalf("wg show %s peers after the removal: %q", p.wg1, out)
+		}
+		p.pingFails(t, p.ns1, pairAddr2, "after the peer was removed")
+		p.addPeer1(t)
+		p.awaitPing(t, p.ns1, pairAddr2)
+		p.pingBoth(t)
+	}},
+	{"persistent keepalive", func(t *testing.T, p *wgPair) {
+		p.wg(t, "set", p.wg1, "peer", p.k2.Public, "persistent-keepalive", "1")
+		if peer := p.dumpPeer(t, p.wg1, p.k2.Public); peer[7] != "1" {
+			t.Fatalf("persistent keepalive in the dump: %q, want 1", peer[7])
+		}
+		// With no traffic of ours, wg2 keeps receiving wg1's keepalives.
+		rx0 := p.dumpPeer(t, p.wg2, p.k1.Public)[5]
+		waitFor(t, p.d1, 5*time.Second, "a keepalive to reach wg2", func() bool {
+			return p.dumpPeer(t, p.wg2, p.k1.Public)[5] != rx0
+		})
+		p.wg(t, "set", p.wg1, "peer", p.k2.Public, "persistent-keepalive", "0")
+		if peer := p.dumpPeer(t, p.wg1, p.k2.Public); peer[7] != "off" {
+			t.Fatalf("persistent keepalive in the dump after 0: %q, want off", peer[7])
+		}
+	}},
+	{"many peers and allowed ips in one request", func(t *testing.T, p *wgPair) {
+		// netns.sh: a configuration whose answer spans several UAPI reads.
+		iface := uniqueIfaceName(t, "agd")
+		d := p.start(t, p.impl.argv(t), iface)
+		defer d.Stop(5 * time.Second)
+		var conf strings.Builder
+		fmt.Fprintf(&conf, "[Interface]\nPrivateKey = %s\n", genKeyPair(t).Private)
+		for a := 1; a <= 40; a++ {
+			fmt.Fprintf(&conf, "[Peer]\nPublicKey = %s\n", genKeyPair(t).Public)
+			for b := 1; b <= 52; b++ {
+				fmt.Fprintf(&conf, "AllowedIPs = %d.%d.0.0/16\n", a, b)
+			}
+		}
+		p.wg(t, "setconf", iface, p.secret(t, conf.String()))
+		lines := strings.Split(strings.TrimSpace(p.wg(t, "show", iface, "allowed-ips")), "\n")
+		if len(lines) != 40 {
+			t.Fatalf("wg show %s allowed-ips: %d peers, want 40", iface, len(lines))
+		}
+		for _, l := range lines {
+			if n := len(strings.Fields(l)); n != 53 {
+				t.Fatalf("wg show %s allowed-ips: a peer with %d fields, want a key and 52 prefixes: %q", iface, n, l)
+			}
+		}
+	}},
+}
+
+// addPeer1 gives wg1 its peer wg2 as newWGPair does, at wg2's endpoint as
+// the steps have left it ([::1]:9997).
+func (p *wgPair) addPeer1(t *testing.T) {
+	t.Helper()
+	p.wg(t, "set", p.wg1, "peer", p.k2.Public, "preshared-key", p.secret(t, p.psk),
+		"allowed-ips", pairAddr2+"/32,"+pairAddr2v6+"/128", "endpoint", "[::1]:9997")
+}
+
+// wantEndpoint checks the endpoint iface has for peer.
+func (p *wgPair) wantEndpoint(t *testing.T, iface, peer, want string) {
+	t.Helper()
+	out := strings.TrimSpace(p.wg(t, "show", iface, "endpoints"))
+	if out != peer+"\t"+want {
+		t.Fatalf("%s: wg show %s endpoints = %q, want %q", p.impl.name, iface, out, peer+"\t"+want)
+	}
+}
+
+// dumpPeer returns the fields of peer's line in `wg show IFACE dump`.
+func (p *wgPair) dumpPeer(t *testing.T, iface, peer string) []string {
+	t.Helper()
+	for _, l := range strings.Split(strings.TrimSpace(p.wg(t, "show", iface, "dump")), "\n")[1:] {
+		if f := strings.Split(l, "\t"); len(f) == 8 && f[0] == peer {
+			return f
+		}
+	}
+	t.Fatalf("%s: peer %s not in wg show %s dump", p.impl.name, peer, iface)
+	return nil
+}
+
+// checkDump checks every field of `wg show wg1 dump` after traffic.
+func checkDump(t *testing.T, p *wgPair) {
+	out := p.wg(t, "show", p.wg1, "dump")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("wg show %s dump: want the interface and one peer:\n%s", p.wg1, out)
+	}
+	want := []string{p.k1.Private, p.k1.Public, strconv.Itoa(pairPort1), "off"}
+	if got := strings.Split(lines[0], "\t"); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("interface line %q, want %q", got, want)
+	}
+	f := p.dumpPeer(t, p.wg1, p.k2.Public)
+	allowed := strings.Split(f[3], ",")
+	if f[1] != p.psk || f[2] != "127.0.0.1:"+strconv.Itoa(pairPort2) || len(allowed) != 2 ||
+		!strings.Contains(f[3], pairAddr2+"/32") || !strings.Contains(f[3], pairAddr2v6+"/128") || f[7] != "off" {
+		t.Errorf("peer line %q: want psk, endpoint 127.0.0.1:%d, allowed %s/32 and %s/128, keepalive off",
+			f, pairPort2, pairAddr2, pairAddr2v6)
+	}
+	hs, err1 := strconv.ParseInt(f[4], 10, 64)
+	rx, err2 := strconv.ParseInt(f[5], 10, 64)
+	tx, err3 := strconv.ParseInt(f[6], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil || time.Since(time.Unix(hs, 0)) > 5*time.Minute || rx <= 0 || tx <= 0 {
+		t.Errorf("peer line %q: want a recent handshake and bytes both ways", f)
+	}
+}
