@@ -117,16 +117,15 @@ func (t *TUN) followLink() error {
 		}
 	}()
 	// Subscribed first, read second: no change between the two is missed.
-	h, err := netlink.NewHandleAt(ns)
+	h, link, err := lookupLink(ns, name)
 	if err != nil {
-		return fmt.Errorf("netlink in the netns of %s: %w", name, err)
+		var notFound netlink.LinkNotFoundError
+		if errors.As(err, &notFound) {
+			return errRelocate // renamed or moved since locate: look again
+		}
+		return err
 	}
-	link, err := h.LinkByName(name)
 	h.Close()
-	if err != nil {
-		// Renamed or moved since locate: look again.
-		return errRelocate
-	}
 	index := link.Attrs().Index
 	t.report(linkState(link.Attrs(), link.Attrs().RawFlags, ino))
 	for {
@@ -263,15 +262,11 @@ func (t *TUN) readLink() (LinkState, error) {
 	if err != nil {
 		return LinkState{}, err
 	}
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		return LinkState{}, fmt.Errorf("netlink in the netns of %s: %w", name, err)
-	}
-	defer h.Close()
-	link, err := h.LinkByName(name)
+	h, link, err := lookupLink(ns, name)
 	if err != nil {
 		return LinkState{}, err
 	}
+	h.Close()
 	return linkState(link.Attrs(), link.Attrs().RawFlags, ino), nil
 }
 
@@ -283,6 +278,12 @@ func (t *TUN) linkHandle() (*netlink.Handle, netlink.Link, error) {
 		return nil, nil, err
 	}
 	defer ns.Close()
+	return lookupLink(ns, name)
+}
+
+// lookupLink opens netlink in ns and finds the interface name there. The
+// caller closes the handle.
+func lookupLink(ns netns.NsHandle, name string) (*netlink.Handle, netlink.Link, error) {
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		return nil, nil, fmt.Errorf("netlink in the netns of %s: %w", name, err)

@@ -9,7 +9,6 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 )
 
 // linkRecorder collects what a TUN reports through TUNConfig.OnLink.
@@ -44,11 +43,11 @@ func (r linkRecorder) await(t *testing.T, what string, cond func(LinkState) bool
 
 func netnsIno(t *testing.T, h netns.NsHandle) uint64 {
 	t.Helper()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(h), &st); err != nil {
-		t.Errorf("stat netns: %v", err)
+	ino, err := netnsInode(h)
+	if err != nil {
+		t.Error(err)
 	}
-	return st.Ino
+	return ino
 }
 
 // newAwayNetns makes a second, unnamed namespace and leaves the calling
