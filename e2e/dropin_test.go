@@ -3,12 +3,15 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	bnetns "github.com/anyguard/anyguard/bench/netns"
 )
 
 // The drop-in tests hold `anyguard interface` to what users of wireguard-go
@@ -181,6 +184,30 @@ func (p *wgPair) listening(t *testing.T, port int) bool {
 	return strings.TrimSpace(out) != ""
 }
 
+// iperf runs short iperf3 TCP tests through the tunnel, as netns.sh does
+// at each MTU: ns1 to ns2 over IPv4, and ns2 to ns1 (-R) over IPv6. Each
+// must carry data and finish without error.
+func (p *wgPair) iperf(t *testing.T) {
+	t.Helper()
+	srv := startProc(t, "iperf3-s", nil, p.ns2.Command("iperf3", "-s", "-p", strconv.Itoa(bnetns.IperfPort))...)
+	defer srv.Stop(5 * time.Second)
+	if err := bnetns.WaitTCPListening(p.ns2.NS, srv.Proc, bnetns.IperfPort, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, run := range []struct {
+		dst   string
+		extra []string
+	}{{pairAddr2, nil}, {pairAddr2v6, []string{"-R"}}} {
+		r, err := bnetns.Iperf(context.Background(), p.ns1.NS, run.dst, time.Second, run.extra...)
+		if err != nil {
+			t.Fatalf("%s: %v", p.impl.name, err)
+		}
+		if r.End.SumReceived.Bytes <= 0 {
+			t.Fatalf("%s: iperf3 to %s %v carried nothing: %+v", p.impl.name, run.dst, run.extra, r.End)
+		}
+	}
+}
+
 // awaitLog waits until the daemon's log contains s.
 func (p *wgPair) awaitLog(t *testing.T, d *proc, s string) {
 	t.Helper()
@@ -201,6 +228,7 @@ func TestDropInNetnsMove(t *testing.T) {
 		t.Run(impl.name, func(t *testing.T) {
 			p := newWGPair(t, impl)
 			p.pingBoth(t)
+			p.iperf(t)
 
 			// Down and up where the interface lives now.
 			p.ns1.ip(t, "link", "set", p.dev1, "down")
@@ -227,6 +255,7 @@ func TestDropInNetnsMove(t *testing.T) {
 				size := strconv.Itoa(mtu - 28)
 				p.pingAll(t, p.ns1, pairAddr2, "-M", "do", "-s", size)
 				p.pingAll(t, p.ns2, pairAddr1, "-M", "do", "-s", size)
+				p.iperf(t)
 			}
 			p.ns1.ip(t, "link", "set", p.dev1, "mtu", "1420")
 			p.ns2.ip(t, "link", "set", p.dev2, "mtu", "1420")
