@@ -3,6 +3,7 @@ package device
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -48,6 +49,9 @@ var (
 	// errRelocate: the interface left the namespace being watched, or the
 	// subscription ended; look for it again.
 	errRelocate = errors.New("interface moved")
+	// errNoNetns: the kernel does not say which namespace the interface is
+	// in (before Linux 5.2, or no CAP_NET_ADMIN over that namespace).
+	errNoNetns = errors.New("the TUN does not tell its interface's namespace")
 )
 
 // watchLink runs on its own goroutine until Close or the interface's
@@ -106,7 +110,9 @@ func (t *TUN) followLink() error {
 	}
 	updates := make(chan netlink.LinkUpdate, 64)
 	stop := make(chan struct{})
-	if err := netlink.LinkSubscribeWithOptions(updates, stop, netlink.LinkSubscribeOptions{Namespace: &ns}); err != nil {
+	if err := inNetns(ns, ino, func(nlns netns.NsHandle) error {
+		return netlink.LinkSubscribeWithOptions(updates, stop, netlink.LinkSubscribeOptions{Namespace: &nlns})
+	}); err != nil {
 		return fmt.Errorf("subscribe to links in the netns of %s: %w", name, err)
 	}
 	defer func() {
@@ -117,16 +123,25 @@ func (t *TUN) followLink() error {
 		}
 	}()
 	// Subscribed first, read second: no change between the two is missed.
-	h, link, err := lookupLink(ns, name)
+	var (
+		h    *netlink.Handle
+		link netlink.Link
+	)
+	err = inNetns(ns, ino, func(nlns netns.NsHandle) (err error) {
+		h, link, err = lookupLink(nlns, name)
+		return err
+	})
 	if err != nil {
 		var notFound netlink.LinkNotFoundError
 		if errors.As(err, &notFound) {
+			t.logger.Debug("TUN's interface not found where the TUN says it is", "interface", name, "netns", ino)
 			return errRelocate // renamed or moved since locate: look again
 		}
 		return err
 	}
 	h.Close()
 	index := link.Attrs().Index
+	t.logger.Debug("following the TUN's interface", "interface", name, "index", index, "netns", ino)
 	t.report(linkState(link.Attrs(), link.Attrs().RawFlags, ino))
 	for {
 		select {
@@ -140,6 +155,7 @@ func (t *TUN) followLink() error {
 				continue
 			}
 			if u.Header.Type == unix.RTM_DELLINK {
+				t.logger.Debug("TUN's interface left its namespace", "interface", u.Attrs().Name, "netns", ino)
 				return errRelocate
 			}
 			t.report(linkState(u.Attrs(), u.Flags, ino))
@@ -159,7 +175,8 @@ func linkState(a *netlink.LinkAttrs, flags uint32, netnsIno uint64) LinkState {
 }
 
 // locate asks the TUN for its interface's network namespace (a new handle
-// the caller closes) and current name.
+// the caller closes) and current name. With errNoNetns it still returns the
+// name.
 func (t *TUN) locate() (netns.NsHandle, string, error) {
 	var (
 		nsfd = -1
@@ -177,7 +194,9 @@ func (t *TUN) locate() (netns.NsHandle, string, error) {
 				return
 			}
 			name = ifr.Name()
-			nsfd, err = unix.IoctlRetInt(int(fd), unix.TUNGETDEVNETNS)
+			if nsfd, err = unix.IoctlRetInt(int(fd), unix.TUNGETDEVNETNS); err != nil && !errors.Is(err, unix.EBADFD) {
+				err = fmt.Errorf("%w: %w", errNoNetns, err)
+			}
 		})
 	}
 	switch {
@@ -185,8 +204,10 @@ func (t *TUN) locate() (netns.NsHandle, string, error) {
 		return netns.None(), "", fmt.Errorf("TUN %s: %w", t.name, errLinkGone)
 	case errors.Is(err, unix.EBADFD):
 		return netns.None(), "", fmt.Errorf("TUN %s: %w", t.name, errLinkGone)
+	case errors.Is(err, errNoNetns):
+		return netns.None(), name, fmt.Errorf("TUN %s: %w", name, err)
 	case err != nil:
-		return netns.None(), "", fmt.Errorf("TUN %s: netns of the interface: %w", t.name, err)
+		return netns.None(), "", fmt.Errorf("TUN %s: %w", t.name, err)
 	}
 	return netns.NsHandle(nsfd), name, nil
 }
@@ -251,38 +272,60 @@ func netnsInode(ns netns.NsHandle) (uint64, error) {
 	return st.Ino, nil
 }
 
-// readLink reads the interface's state where it is now.
-func (t *TUN) readLink() (LinkState, error) {
-	ns, name, err := t.locate()
-	if err != nil {
-		return LinkState{}, err
-	}
-	defer ns.Close()
-	ino, err := netnsInode(ns)
-	if err != nil {
-		return LinkState{}, err
-	}
-	h, link, err := lookupLink(ns, name)
-	if err != nil {
-		return LinkState{}, err
-	}
-	h.Close()
-	return linkState(link.Attrs(), link.Attrs().RawFlags, ino), nil
-}
-
 // linkHandle opens netlink in the namespace the interface is in now and
-// looks the interface up there. The caller closes the handle.
+// looks the interface up there. The caller closes the handle. Where the
+// kernel does not say which namespace that is, it looks in our own.
 func (t *TUN) linkHandle() (*netlink.Handle, netlink.Link, error) {
 	ns, name, err := t.locate()
+	if errors.Is(err, errNoNetns) {
+		return lookupLink(netns.None(), name)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
 	defer ns.Close()
-	return lookupLink(ns, name)
+	ino, err := netnsInode(ns)
+	if err != nil {
+		return nil, nil, err
+	}
+	var (
+		h    *netlink.Handle
+		link netlink.Link
+	)
+	err = inNetns(ns, ino, func(nlns netns.NsHandle) (err error) {
+		h, link, err = lookupLink(nlns, name)
+		return err
+	})
+	return h, link, err
 }
 
-// lookupLink opens netlink in ns and finds the interface name there. The
-// caller closes the handle.
+// inNetns calls fn, which opens netlink sockets, with the namespace to
+// open them in to reach ns (whose inode is ino): none, so no setns, when
+// the calling thread is in ns already. A process with CAP_NET_ADMIN but
+// without CAP_SYS_ADMIN (a container) so needs setns only to follow its
+// interface into another namespace. The thread stays locked meanwhile, so
+// that the check holds for fn.
+func inNetns(ns netns.NsHandle, ino uint64, fn func(netns.NsHandle) error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if here, err := netnsOf("/proc/thread-self/ns/net"); err == nil && here == ino {
+		return fn(netns.None())
+	}
+	return fn(ns)
+}
+
+// netnsOf returns the inode of the network namespace at path
+// (/proc/thread-self/ns/net: the calling thread's).
+func netnsOf(path string) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, fmt.Errorf("stat %s: %w", path, err)
+	}
+	return st.Ino, nil
+}
+
+// lookupLink opens netlink in ns (none: where the calling thread is) and
+// finds the interface name there. The caller closes the handle.
 func lookupLink(ns netns.NsHandle, name string) (*netlink.Handle, netlink.Link, error) {
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {

@@ -88,10 +88,17 @@ func OpenTUN(cfg TUNConfig, forward ForwardFunc) (_ *TUN, err error) {
 	if err := t.SetRoutes(cfg.Routes); err != nil {
 		return nil, fmt.Errorf("configure TUN %s: %w", cfg.Name, err)
 	}
-	st, err := t.readLink()
+	// The interface is where we made it, in this thread's namespace: read
+	// it there, without setns (see netlinkNetns).
+	link, err := netlink.LinkByName(cfg.Name)
 	if err != nil {
 		return nil, fmt.Errorf("read TUN %s: %w", cfg.Name, err)
 	}
+	here, err := netnsOf("/proc/thread-self/ns/net")
+	if err != nil {
+		return nil, fmt.Errorf("read TUN %s: %w", cfg.Name, err)
+	}
+	st := linkState(link.Attrs(), link.Attrs().RawFlags, here)
 	t.link.Store(&st)
 	t.stopped = make(chan struct{})
 	t.running.Store(int32(len(t.queues)))

@@ -113,12 +113,15 @@ func runInterface(ctx context.Context, name string, stdout io.Writer) (err error
 			ready.Close()
 		}
 	}()
-	level := wgdevice.LogLevelError
+	// wireguard-go's levels for its logger; the TUN's own messages (how it
+	// follows the interface) go to stderr at the matching level.
+	level, tunLog := wgdevice.LogLevelError, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	switch os.Getenv("LOG_LEVEL") {
 	case "verbose", "debug":
 		level = wgdevice.LogLevelVerbose
+		tunLog = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	case "silent":
-		level = wgdevice.LogLevelSilent
+		level, tunLog = wgdevice.LogLevelSilent, slog.New(slog.DiscardHandler)
 	}
 	logger := wgdevice.NewLogger(level, fmt.Sprintf("(%s) ", name))
 
@@ -132,7 +135,7 @@ func runInterface(ctx context.Context, name string, stdout io.Writer) (err error
 	tdev := newLinkTUN(port, mtu, logger)
 	// Like wireguard-go's, the interface starts down: ip link set up.
 	mq, err = device.OpenTUN(device.TUNConfig{Name: name, MTU: mtu, StartDown: true, OnLink: tdev.update,
-		Logger: slog.New(slog.DiscardHandler)},
+		Logger: tunLog},
 		func(bufs [][]byte, offset int) { port.Deliver(bufs, offset) })
 	if err != nil {
 		tdev.Close()
