@@ -40,6 +40,14 @@
 // localhost/anyguard-e2e:<pid>-<n> and containers named agt-<pid>-..., and
 // a run removes those of earlier runs whose process is gone.
 //
+// TestDropInNetnsMove and TestDropInBehaviours hold `anyguard interface`
+// to wireguard-go's own tests/netns.sh: interfaces created in one namespace,
+// moved to two others and configured there, then pinged, pushed with
+// iperf3, taken down and up, given other MTUs, renamed, roamed, rekeyed and
+// reconfigured with wg. Every step runs against stock wireguard-go built
+// from the module proxy at the version go.mod embeds (cached outside the
+// repository, see stockWireguardGo) as well, and both must pass.
+//
 // The tests need root, /dev/net/tun and the Debian tools wg, wg-quick,
 // wireguard-go, iperf3, ip and ping, and podman and runc for the container
 // tests (`make deps` installs them). Without them
