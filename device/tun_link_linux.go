@@ -123,14 +123,7 @@ func (t *TUN) followLink() error {
 		}
 	}()
 	// Subscribed first, read second: no change between the two is missed.
-	var (
-		h    *netlink.Handle
-		link netlink.Link
-	)
-	err = inNetns(ns, ino, func(nlns netns.NsHandle) (err error) {
-		h, link, err = lookupLink(nlns, name)
-		return err
-	})
+	h, link, err := lookupLink(ns, ino, name)
 	if err != nil {
 		var notFound netlink.LinkNotFoundError
 		if errors.As(err, &notFound) {
@@ -278,7 +271,7 @@ func netnsInode(ns netns.NsHandle) (uint64, error) {
 func (t *TUN) linkHandle() (*netlink.Handle, netlink.Link, error) {
 	ns, name, err := t.locate()
 	if errors.Is(err, errNoNetns) {
-		return lookupLink(netns.None(), name)
+		return lookupLinkHere(netns.None(), name)
 	}
 	if err != nil {
 		return nil, nil, err
@@ -288,15 +281,7 @@ func (t *TUN) linkHandle() (*netlink.Handle, netlink.Link, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	var (
-		h    *netlink.Handle
-		link netlink.Link
-	)
-	err = inNetns(ns, ino, func(nlns netns.NsHandle) (err error) {
-		h, link, err = lookupLink(nlns, name)
-		return err
-	})
-	return h, link, err
+	return lookupLink(ns, ino, name)
 }
 
 // inNetns calls fn, which opens netlink sockets, with the namespace to
@@ -324,9 +309,19 @@ func netnsOf(path string) (uint64, error) {
 	return st.Ino, nil
 }
 
-// lookupLink opens netlink in ns (none: where the calling thread is) and
-// finds the interface name there. The caller closes the handle.
-func lookupLink(ns netns.NsHandle, name string) (*netlink.Handle, netlink.Link, error) {
+// lookupLink opens netlink in ns (whose inode is ino) and finds the
+// interface name there. The caller closes the handle.
+func lookupLink(ns netns.NsHandle, ino uint64, name string) (h *netlink.Handle, link netlink.Link, err error) {
+	err = inNetns(ns, ino, func(nlns netns.NsHandle) (err error) {
+		h, link, err = lookupLinkHere(nlns, name)
+		return err
+	})
+	return h, link, err
+}
+
+// lookupLinkHere opens netlink in ns (none: where the calling thread is)
+// and finds the interface name there. The caller closes the handle.
+func lookupLinkHere(ns netns.NsHandle, name string) (*netlink.Handle, netlink.Link, error) {
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		return nil, nil, fmt.Errorf("netlink in the netns of %s: %w", name, err)
