@@ -179,14 +179,9 @@ func (t *TUN) locate() (netns.NsHandle, string, error) {
 	sc, cerr := t.queues[0].File().SyscallConn()
 	if cerr == nil {
 		cerr = sc.Control(func(fd uintptr) {
-			var ifr *unix.Ifreq
-			if ifr, err = unix.NewIfreq(""); err != nil {
+			if name, err = queueIfaceName(int(fd)); err != nil {
 				return
 			}
-			if err = unix.IoctlIfreq(int(fd), unix.TUNGETIFF, ifr); err != nil {
-				return
-			}
-			name = ifr.Name()
 			if nsfd, err = unix.IoctlRetInt(int(fd), unix.TUNGETDEVNETNS); err != nil && !errors.Is(err, unix.EBADFD) {
 				err = fmt.Errorf("%w: %w", errNoNetns, err)
 			}

@@ -89,7 +89,7 @@ func OpenTUN(cfg TUNConfig, forward ForwardFunc) (_ *TUN, err error) {
 		return nil, fmt.Errorf("configure TUN %s: %w", cfg.Name, err)
 	}
 	// The interface is where we made it, in this thread's namespace: read
-	// it there, without setns (see netlinkNetns).
+	// it there, without setns (see inNetns).
 	link, err := netlink.LinkByName(cfg.Name)
 	if err != nil {
 		return nil, fmt.Errorf("read TUN %s: %w", cfg.Name, err)
@@ -210,15 +210,23 @@ func queueDetached(q tun.Device) bool {
 		return true
 	}
 	var ierr error
-	if err := sc.Control(func(fd uintptr) {
-		var ifr *unix.Ifreq
-		if ifr, ierr = unix.NewIfreq(""); ierr == nil {
-			ierr = unix.IoctlIfreq(int(fd), unix.TUNGETIFF, ifr)
-		}
-	}); err != nil {
+	if err := sc.Control(func(fd uintptr) { _, ierr = queueIfaceName(int(fd)) }); err != nil {
 		return true
 	}
 	return errors.Is(ierr, unix.EBADFD)
+}
+
+// queueIfaceName asks a TUN queue for its interface's current name; EBADFD
+// means the interface is gone.
+func queueIfaceName(fd int) (string, error) {
+	ifr, err := unix.NewIfreq("")
+	if err != nil {
+		return "", err
+	}
+	if err := unix.IoctlIfreq(fd, unix.TUNGETIFF, ifr); err != nil {
+		return "", err
+	}
+	return ifr.Name(), nil
 }
 
 // Deliver writes packets into the kernel through one queue, chosen by the
