@@ -322,6 +322,11 @@ var dropInSteps = []dropInStep{
 	{"ipv6 endpoints", func(t *testing.T, p *wgPair) {
 		p.wg(t, "set", p.wg1, "peer", p.k2.Public, "endpoint", "[::1]:"+strconv.Itoa(pairPort2))
 		p.wg(t, "set", p.wg2, "peer", p.k1.Public, "endpoint", "[::1]:"+strconv.Itoa(pairPort1))
+		// A packet right after the switch may be lost, with stock
+		// wireguard-go as with anyguard (netns.sh's pings tolerate it):
+		// wait for the new path, then require every echo again.
+		p.awaitPing(t, p.ns1, pairAddr2)
+		p.awaitPing(t, p.ns2, pairAddr1)
 		p.pingBoth(t)
 		p.wantEndpoint(t, p.wg1, p.k2.Public, "[::1]:"+strconv.Itoa(pairPort2))
 		p.wantEndpoint(t, p.wg2, p.k1.Public, "[::1]:"+strconv.Itoa(pairPort1))
