@@ -413,6 +413,23 @@ var dropInSteps = []dropInStep{
 			t.Fatalf("persistent keepalive in the dump after 0: %q, want off", peer[7])
 		}
 	}},
+	{"130,560 allowed ips on one peer", func(t *testing.T, p *wgPair) {
+		// netns.sh: a request and an answer far larger than one read.
+		iface := uniqueIfaceName(t, "agd")
+		d := p.start(t, p.impl.argv(t), iface)
+		defer d.Stop(5 * time.Second)
+		var conf strings.Builder
+		fmt.Fprintf(&conf, "[Interface]\nPrivateKey = %s\n[Peer]\nPublicKey = %s\n", genKeyPair(t).Private, genKeyPair(t).Public)
+		for a := 1; a <= 255; a++ {
+			for b := 0; b <= 255; b++ {
+				fmt.Fprintf(&conf, "AllowedIPs = %d.%d.0.0/16,%d::%d/128\n", a, b, a, b)
+			}
+		}
+		p.wg(t, "setconf", iface, p.secret(t, conf.String()))
+		if n := len(strings.Fields(p.wg(t, "show", iface, "allowed-ips"))); n != 255*256*2+1 {
+			t.Fatalf("wg show %s allowed-ips: %d fields, want the key and %d prefixes", iface, n, 255*256*2)
+		}
+	}},
 	{"many peers and allowed ips in one request", func(t *testing.T, p *wgPair) {
 		// netns.sh: a configuration whose answer spans several UAPI reads.
 		iface := uniqueIfaceName(t, "agd")
@@ -435,6 +452,22 @@ var dropInSteps = []dropInStep{
 			if n := len(strings.Fields(l)); n != 53 {
 				t.Fatalf("wg show %s allowed-ips: a peer with %d fields, want a key and 52 prefixes: %q", iface, n, l)
 			}
+		}
+	}},
+	{"peers without allowed ips", func(t *testing.T, p *wgPair) {
+		// netns.sh: 29 peers with none and one with two; showconf works.
+		iface := uniqueIfaceName(t, "agd")
+		d := p.start(t, p.impl.argv(t), iface)
+		defer d.Stop(5 * time.Second)
+		var conf strings.Builder
+		for range 29 {
+			fmt.Fprintf(&conf, "[Peer]\nPublicKey = %s\n", genKeyPair(t).Public)
+		}
+		fmt.Fprintf(&conf, "[Peer]\nPublicKey = %s\nAllowedIPs = 255.2.3.4/32, abcd::255/128\n", genKeyPair(t).Public)
+		p.wg(t, "setconf", iface, p.secret(t, conf.String()))
+		out := p.wg(t, "showconf", iface)
+		if n := strings.Count(out, "[Peer]"); n != 30 || !strings.Contains(out, "255.2.3.4/32") || !strings.Contains(out, "abcd::255/128") {
+			t.Fatalf("wg showconf %s: %d peers, want 30 with the last one's allowed ips:\n%s", iface, n, out)
 		}
 	}},
 }
