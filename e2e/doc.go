@@ -40,11 +40,12 @@
 // localhost/anyguard-e2e:<pid>-<n> and containers named agt-<pid>-..., and
 // a run removes those of earlier runs whose process is gone.
 //
-// TestDropInNetnsMove and TestDropInBehaviours hold `anyguard interface`
-// to wireguard-go's own tests/netns.sh: interfaces created in one namespace,
-// moved to two others and configured there, then pinged, pushed with
-// iperf3, taken down and up, given other MTUs, renamed, roamed, rekeyed and
-// reconfigured with wg. Every step runs against stock wireguard-go built
+// TestDropInNetnsMove, TestDropInBehaviours and TestDropInNAT hold
+// `anyguard interface` to wireguard-go's own tests/netns.sh: interfaces
+// created in one namespace, moved to two others and configured there, then
+// pinged, pushed with iperf3, taken down and up, given other MTUs, renamed,
+// roamed, rekeyed and reconfigured with wg, and a peer behind SNAT kept
+// reachable by its keepalives. Every step runs against stock wireguard-go built
 // from the module proxy at the version go.mod embeds (cached outside the
 // repository, see stockWireguardGo) as well, and both must pass.
 //
