@@ -27,13 +27,14 @@ BENCH_DURATION ?= 10s
 BENCH_REPS     ?= 3
 
 # Tools the end-to-end tests run, and the Debian packages that bring them.
-# The fault suite (e2e/faults*_test.go) adds nft and conntrack; the AMI
-# tests (e2e/ami_test.go, e2e/images_test.go) add mmdebstrap, shellcheck,
-# packer, cloud-init and systemd-analyze (package systemd).
-E2E_TOOLS    := wg wg-quick wireguard-go iperf3 ip ping chromium unshare podman runc nft conntrack \
+# The fault suite (e2e/faults*_test.go) adds nft and conntrack; the drop-in
+# tests (e2e/dropin*_test.go) setpriv and iptables; the AMI tests
+# (e2e/ami_test.go, e2e/images_test.go) mmdebstrap, shellcheck, packer,
+# cloud-init and systemd-analyze (package systemd).
+E2E_TOOLS    := wg wg-quick wireguard-go iperf3 ip ping chromium unshare setpriv podman runc nft conntrack iptables \
                 mmdebstrap shellcheck packer cloud-init systemd-analyze
 E2E_PACKAGES := wireguard-tools wireguard-go iperf3 iproute2 iputils-ping chromium util-linux podman runc nftables conntrack \
-                mmdebstrap shellcheck packer cloud-init systemd
+                iptables mmdebstrap shellcheck packer cloud-init systemd
 
 # ip lives in /usr/sbin, which a non-login PATH may lack.
 export PATH := $(PATH):/usr/sbin:/sbin

@@ -33,8 +33,12 @@ type TUN struct {
 	logger  *slog.Logger
 	wg      sync.WaitGroup
 	closed  atomic.Bool
+	done    chan struct{} // closed by Close: stops the link watcher
 	once    sync.Once
 	vnetHdr bool
+
+	onLink func(LinkState)
+	link   atomic.Pointer[LinkState] // as last reported; written by the watcher only
 
 	readErrors atomic.Uint64
 	lastLog    atomic.Int64
@@ -46,8 +50,10 @@ type TUN struct {
 }
 
 // OpenTUN creates the interface, configures its MTU, addresses and routes
-// through netlink, brings it up and starts one reader per queue, which hand
-// packets to forward. On error nothing is left behind.
+// through netlink, brings it up (unless cfg.StartDown) and starts one reader
+// per queue, which hand packets to forward, and a watcher that follows the
+// interface's state wherever it goes (cfg.OnLink). On error nothing is left
+// behind.
 func OpenTUN(cfg TUNConfig, forward ForwardFunc) (_ *TUN, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -59,7 +65,8 @@ func OpenTUN(cfg TUNConfig, forward ForwardFunc) (_ *TUN, err error) {
 	if _, err := netlink.LinkByName(cfg.Name); err == nil {
 		return nil, fmt.Errorf("create TUN %s: %w", cfg.Name, ErrTUNExists)
 	}
-	t := &TUN{name: cfg.Name, forward: forward, logger: cfg.Logger, routes: make(map[netip.Prefix]bool)}
+	t := &TUN{name: cfg.Name, forward: forward, logger: cfg.Logger, routes: make(map[netip.Prefix]bool),
+		done: make(chan struct{}), onLink: cfg.OnLink}
 	defer func() {
 		if err != nil {
 			for _, q := range t.queues {
@@ -81,12 +88,26 @@ func OpenTUN(cfg TUNConfig, forward ForwardFunc) (_ *TUN, err error) {
 	if err := t.SetRoutes(cfg.Routes); err != nil {
 		return nil, fmt.Errorf("configure TUN %s: %w", cfg.Name, err)
 	}
+	// The interface is where we made it, in this thread's namespace: read
+	// it there, without setns (see inNetns).
+	link, err := netlink.LinkByName(cfg.Name)
+	if err != nil {
+		return nil, fmt.Errorf("read TUN %s: %w", cfg.Name, err)
+	}
+	here, err := netnsOf("/proc/thread-self/ns/net")
+	if err != nil {
+		return nil, fmt.Errorf("read TUN %s: %w", cfg.Name, err)
+	}
+	st := linkState(link.Attrs(), link.Attrs().RawFlags, here)
+	t.link.Store(&st)
 	t.stopped = make(chan struct{})
 	t.running.Store(int32(len(t.queues)))
 	for _, q := range t.queues {
 		t.wg.Add(1)
 		go t.readLoop(q)
 	}
+	t.wg.Add(1)
+	go t.watchLink()
 	cfg.Logger.Info("TUN egress up", "interface", cfg.Name, "queues", n, "mtu", cfg.MTU, "offloads", t.vnetHdr)
 	return t, nil
 }
@@ -131,6 +152,9 @@ func configureLink(cfg TUNConfig) error {
 			return fmt.Errorf("add address %s: %w", a, err)
 		}
 	}
+	if cfg.StartDown {
+		return nil
+	}
 	if err := netlink.LinkSetUp(link); err != nil {
 		return fmt.Errorf("set up: %w", err)
 	}
@@ -164,7 +188,10 @@ func (t *TUN) readLoop(q tun.Device) {
 			t.forward(pkts[:n], tunOffset)
 		}
 		if err != nil {
-			if t.closed.Load() || errors.Is(err, os.ErrClosed) {
+			// A deleted interface detaches its queues: reads then fail
+			// with EBADFD or, once the poller has seen the error, with
+			// "not pollable"; ask the queue which it is.
+			if t.closed.Load() || errors.Is(err, os.ErrClosed) || queueDetached(q) {
 				return
 			}
 			t.readErrors.Add(1)
@@ -173,6 +200,33 @@ func (t *TUN) readLoop(q tun.Device) {
 			}
 		}
 	}
+}
+
+// queueDetached reports whether q no longer belongs to an interface: the
+// interface was deleted, or q was closed.
+func queueDetached(q tun.Device) bool {
+	sc, err := q.File().SyscallConn()
+	if err != nil {
+		return true
+	}
+	var ierr error
+	if err := sc.Control(func(fd uintptr) { _, ierr = queueIfaceName(int(fd)) }); err != nil {
+		return true
+	}
+	return errors.Is(ierr, unix.EBADFD)
+}
+
+// queueIfaceName asks a TUN queue for its interface's current name; EBADFD
+// means the interface is gone.
+func queueIfaceName(fd int) (string, error) {
+	ifr, err := unix.NewIfreq("")
+	if err != nil {
+		return "", err
+	}
+	if err := unix.IoctlIfreq(fd, unix.TUNGETIFF, ifr); err != nil {
+		return "", err
+	}
+	return ifr.Name(), nil
 }
 
 // Deliver writes packets into the kernel through one queue, chosen by the
@@ -206,13 +260,18 @@ func flowHash(p []byte) uint32 {
 	return h ^ h>>16
 }
 
-// Name returns the interface name.
-func (t *TUN) Name() string { return t.name }
+// Name returns the interface's current name (it may have been renamed).
+func (t *TUN) Name() string {
+	if s := t.link.Load(); s != nil {
+		return s.Name
+	}
+	return t.name
+}
 
 // Stopped is closed once every queue's reader has stopped: after Close, or
 // when the interface was deleted from outside (the kernel then detaches
-// every queue). Moving the interface to another network namespace does not
-// stop them.
+// every queue). Moving the interface to another network namespace, taking
+// it down or renaming it does not stop them.
 func (t *TUN) Stopped() <-chan struct{} { return t.stopped }
 
 // ReadErrors returns how many reads from the kernel failed.
@@ -224,6 +283,7 @@ func (t *TUN) Close() error {
 	var err error
 	t.once.Do(func() {
 		t.closed.Store(true)
+		close(t.done)
 		for _, q := range t.queues {
 			err = errors.Join(err, q.Close())
 		}
@@ -233,14 +293,16 @@ func (t *TUN) Close() error {
 }
 
 // SetRoutes makes the kernel routes into the TUN beyond its connected
-// networks exactly prefixes: missing ones are added, others removed.
+// networks exactly prefixes: missing ones are added, others removed. It
+// acts in the namespace the interface is in now, under its current name.
 func (t *TUN) SetRoutes(prefixes []netip.Prefix) error {
 	t.routesMu.Lock()
 	defer t.routesMu.Unlock()
-	link, err := netlink.LinkByName(t.name)
+	h, link, err := t.linkHandle()
 	if err != nil {
-		return fmt.Errorf("routes of TUN %s: %w", t.name, err)
+		return fmt.Errorf("routes of TUN %s: %w", t.Name(), err)
 	}
+	defer h.Close()
 	want := make(map[netip.Prefix]bool, len(prefixes))
 	for _, p := range prefixes {
 		want[p.Masked()] = true
@@ -249,7 +311,7 @@ func (t *TUN) SetRoutes(prefixes []netip.Prefix) error {
 	for p := range t.routes {
 		if !want[p] {
 			rt := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(p), Scope: netlink.SCOPE_LINK}
-			if err := netlink.RouteDel(rt); err != nil && !errors.Is(err, unix.ESRCH) {
+			if err := h.RouteDel(rt); err != nil && !errors.Is(err, unix.ESRCH) {
 				errs = errors.Join(errs, fmt.Errorf("delete route %s: %w", p, err))
 				continue
 			}
@@ -261,7 +323,7 @@ func (t *TUN) SetRoutes(prefixes []netip.Prefix) error {
 	// down, and a call after that must put them back.
 	for p := range want {
 		rt := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(p), Scope: netlink.SCOPE_LINK}
-		if err := netlink.RouteReplace(rt); err != nil {
+		if err := h.RouteReplace(rt); err != nil {
 			errs = errors.Join(errs, fmt.Errorf("add route %s: %w", p, err))
 			continue
 		}

@@ -22,5 +22,8 @@ func (*TUN) Stopped() <-chan struct{} { return nil }
 // Name returns "".
 func (*TUN) Name() string { return "" }
 
+// Link returns the zero LinkState.
+func (*TUN) Link() LinkState { return LinkState{} }
+
 // SetRoutes returns ErrNoTUN.
 func (*TUN) SetRoutes([]netip.Prefix) error { return ErrNoTUN }

@@ -73,6 +73,15 @@
 // with its one-line error in the journal. TestImages* run shellcheck,
 // cloud-init schema and packer validate on the files in images/.
 //
+// TestDropInNetnsMove, TestDropInBehaviours and TestDropInNAT hold
+// `anyguard interface` to wireguard-go's own tests/netns.sh: interfaces
+// created in one namespace, moved to two others and configured there, then
+// pinged, pushed with iperf3, taken down and up, given other MTUs, renamed,
+// roamed, rekeyed and reconfigured with wg, and a peer behind SNAT kept
+// reachable by its keepalives. Every step runs against stock wireguard-go built
+// from the module proxy at the version go.mod embeds (cached outside the
+// repository, see stockWireguardGo) as well, and both must pass.
+//
 // The tests need root, /dev/net/tun and the Debian tools wg, wg-quick,
 // wireguard-go, iperf3, ip and ping, podman and runc for the container
 // tests, and mmdebstrap, shellcheck, packer, cloud-init and systemd-analyze

@@ -12,7 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
 	wgdevice "golang.zx2c4.com/wireguard/device"
@@ -114,12 +113,15 @@ func runInterface(ctx context.Context, name string, stdout io.Writer) (err error
 			ready.Close()
 		}
 	}()
-	level := wgdevice.LogLevelError
+	// wireguard-go's levels for its logger; the TUN's own messages (how it
+	// follows the interface) go to stderr at the matching level.
+	level, tunLog := wgdevice.LogLevelError, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	switch os.Getenv("LOG_LEVEL") {
 	case "verbose", "debug":
 		level = wgdevice.LogLevelVerbose
+		tunLog = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	case "silent":
-		level = wgdevice.LogLevelSilent
+		level, tunLog = wgdevice.LogLevelSilent, slog.New(slog.DiscardHandler)
 	}
 	logger := wgdevice.NewLogger(level, fmt.Sprintf("(%s) ", name))
 
@@ -130,27 +132,16 @@ func runInterface(ctx context.Context, name string, stdout io.Writer) (err error
 			logger.Verbosef("TUN write: %v", err)
 		}
 	})
-	mq, err = device.OpenTUN(device.TUNConfig{Name: name, MTU: mtu, Logger: slog.New(slog.DiscardHandler)},
+	tdev := newLinkTUN(port, mtu, logger)
+	// Like wireguard-go's, the interface starts down: ip link set up.
+	mq, err = device.OpenTUN(device.TUNConfig{Name: name, MTU: mtu, StartDown: true, OnLink: tdev.update,
+		Logger: tunLog},
 		func(bufs [][]byte, offset int) { port.Deliver(bufs, offset) })
 	if err != nil {
-		port.Close()
+		tdev.Close()
 		return fmt.Errorf("create TUN device %s: %w", name, err)
 	}
 	defer mq.Close()
-	link, err := netlink.LinkByName(name)
-	if err == nil {
-		// Like wireguard-go's, the interface starts down: ip link set up.
-		err = netlink.LinkSetDown(link)
-	}
-	if err != nil {
-		port.Close()
-		return fmt.Errorf("create TUN device %s: %w", name, err)
-	}
-	tdev, err := newLinkTUN(port, link.Attrs().Index, mtu)
-	if err != nil {
-		port.Close()
-		return err
-	}
 	fileUAPI, err := ipc.UAPIOpen(name)
 	if err != nil {
 		tdev.Close()
@@ -208,69 +199,66 @@ func readyPipe() *os.File {
 
 // linkTUN is the Port as the wireguard-go device's tun.Device, with the
 // events a kernel TUN would give it: up and down follow the interface's
-// running state and MTU changes made with ip(8) reach the device.
+// running state and MTU changes made with ip(8) reach the device, wherever
+// the interface has been moved to (device.TUN follows it).
 type linkTUN struct {
 	*device.Port
-	index  int
+	logger *wgdevice.Logger
 	mtu    atomic.Int32
 	events chan tun.Event
-	done   chan struct{} // closed by Close: ends the subscription
+	done   chan struct{} // closed by Close: wakes a send waiting for the device
+	stop   sync.Once
+
+	// Only update (on the TUN's watcher goroutine) uses these.
+	running bool
+	name    string
+	netns   uint64
 
 	mu     sync.Mutex // guards closed and sends on events
 	closed bool
 }
 
-func newLinkTUN(port *device.Port, index, mtu int) (*linkTUN, error) {
-	t := &linkTUN{Port: port, index: index, events: make(chan tun.Event, 4),
-		done: make(chan struct{})}
+func newLinkTUN(port *device.Port, mtu int, logger *wgdevice.Logger) *linkTUN {
+	t := &linkTUN{Port: port, logger: logger, events: make(chan tun.Event, 4), done: make(chan struct{})}
 	t.mtu.Store(int32(mtu))
-	updates := make(chan netlink.LinkUpdate, 16)
-	if err := netlink.LinkSubscribeWithOptions(updates, t.done, netlink.LinkSubscribeOptions{}); err != nil {
-		return nil, fmt.Errorf("watch interface: %w", err)
-	}
-	// The watcher is not waited for: a netlink receive blocked in the
-	// kernel does not return when its socket is closed. It ends with the
-	// subscription, or with the process.
-	go t.watch(updates)
-	return t, nil
+	return t
 }
 
-func (t *linkTUN) watch(updates <-chan netlink.LinkUpdate) {
-	up := false
-	for u := range updates {
-		if int(u.Index) != t.index {
-			continue
+// update turns the interface's state into the device's events. It is
+// device.TUNConfig.OnLink.
+func (t *linkTUN) update(s device.LinkState) {
+	if s.Name != t.name || s.Netns != t.netns {
+		if t.name != "" {
+			t.logger.Verbosef("Interface is now %s (index %d) in network namespace %d", s.Name, s.Index, s.Netns)
 		}
-		if u.Header.Type == unix.RTM_DELLINK {
-			// Deleted, or moved to another namespace, where this
-			// subscription cannot follow it (neither can wireguard-go's).
-			// A deletion stops the TUN's readers, which ends the command.
-			continue
-		}
-		if m := u.Attrs().MTU; m > 0 && int32(m) != t.mtu.Load() {
-			t.mtu.Store(int32(m))
-			t.send(tun.EventMTUUpdate)
-		}
-		if running := u.Flags&unix.IFF_RUNNING != 0; running != up {
-			up = running
-			if up {
-				t.send(tun.EventUp)
-			} else {
-				t.send(tun.EventDown)
-			}
+		t.name, t.netns = s.Name, s.Netns
+	}
+	if s.MTU > 0 && int32(s.MTU) != t.mtu.Load() {
+		t.mtu.Store(int32(s.MTU))
+		t.send(tun.EventMTUUpdate)
+	}
+	if s.Running != t.running {
+		t.running = s.Running
+		if s.Running {
+			t.send(tun.EventUp)
+		} else {
+			t.send(tun.EventDown)
 		}
 	}
 }
 
-// send hands ev to the device's event reader, which reads events until
-// Close closes them, so the send cannot block for good.
+// send hands ev to the device's event reader, or gives up once Close has
+// begun (before the device exists, nothing reads the events).
 func (t *linkTUN) send(ev tun.Event) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
 		return
 	}
-	t.events <- ev
+	select {
+	case t.events <- ev:
+	case <-t.done:
+	}
 }
 
 // Events implements tun.Device.
@@ -279,16 +267,16 @@ func (t *linkTUN) Events() <-chan tun.Event { return t.events }
 // MTU implements tun.Device: the interface's current MTU.
 func (t *linkTUN) MTU() (int, error) { return int(t.mtu.Load()), nil }
 
-// Close implements tun.Device: it stops watching the interface and closes
-// the port (the device calls it once, when it closes).
+// Close implements tun.Device: it ends the events and closes the port (the
+// device calls it once, when it closes).
 func (t *linkTUN) Close() error {
+	t.stop.Do(func() { close(t.done) })
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
 		return nil
 	}
 	t.closed = true
-	close(t.done)
 	close(t.events)
 	t.mu.Unlock()
 	return t.Port.Close()

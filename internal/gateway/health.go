@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -81,18 +80,17 @@ func (g *Gateway) checkRouter(context.Context) error {
 	return nil
 }
 
-// checkEgress: in tun mode the interface exists and is up. (Whether it
-// carries packets is the data-path probe's job.)
+// checkEgress: in tun mode the interface is up, in whatever namespace it
+// has been moved to. (Whether it carries packets is the data-path probe's
+// job.)
 func (g *Gateway) checkEgress(context.Context) error {
 	if g.tun == nil {
 		return nil
 	}
-	ifi, err := net.InterfaceByName(g.tun.Name())
-	if err != nil {
-		return fmt.Errorf("TUN %s: %w", g.tun.Name(), err)
-	}
-	if ifi.Flags&net.FlagUp == 0 {
-		return fmt.Errorf("TUN %s is down", g.tun.Name())
+	if s := g.tun.Link(); s.Index == 0 {
+		return fmt.Errorf("TUN %s was deleted", s.Name)
+	} else if !s.Up {
+		return fmt.Errorf("TUN %s is down", s.Name)
 	}
 	return nil
 }

@@ -4,8 +4,6 @@ package gateway_test
 
 import (
 	"net/http"
-	"net/netip"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -13,13 +11,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/anyguard/anyguard/internal/config"
-	"github.com/anyguard/anyguard/internal/e2etest"
 	"github.com/anyguard/anyguard/internal/gateway"
-	"github.com/anyguard/anyguard/internal/keys"
 )
-
-const inNetnsEnv = "ANYGUARD_TEST_IN_NETNS"
 
 // TestProbeTraversesKernelTUN runs a tun-mode gateway in a network
 // namespace of its own (the test re-executes itself under unshare) and
@@ -27,16 +20,7 @@ const inNetnsEnv = "ANYGUARD_TEST_IN_NETNS"
 // that /readyz follows the kernel side: 503 when the TUN loses its address
 // or goes down, 200 again when mended.
 func TestProbeTraversesKernelTUN(t *testing.T) {
-	if os.Getenv(inNetnsEnv) == "" {
-		e2etest.RequireRoot(t, "a TUN in a network namespace")
-		e2etest.RequireTools(t, "unshare", "ip")
-		cmd := exec.Command("unshare", "--net", "--", os.Args[0], "-test.run=^TestProbeTraversesKernelTUN$", "-test.v")
-		cmd.Env = append(os.Environ(), inNetnsEnv+"=1")
-		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "--- PASS: TestProbeTraversesKernelTUN") {
-			t.Fatalf("in a new network namespace: %v\n%s", err, out)
-		}
-		t.Logf("in a new network namespace:\n%s", out)
+	if !inOwnNetns(t, "TestProbeTraversesKernelTUN", "ip") {
 		return
 	}
 	ip := func(args ...string) {
@@ -46,50 +30,7 @@ func TestProbeTraversesKernelTUN(t *testing.T) {
 		}
 	}
 	ip("link", "set", "lo", "up")
-
-	gwKey, _ := keys.Generate()
-	cfg := config.Default()
-	cfg.Node.Name = "tun-gw"
-	cfg.Clients.PrivateKey = gwKey
-	cfg.Clients.ListenPort = 0
-	cfg.Clients.UAPI = false
-	cfg.Clients.Address = []netip.Prefix{netip.MustParsePrefix("10.99.0.1/16")}
-	cfg.Egress.Mode = config.ModeTUN
-	cfg.Egress.TunName = "agprobe0"
-	cfg.Egress.Queues = 2
-	cfg.Health.Listen = "127.0.0.1:0"
-	cfg.Health.TCPListen = "off"
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	gw, err := gateway.New(cfg, gateway.Options{ProbeInterval: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gw.Close()
-	st, srv, err := gw.ServeHealth(gateway.HealthOptions{CheckInterval: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	defer srv.Close()
-	waitCode := func(want int, why string) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			resp, err := http.Get("http://" + srv.Addr().String() + "/readyz?verbose")
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == want {
-					return
-				}
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: /readyz never answered %d (last: %v %v)", why, want, resp, err)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	waitCode := startTUNGateway(t, "agprobe0")
 	counters := func() (rx, tx uint64) {
 		t.Helper()
 		l, err := netlink.LinkByName("agprobe0")
