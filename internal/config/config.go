@@ -84,6 +84,8 @@ type Clients struct {
 	// name or address; the port defaults to ListenPort). Only `anyguard
 	// client add` uses it, for the client's configuration.
 	Endpoint string `yaml:"endpoint"`
+	// FilePeers is how many of Peers, at their end, came from PeersFile.
+	FilePeers int `yaml:"-"`
 }
 
 // Peer is one client.
@@ -174,15 +176,28 @@ func LoadWith(path string, o Options) (*Config, error) {
 		}
 		dir = filepath.Dir(path)
 	}
+	if o.GenerateKeys {
+		// Generate nothing for a configuration that fails anyway: check
+		// it first with throwaway keys in place of the missing ones.
+		dry := o
+		dry.GenerateKeys = false
+		if _, err := parseWith(data, path != "", dir, &dry); err != nil {
+			return nil, wrapLoadError(path, err)
+		}
+	}
 	c, err := parseWith(data, path != "", dir, &o)
 	if err != nil {
-		if path != "" {
-			return nil, fmt.Errorf("config %s: %w", path, err)
-		}
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, wrapLoadError(path, err)
 	}
 	c.Path = path
 	return c, nil
+}
+
+func wrapLoadError(path string, err error) error {
+	if path != "" {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return fmt.Errorf("config: %w", err)
 }
 
 // Parse parses a configuration from data, applies defaults to the fields

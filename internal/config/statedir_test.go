@@ -176,3 +176,69 @@ func TestStateDirPeersFile(t *testing.T) {
 		t.Errorf("bad peers file: %v", err)
 	}
 }
+
+// TestStateDirNothingForABadConfig: a configuration that fails for
+// another reason generates no key.
+func TestStateDirNothingForABadConfig(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state")
+	_, err := LoadWith("", Options{Env: append([]string{"ANYGUARD_CLIENTS_MTU=1"}, standalone...), StateDir: state, GenerateKeys: true})
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	if _, err := os.Stat(state); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a failed start created the state directory: %v", err)
+	}
+}
+
+// TestEffectiveRedacts: the effective configuration names every source,
+// shows public keys, hides every secret, and parses back.
+func TestEffectiveRedacts(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	writeKey(t, filepath.Join(dir, "psk.key"), testKeys["PSK"].String()+"\n", 0o600)
+	writeKey(t, filepath.Join(state, StatePeersFile), fill("bob PUB2 10.99.0.3/32\ncarol PUB3 10.99.0.4/32 "+filepath.Join(dir, "psk.key")+"\n"), 0o644)
+	path := filepath.Join(dir, "anyguard.yaml")
+	writeKey(t, path, fill(`clients:
+  address: 10.99.0.1/24
+  peers:
+    - {name: alice, public_key: PUB1, preshared_key_file: psk.key, allowed_ips: [10.99.0.2/32]}
+egress: {mode: netstack, prefixes: [10.1.0.0/16]}
+`), 0o644)
+	c, err := LoadWith(path, Options{Env: []string{"ANYGUARD_CLIENTS_MTU=1300"}, StateDir: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.Effective()
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(out)
+	t.Logf("\n%s", text)
+	for _, secret := range []keys.Key{testKeys["PSK"], c.Clients.PrivateKey} {
+		if strings.Contains(text, secret.String()) {
+			t.Errorf("a secret is printed")
+		}
+	}
+	for _, want := range []string{
+		"private_key: (secret) # to be generated at first start in " + filepath.Join(state, StateClientsKey) + "\n",
+		"mtu: 1300 # from ANYGUARD_CLIENTS_MTU",
+		"peers_file: " + filepath.Join(state, StatePeersFile) + " # 2 clients",
+		"public_key: " + testKeys["PUB1"].String(),
+		"preshared_key: (secret)",
+		"address: [10.99.0.1/24]",
+		"drain_timeout: 30s",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("no %q", want)
+		}
+	}
+	if strings.Contains(text, "bob") {
+		t.Errorf("clients of the peers file listed")
+	}
+	// It reads back, once the secrets are given again.
+	back := strings.ReplaceAll(text, "private_key: (secret)", "private_key: "+testKeys["PRIV"].String())
+	back = strings.ReplaceAll(back, "preshared_key: (secret)", "preshared_key: "+testKeys["PSK"].String())
+	if _, err := Parse([]byte(back), dir); err != nil {
+		t.Errorf("effective configuration does not parse back: %v", err)
+	}
+}
