@@ -170,8 +170,12 @@ func buildImage(t testing.TB, pm *podman) string {
 		t.Fatal(err)
 	}
 	buildDir := t.TempDir()
-	if err := os.Mkdir(filepath.Join(buildDir, "bin"), 0o755); err != nil {
-		t.Fatal(err)
+	// As make image does: the binary and the directories the image's
+	// user owns.
+	for _, dir := range []string{"bin", "rootfs/var/run/wireguard", "rootfs/var/lib/anyguard"} {
+		if err := os.MkdirAll(filepath.Join(buildDir, dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	copyFile(t, bin, filepath.Join(buildDir, "bin", "anyguard"), 0o755)
 	tag := fmt.Sprintf("%s:%d-%d", imagePrefix, os.Getpid(), podmanSeq.Add(1))

@@ -173,7 +173,7 @@ func (s HistogramSnapshot) Quantile(q float64) float64 {
 
 // metric descriptors; see README "Metrics" for the meaning of each.
 var (
-	descBuildInfo   = prometheus.NewDesc("anyguard_build_info", "Build of this gateway; always 1.", []string{"version", "goversion"}, nil)
+	descBuildInfo   = prometheus.NewDesc("anyguard_build_info", "Build of this gateway; always 1.", []string{"version", "revision", "goversion"}, nil)
 	descReady       = prometheus.NewDesc("anyguard_ready", "1 when /readyz answers 200: every check passes and the gateway is not draining.", nil, nil)
 	descDraining    = prometheus.NewDesc("anyguard_draining", "1 while the gateway drains after SIGTERM.", nil, nil)
 	descCheck       = prometheus.NewDesc("anyguard_check_ok", "1 when the named readiness check passes.", []string{"check"}, nil)
@@ -209,6 +209,7 @@ type collector struct {
 	src       MetricsSource
 	state     *State
 	version   string
+	revision  string
 	goVersion string
 	perClient bool
 	limit     int
@@ -242,7 +243,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
-	gauge(descBuildInfo, 1, c.version, c.goVersion)
+	gauge(descBuildInfo, 1, c.version, c.revision, c.goVersion)
 	if c.state != nil {
 		gauge(descReady, boolGauge(c.state.Ready()))
 		gauge(descDraining, boolGauge(c.state.Draining()))

@@ -41,8 +41,10 @@ type Config struct {
 	State     *State        // required
 	Metrics   MetricsSource // nil: only build info and readiness
 	Status    StatusSource  // nil: /status shows readiness only
-	// Version is reported by anyguard_build_info and /status.
-	Version string
+	// Version is reported by anyguard_build_info and /status; Revision
+	// (the source's commit) by anyguard_build_info.
+	Version  string
+	Revision string
 	// PerClientMetrics enables per-client series, for at most
 	// PerClientLimit clients (default 1000).
 	PerClientMetrics bool
@@ -73,7 +75,7 @@ func NewHandler(cfg Config) http.Handler {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(&collector{
-		src: cfg.Metrics, state: cfg.State, version: cfg.Version, goVersion: runtime.Version(),
+		src: cfg.Metrics, state: cfg.State, version: cfg.Version, revision: cfg.Revision, goVersion: runtime.Version(),
 		perClient: cfg.PerClientMetrics, limit: cfg.PerClientLimit,
 	})
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -236,7 +236,7 @@ func TestMetricsNamesAndTypes(t *testing.T) {
 	var sw switchCheck
 	st := newTestState(t, sw.check("dataplane"))
 	waitFor(t, "ready", st.Ready)
-	fams := scrape(t, NewHandler(Config{State: st, Metrics: fakeSource{clients: 5}, Version: "v9"}))
+	fams := scrape(t, NewHandler(Config{State: st, Metrics: fakeSource{clients: 5}, Version: "v9", Revision: "abc123"}))
 	for name, typ := range wantFamilies {
 		f, ok := fams[name]
 		if !ok {
@@ -266,7 +266,7 @@ func TestMetricsNamesAndTypes(t *testing.T) {
 		t.Errorf("anyguard_ready = %v", v)
 	}
 	bi := fams["anyguard_build_info"].Metric[0]
-	if labels(bi)["version"] != "v9" || labels(bi)["goversion"] != runtime.Version() {
+	if labels(bi)["version"] != "v9" || labels(bi)["revision"] != "abc123" || labels(bi)["goversion"] != runtime.Version() {
 		t.Errorf("build info labels %v", labels(bi))
 	}
 	h := fams["anyguard_convergence_seconds"].Metric[0].GetHistogram()

@@ -132,3 +132,20 @@ func TestDemo(t *testing.T) {
 		}
 	}
 }
+
+// TestVersionLdflags: the version and revision make sets with -ldflags are
+// what `anyguard version` prints.
+func TestVersionLdflags(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "anyguard")
+	cmd := exec.Command("go", "build", "-ldflags", "-X main.version=v1.2.3-test -X main.revision=0123456789abcdef", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "anyguard v1.2.3-test (revision 0123456789abcdef) go") {
+		t.Errorf("version: %v %q", err, out)
+	}
+}

@@ -47,7 +47,7 @@ func cmdRun(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer
 		return err
 	}
 	defer g.Close()
-	state, srv, err := g.ServeHealth(gateway.HealthOptions{Version: versionString()})
+	state, srv, err := g.ServeHealth(gateway.HealthOptions{Version: versionString(), Revision: revisionString()})
 	if err != nil {
 		return err
 	}

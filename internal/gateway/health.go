@@ -371,7 +371,8 @@ func prefixStrings(ps []netip.Prefix) []string {
 
 // HealthOptions are the non-configuration parts of ServeHealth.
 type HealthOptions struct {
-	Version string
+	Version  string
+	Revision string // the source's commit, for anyguard_build_info
 	// CheckInterval is how often readiness checks run; zero means 1 s.
 	CheckInterval time.Duration
 }
@@ -383,7 +384,7 @@ func (g *Gateway) ServeHealth(opts HealthOptions) (*health.State, *health.Server
 	st := health.NewState(g.Checks(), health.StateOptions{Interval: opts.CheckInterval, Logger: g.logger})
 	srv, err := health.Listen(health.Config{
 		Listen: cfg.Health.Listen, TCPListen: cfg.Health.TCPListen,
-		State: st, Metrics: g, Status: g, Version: opts.Version,
+		State: st, Metrics: g, Status: g, Version: opts.Version, Revision: opts.Revision,
 		PerClientMetrics: cfg.Health.PerClientMetrics, PerClientLimit: cfg.Health.PerClientLimit,
 		Logger: g.logger,
 	})
