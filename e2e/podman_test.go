@@ -313,3 +313,22 @@ func httpGet(ns *netns, addr, path string) (int, string, error) {
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	return resp.StatusCode, string(body), err
 }
+
+// imageUID is the user the image runs as (images/Dockerfile).
+const imageUID = 65532
+
+// chownForImage gives dir and the files in it to the image's user, as a
+// user mounting a configuration into the container must (key files stay
+// 0600: readable by their owner only).
+func chownForImage(t testing.TB, dir string) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(path string, _ os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Chown(path, imageUID, imageUID)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
