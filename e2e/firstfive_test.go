@@ -119,7 +119,7 @@ func TestFirstFiveMinutes(t *testing.T) {
 
 	// Restart on the same volume: same key, alice still configured, no
 	// key generated.
-	pm.mustOutput(t, containerStopTimeout+cmdTimeout, "rm", "-f", "-t", "0", c.name)
+	pm.mustOutput(t, containerStopTimeout+cmdTimeout, "rm", "-f", "-v", "-t", "0", c.name)
 	c2 := start("second")
 	if logs := c2.logs(); strings.Contains(logs, "generated the client-facing key") {
 		t.Errorf("restart generated a new key:\n%s", logs)
@@ -231,4 +231,59 @@ func dialFromCli(tp *topology, timeout time.Duration) error {
 		}
 		return conn.Close()
 	})
+}
+
+// TestContainerPublish runs the image as the README does on a host, with
+// podman's own network and the client port published with -p, but with
+// podman itself started inside the gw namespace: its bridge, NAT and port
+// forwarding live there and go when the test ends, and the stock client in
+// cli reaches the published port at the gateway's underlay address.
+func TestContainerPublish(t *testing.T) {
+	pm := requirePodman(t)
+	tp := newTopology(t, topologyOptions{})
+	image := buildImage(t, pm)
+	// Podman's bridge network NATs the container's flows out of gw.
+	tp.gw.mustExec(t, "sysctl", "-w", "net.ipv4.ip_forward=1")
+	name := fmt.Sprintf("%s%d-c%d-publish", nsPrefix, os.Getpid(), podmanSeq.Add(1))
+	podmanIn := func(timeout time.Duration, args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		// nsenter, not ip netns exec: that mounts a sysfs of the
+		// namespace, without the cgroup mount runc needs.
+		cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--net=/var/run/netns/" + tp.gw.Name, "podman"}, args...)...)
+		cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+pm.conf)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return string(out), fmt.Errorf("podman %s in %s: %w: %s", strings.Join(args, " "), tp.gw.Name, err, stderr.String())
+		}
+		return string(out), nil
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := podmanIn(cmdTimeout, "logs", name)
+			t.Logf("--- podman logs %s ---\n%s", name, out)
+		}
+		// Removed from inside gw, so that podman tears its network down
+		// where it set it up.
+		if out, err := podmanIn(cmdTimeout, "rm", "-f", "-v", "-t", "0", "--ignore", name); err != nil {
+			t.Errorf("removing container: %v: %s", err, out)
+		}
+	})
+	args := []string{"run", "-d", "--name", name, "-p", fmt.Sprintf("%d:51820/udp", clientPort), "--cap-drop=all",
+		"--sysctl", "net.ipv4.ping_group_range=0 2147483647"}
+	for _, e := range firstFiveEnv() {
+		args = append(args, "-e", e)
+	}
+	if out, err := podmanIn(cmdTimeout, append(args, image)...); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	conf, err := podmanIn(cmdTimeout, "exec", name, "anyguard", "client", "add", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	startWGQuickConf(t, tp.cli, conf)
+	checkTCPReaches(t, tp, 30*time.Second)
+	checkPing(t, tp)
 }

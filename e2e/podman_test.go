@@ -126,7 +126,7 @@ func (pm *podman) sweep() {
 	out, _ := pm.output(cmdTimeout, "ps", "-a", "--format", "{{.Names}}")
 	for _, name := range strings.Fields(out) {
 		if rest, ok := strings.CutPrefix(name, nsPrefix); ok && staleName(rest) {
-			_, err := pm.output(cmdTimeout, "rm", "-f", "-t", "0", name)
+			_, err := pm.output(cmdTimeout, "rm", "-f", "-v", "-t", "0", name)
 			reportSweep("container", name, err)
 		}
 	}
@@ -245,7 +245,7 @@ func newContainer(t testing.TB, pm *podman, role string) *container {
 		if t.Failed() {
 			t.Logf("--- podman logs %s ---\n%s", c.name, c.logs())
 		}
-		if _, err := pm.output(cmdTimeout, "rm", "-f", "-t", "0", "--ignore", c.name); err != nil {
+		if _, err := pm.output(cmdTimeout, "rm", "-f", "-v", "-t", "0", "--ignore", c.name); err != nil {
 			t.Errorf("removing container: %v", err)
 		}
 	})
