@@ -184,7 +184,7 @@ func checkContainerHandshake(t testing.TB, ns *netns) {
 	if err != nil || code != 200 {
 		t.Fatalf("/metrics: %d %v", code, err)
 	}
-	const series = `anyguard_handshakes_total{type="initiation"} `
+	const series = `anyguard_handshake_messages_received_total{type="initiation"} `
 	for line := range strings.SplitSeq(body, "\n") {
 		if v, ok := strings.CutPrefix(line, series); ok {
 			if n, err := strconv.ParseFloat(v, 64); err != nil || n < 1 {

@@ -66,6 +66,10 @@ type Metrics struct {
 	// ConfigDigestMismatch is how many members serve a different one.
 	ConfigDigest         string
 	ConfigDigestMismatch int
+	// ConfigReloads counts reloads (SIGHUP) by result: "success", or
+	// "failure" (the new configuration was refused and the running one
+	// kept).
+	ConfigReloads map[string]uint64
 	// Convergence is the histogram of ownership convergence times.
 	Convergence HistogramSnapshot
 	// Probe is the data-path probe's record.
@@ -182,7 +186,7 @@ var (
 	descPeersAdded  = prometheus.NewDesc("anyguard_peers_added_total", "Clients added to the client device when they connected.", nil, nil)
 	descPeersRemove = prometheus.NewDesc("anyguard_peers_removed_total", "Client peers removed from the client device, by reason (idle, reload, moved).", []string{"reason"}, nil)
 	descInitiations = prometheus.NewDesc("anyguard_initiations_total", "Handshake initiations on the client socket by outcome (accepted, unknown_key, not_authentic, replay, unreadable, overload, cookie_sent, rate_limited).", []string{"result"}, nil)
-	descHandshakes  = prometheus.NewDesc("anyguard_handshakes_total", "WireGuard handshake messages received on the client socket, by type.", []string{"type"}, nil)
+	descHandshakes  = prometheus.NewDesc("anyguard_handshake_messages_received_total", "WireGuard handshake messages received on the client socket, by type.", []string{"type"}, nil)
 	descJunk        = prometheus.NewDesc("anyguard_junk_datagrams_total", "Datagrams on the client socket that are no WireGuard message; dropped.", nil, nil)
 	descPackets     = prometheus.NewDesc("anyguard_packets_total", "IP packets by path (client, backbone, egress) and direction (rx into the router, tx out of it).", []string{"path", "direction"}, nil)
 	descBytes       = prometheus.NewDesc("anyguard_bytes_total", "IP bytes by path and direction, as anyguard_packets_total.", []string{"path", "direction"}, nil)
@@ -193,8 +197,9 @@ var (
 	descGossip      = prometheus.NewDesc("anyguard_gossip_events_total", "Ownership gossip by event (received, bad, applied, relayed, sent, send_error, repair_sent, push_pull, catch_up, decrypt_error).", []string{"event"}, nil)
 	descConvergence = prometheus.NewDesc("anyguard_convergence_seconds", "Time from a client's move to every gateway agreeing on its owner.", nil, nil)
 	descConfigInfo  = prometheus.NewDesc("anyguard_config_info", "Digest of this gateway's client set; always 1.", []string{"digest"}, nil)
+	descReloads     = prometheus.NewDesc("anyguard_config_reloads_total", "Configuration reloads (SIGHUP) by result: success, or failure (the running configuration kept).", []string{"result"}, nil)
 	descMismatch    = prometheus.NewDesc("anyguard_config_digest_mismatch", "Cluster members whose client-set digest differs from this gateway's.", nil, nil)
-	descProbes      = prometheus.NewDesc("anyguard_probe_total", "Data-path probes (echo through the client socket, device, router and egress), by result.", []string{"result"}, nil)
+	descProbes      = prometheus.NewDesc("anyguard_probes_total", "Data-path probes (echo through the client socket, device, router and egress), by result.", []string{"result"}, nil)
 	descProbeRTT    = prometheus.NewDesc("anyguard_probe_rtt_seconds", "Round trip of the last successful data-path probe.", nil, nil)
 	descProbeLast   = prometheus.NewDesc("anyguard_probe_last_success_timestamp_seconds", "Unix time of the last successful data-path probe; 0 if none.", nil, nil)
 	descClientRx    = prometheus.NewDesc("anyguard_client_receive_bytes_total", "Bytes received from the client (per-client metrics enabled).", []string{"client"}, nil)
@@ -219,7 +224,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuildInfo, descReady, descDraining, descCheck, descPeers,
 		descConfigured, descPeersAdded, descPeersRemove, descInitiations, descHandshakes,
 		descJunk, descPackets, descBytes, descDrops, descOwned, descOwnChanges, descMembers, descGossip, descConvergence,
-		descConfigInfo, descMismatch, descProbes, descProbeRTT, descProbeLast} {
+		descConfigInfo, descMismatch, descReloads, descProbes, descProbeRTT, descProbeLast} {
 		ch <- d
 	}
 	if c.perClient {
@@ -292,6 +297,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descConfigInfo, 1, m.ConfigDigest)
 	}
 	gauge(descMismatch, float64(m.ConfigDigestMismatch))
+	for _, k := range sortedKeys(m.ConfigReloads) {
+		counter(descReloads, m.ConfigReloads[k], k)
+	}
 	counter(descProbes, m.Probe.Successes, "success")
 	counter(descProbes, m.Probe.Failures, "failure")
 	gauge(descProbeRTT, m.Probe.LastRTT.Seconds())

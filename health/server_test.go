@@ -46,6 +46,7 @@ func (f fakeSource) Metrics() Metrics {
 		Members:          map[string]int{"alive": 1, "dead": 0, "left": 0},
 		Gossip:           map[string]uint64{"received": 7, "bad": 1},
 		ConfigDigest:     "abc123",
+		ConfigReloads:    map[string]uint64{"success": 2, "failure": 1},
 		Convergence:      h.Snapshot(),
 		Probe:            ProbeCounters{Successes: 5, Failures: 1, LastRTT: time.Millisecond, LastSuccess: time.Now()},
 	}
@@ -193,7 +194,7 @@ var wantFamilies = map[string]dto.MetricType{
 	"anyguard_peers_added_total":                    dto.MetricType_COUNTER,
 	"anyguard_peers_removed_total":                  dto.MetricType_COUNTER,
 	"anyguard_initiations_total":                    dto.MetricType_COUNTER,
-	"anyguard_handshakes_total":                     dto.MetricType_COUNTER,
+	"anyguard_handshake_messages_received_total":    dto.MetricType_COUNTER,
 	"anyguard_junk_datagrams_total":                 dto.MetricType_COUNTER,
 	"anyguard_packets_total":                        dto.MetricType_COUNTER,
 	"anyguard_bytes_total":                          dto.MetricType_COUNTER,
@@ -205,7 +206,8 @@ var wantFamilies = map[string]dto.MetricType{
 	"anyguard_convergence_seconds":                  dto.MetricType_HISTOGRAM,
 	"anyguard_config_info":                          dto.MetricType_GAUGE,
 	"anyguard_config_digest_mismatch":               dto.MetricType_GAUGE,
-	"anyguard_probe_total":                          dto.MetricType_COUNTER,
+	"anyguard_config_reloads_total":                 dto.MetricType_COUNTER,
+	"anyguard_probes_total":                         dto.MetricType_COUNTER,
 	"anyguard_probe_rtt_seconds":                    dto.MetricType_GAUGE,
 	"anyguard_probe_last_success_timestamp_seconds": dto.MetricType_GAUGE,
 }

@@ -149,6 +149,8 @@ func reload(g *gateway.Gateway, src configSource, logger *slog.Logger) {
 	cfg, err := src.load(true)
 	if err == nil {
 		err = g.Reload(cfg)
+	} else {
+		g.ReloadFailed()
 	}
 	if err != nil {
 		logger.Error("reload failed, still running the previous configuration", "err", err)

@@ -178,6 +178,7 @@ func (g *Gateway) Metrics() health.Metrics {
 		OwnershipChanges:  g.ownershipChangeCounts(),
 		Members:           map[string]int{"alive": 1, "dead": 0, "left": 0},
 		ConfigDigest:      digest,
+		ConfigReloads:     map[string]uint64{"success": g.reloadOK.Load(), "failure": g.reloadFailed.Load()},
 		Convergence:       g.convergence.Snapshot(),
 	}
 	if c := g.Cluster(); c != nil {
