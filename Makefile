@@ -25,8 +25,8 @@ BENCH_DURATION ?= 10s
 BENCH_REPS     ?= 3
 
 # Tools the end-to-end tests run, and the Debian packages that bring them.
-E2E_TOOLS    := wg wg-quick wireguard-go iperf3 ip ping chromium unshare podman runc
-E2E_PACKAGES := wireguard-tools wireguard-go iperf3 iproute2 iputils-ping chromium util-linux podman runc
+E2E_TOOLS    := wg wg-quick wireguard-go iperf3 ip ping chromium unshare nsenter podman runc promtool
+E2E_PACKAGES := wireguard-tools wireguard-go iperf3 iproute2 iputils-ping chromium util-linux podman runc prometheus
 
 # ip lives in /usr/sbin, which a non-login PATH may lack.
 export PATH := $(PATH):/usr/sbin:/sbin

@@ -21,6 +21,9 @@ type MetricsSource interface {
 // Metrics is a snapshot of the gateway's counters. Maps are label value →
 // value; a nil map exports no series. Counters count since the start.
 type Metrics struct {
+	// Node and Region name this gateway (anyguard_node_info), so that
+	// dashboards can group any series by region.
+	Node, Region string
 	// Peers counts the client device's live peers (clients are added when
 	// they connect and removed when idle) by state: "active" (a session
 	// younger than WireGuard's 180 s reject-after time), "stale" (an older
@@ -178,6 +181,7 @@ func (s HistogramSnapshot) Quantile(q float64) float64 {
 // metric descriptors; see README "Metrics" for the meaning of each.
 var (
 	descBuildInfo   = prometheus.NewDesc("anyguard_build_info", "Build of this gateway; always 1.", []string{"version", "revision", "goversion"}, nil)
+	descNodeInfo    = prometheus.NewDesc("anyguard_node_info", "This gateway's node name and region; always 1.", []string{"node", "region"}, nil)
 	descReady       = prometheus.NewDesc("anyguard_ready", "1 when /readyz answers 200: every check passes and the gateway is not draining.", nil, nil)
 	descDraining    = prometheus.NewDesc("anyguard_draining", "1 while the gateway drains after SIGTERM.", nil, nil)
 	descCheck       = prometheus.NewDesc("anyguard_check_ok", "1 when the named readiness check passes.", []string{"check"}, nil)
@@ -224,7 +228,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuildInfo, descReady, descDraining, descCheck, descPeers,
 		descConfigured, descPeersAdded, descPeersRemove, descInitiations, descHandshakes,
 		descJunk, descPackets, descBytes, descDrops, descOwned, descOwnChanges, descMembers, descGossip, descConvergence,
-		descConfigInfo, descMismatch, descReloads, descProbes, descProbeRTT, descProbeLast} {
+		descConfigInfo, descMismatch, descReloads, descNodeInfo, descProbes, descProbeRTT, descProbeLast} {
 		ch <- d
 	}
 	if c.perClient {
@@ -260,6 +264,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	m := c.src.Metrics()
+	if m.Node != "" || m.Region != "" {
+		gauge(descNodeInfo, 1, m.Node, m.Region)
+	}
 	for _, k := range sortedKeys(m.Peers) {
 		gauge(descPeers, float64(m.Peers[k]), k)
 	}

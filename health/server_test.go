@@ -47,6 +47,8 @@ func (f fakeSource) Metrics() Metrics {
 		Gossip:           map[string]uint64{"received": 7, "bad": 1},
 		ConfigDigest:     "abc123",
 		ConfigReloads:    map[string]uint64{"success": 2, "failure": 1},
+		Node:             "gw-1",
+		Region:           "r1",
 		Convergence:      h.Snapshot(),
 		Probe:            ProbeCounters{Successes: 5, Failures: 1, LastRTT: time.Millisecond, LastSuccess: time.Now()},
 	}
@@ -206,6 +208,7 @@ var wantFamilies = map[string]dto.MetricType{
 	"anyguard_convergence_seconds":                  dto.MetricType_HISTOGRAM,
 	"anyguard_config_info":                          dto.MetricType_GAUGE,
 	"anyguard_config_digest_mismatch":               dto.MetricType_GAUGE,
+	"anyguard_node_info":                            dto.MetricType_GAUGE,
 	"anyguard_config_reloads_total":                 dto.MetricType_COUNTER,
 	"anyguard_probes_total":                         dto.MetricType_COUNTER,
 	"anyguard_probe_rtt_seconds":                    dto.MetricType_GAUGE,

@@ -106,7 +106,7 @@ func (v *validator) fieldError(path string, err error, hint string) *FieldError 
 	if v.env != nil && hint == "" && errors.Is(err, ErrMissing) {
 		// The environment was read: say how to set the field there too.
 		if _, inFile := v.find(path); !inFile {
-			if name := EnvName(path); name != "" {
+			if name := EnvName(path); name != "" && !strings.Contains(err.Error(), name) {
 				hint = "or set " + name
 				if isSecretPath(path) {
 					hint += " or " + name + "_FILE"

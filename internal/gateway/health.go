@@ -166,10 +166,12 @@ func hasSession(p device.PeerStatus, now time.Time) bool {
 
 // Metrics implements health.MetricsSource.
 func (g *Gateway) Metrics() health.Metrics {
-	_, digest := g.config()
+	cfg, digest := g.config()
 	now := time.Now()
 	js := g.jit.stats()
 	m := health.Metrics{
+		Node:              cfg.Node.Name,
+		Region:            cfg.Node.Region,
 		Peers:             map[string]int{"active": 0, "stale": 0, "never": 0},
 		ClientsConfigured: js.Configured,
 		PeersAdded:        js.Added,
