@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"go.yaml.in/yaml/v3"
 
@@ -176,16 +177,16 @@ func LoadWith(path string, o Options) (*Config, error) {
 		}
 		dir = filepath.Dir(path)
 	}
-	if o.GenerateKeys {
-		// Generate nothing for a configuration that fails anyway: check
-		// it first with throwaway keys in place of the missing ones.
-		dry := o
-		dry.GenerateKeys = false
-		if _, err := parseWith(data, path != "", dir, &dry); err != nil {
-			return nil, wrapLoadError(path, err)
-		}
+	// Generate nothing for a configuration that fails anyway: load it
+	// first with throwaway keys in place of missing ones, and again,
+	// generating them, only if some are missing (a full configuration is
+	// parsed once).
+	dry := o
+	dry.GenerateKeys = false
+	c, err := parseWith(data, path != "", dir, &dry)
+	if err == nil && o.GenerateKeys && slices.ContainsFunc(c.StateKeys, func(k StateKey) bool { return k.Pending }) {
+		c, err = parseWith(data, path != "", dir, &o)
 	}
-	c, err := parseWith(data, path != "", dir, &o)
 	if err != nil {
 		return nil, wrapLoadError(path, err)
 	}
