@@ -137,7 +137,9 @@ func scrapeClusteredGateway(t *testing.T) map[string]bool {
 	}
 	out := &syncBuffer{}
 	cmd := exec.Command(exe, "run")
-	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "ANYGUARD_") && !strings.HasPrefix(kv, "ANYGUARD_E2E=") }), env...)
+	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(kv, "ANYGUARD_") && !strings.HasPrefix(kv, "ANYGUARD_E2E=")
+	}), env...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
