@@ -386,7 +386,7 @@ func (g *Gateway) ServeHealth(opts HealthOptions) (*health.State, *health.Server
 	cfg := g.Config()
 	st := health.NewState(g.Checks(), health.StateOptions{Interval: opts.CheckInterval, Logger: g.logger})
 	srv, err := health.Listen(health.Config{
-		Listen: cfg.Health.Listen, TCPListen: cfg.Health.TCPListen,
+		Listen: cfg.Health.Listen, AdminListen: cfg.Health.AdminListen, TCPListen: cfg.Health.TCPListen,
 		State: st, Metrics: g, Status: g, Version: opts.Version, Revision: opts.Revision,
 		PerClientMetrics: cfg.Health.PerClientMetrics, PerClientLimit: cfg.Health.PerClientLimit,
 		Logger: g.logger,
