@@ -95,6 +95,9 @@ func signalGateway(dir string, sig syscall.Signal) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("pid file %s: %w", name, err)
 	}
+	if err := checkLockHolder(f, pid); err != nil {
+		return 0, fmt.Errorf("pid file %s: %w", name, err)
+	}
 	if err := syscall.Kill(pid, sig); err != nil {
 		return pid, fmt.Errorf("signal gateway (pid %d from %s): %w", pid, name, err)
 	}
