@@ -359,5 +359,8 @@ func replaceFile(name string, data []byte, mode os.FileMode) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
+	if err := config.OwnLikeDir(tmp.Name(), filepath.Dir(name)); err != nil {
+		return err
+	}
 	return os.Rename(tmp.Name(), name)
 }

@@ -157,6 +157,9 @@ func createKey(file string) (keys.Key, error) {
 	if err := tmp.Close(); err != nil {
 		return keys.Key{}, err
 	}
+	if err := OwnLikeDir(tmp.Name(), dir); err != nil {
+		return keys.Key{}, err
+	}
 	if err := os.Link(tmp.Name(), file); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return keys.ReadFile(file)

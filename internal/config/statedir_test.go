@@ -7,8 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
+	"github.com/anyguard/anyguard/internal/e2etest"
 	"github.com/anyguard/anyguard/internal/keys"
 )
 
@@ -240,5 +242,28 @@ egress: {mode: netstack, prefixes: [10.1.0.0/16]}
 	back = strings.ReplaceAll(back, "preshared_key: (secret)", "preshared_key: "+testKeys["PSK"].String())
 	if _, err := Parse([]byte(back), dir); err != nil {
 		t.Errorf("effective configuration does not parse back: %v", err)
+	}
+}
+
+// TestStateDirOwnerKept: root writing a key into the state directory of a
+// gateway that runs as another user gives the key to that user.
+func TestStateDirOwnerKept(t *testing.T) {
+	e2etest.RequireRoot(t, "creating files for another user")
+	state := filepath.Join(t.TempDir(), "state")
+	if err := os.Mkdir(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(state, 65532, 65532); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadWith("", Options{Env: standalone, StateDir: state, GenerateKeys: true}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(state, StateClientsKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sys := st.Sys().(*syscall.Stat_t); sys.Uid != 65532 || sys.Gid != 65532 || st.Mode().Perm() != 0o600 {
+		t.Errorf("key owned by %d:%d mode %v, want 65532:65532 0600", sys.Uid, sys.Gid, st.Mode().Perm())
 	}
 }
