@@ -328,3 +328,28 @@ func TestCheckCommand(t *testing.T) {
 		t.Errorf("missing file: %d %s", code, errOut)
 	}
 }
+
+// TestRunWithoutConfig: run with neither file nor variables names what is
+// missing and how to set it, and generates no key for a configuration that
+// fails anyway.
+func TestRunWithoutConfig(t *testing.T) {
+	if _, err := os.Stat(defaultConfigPath); err == nil {
+		t.Skipf("%s exists on this machine: run would read it", defaultConfigPath)
+	}
+	state := filepath.Join(t.TempDir(), "state")
+	t.Setenv(stateDirEnv, state)
+	t.Setenv(configEnv, "")
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "ANYGUARD_") && name != stateDirEnv && name != configEnv && name != "ANYGUARD_E2E" {
+			t.Setenv(name, "")
+			os.Unsetenv(name)
+		}
+	}
+	code, _, errOut := runCLI(t, "", "run")
+	if code != 1 || !strings.Contains(errOut, "clients.address: required") || !strings.Contains(errOut, "or set ANYGUARD_CLIENTS_ADDRESS") {
+		t.Errorf("run with nothing: exit %d, %q", code, errOut)
+	}
+	if _, err := os.Stat(state); err == nil {
+		t.Errorf("a failed start created the state directory")
+	}
+}
