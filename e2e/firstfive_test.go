@@ -107,6 +107,10 @@ func TestFirstFiveMinutes(t *testing.T) {
 	}
 	startWGQuickConf(t, tp.cli, conf)
 	checkTCPReaches(t, tp, 20*time.Second)
+	// client add's SIGHUP (pid file) made the running gateway reload.
+	if logs := c.logs(); !strings.Contains(logs, `msg="configuration reloaded"`) || !strings.Contains(logs, "clients=1 ") {
+		t.Errorf("the gateway did not reload after client add:\n%s", logs)
+	}
 
 	list := pm.mustOutput(t, cmdTimeout, "exec", c.name, "anyguard", "client", "list")
 	if !strings.Contains(list, "alice") || !strings.Contains(list, "/var/lib/anyguard/clients.peers") {
