@@ -225,10 +225,12 @@ type collector struct {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descNodeInfo
+	ch <- descReloads
 	for _, d := range []*prometheus.Desc{descBuildInfo, descReady, descDraining, descCheck, descPeers,
 		descConfigured, descPeersAdded, descPeersRemove, descInitiations, descHandshakes,
 		descJunk, descPackets, descBytes, descDrops, descOwned, descOwnChanges, descMembers, descGossip, descConvergence,
-		descConfigInfo, descMismatch, descReloads, descNodeInfo, descProbes, descProbeRTT, descProbeLast} {
+		descConfigInfo, descMismatch, descProbes, descProbeRTT, descProbeLast} {
 		ch <- d
 	}
 	if c.perClient {
