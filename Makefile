@@ -28,23 +28,47 @@ BENCH_REPS     ?= 3
 
 # Tools the end-to-end tests run, and the Debian packages that bring them.
 # The fault suite (e2e/faults*_test.go) adds nft and conntrack; the drop-in
-# tests (e2e/dropin*_test.go) setpriv and iptables; the AMI tests
+# tests (e2e/dropin*_test.go) setpriv and iptables; the container tests
+# nsenter; the monitoring test promtool (package prometheus); the AMI tests
 # (e2e/ami_test.go, e2e/images_test.go) mmdebstrap, shellcheck, packer,
 # cloud-init and systemd-analyze (package systemd).
-E2E_TOOLS    := wg wg-quick wireguard-go iperf3 ip ping chromium unshare setpriv podman runc nft conntrack iptables \
-                mmdebstrap shellcheck packer cloud-init systemd-analyze
+E2E_TOOLS    := wg wg-quick wireguard-go iperf3 ip ping chromium unshare setpriv nsenter podman runc nft conntrack \
+                iptables promtool mmdebstrap shellcheck packer cloud-init systemd-analyze
 E2E_PACKAGES := wireguard-tools wireguard-go iperf3 iproute2 iputils-ping chromium util-linux podman runc nftables conntrack \
-                iptables mmdebstrap shellcheck packer cloud-init systemd
+                iptables prometheus mmdebstrap shellcheck packer cloud-init systemd
 
 # ip lives in /usr/sbin, which a non-login PATH may lack.
 export PATH := $(PATH):/usr/sbin:/sbin
 
-.PHONY: all build test deps fuzz bench lint clean
+# Version and revision, set in the binary by -ldflags (anyguard version,
+# anyguard_build_info) and in the image's OCI labels.
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+SOURCE   ?= https://github.com/anyguard/anyguard
+LDFLAGS  := -X main.version=$(VERSION) -X main.revision=$(REVISION)
+# make image: podman if installed, else docker; the tag it builds.
+CONTAINER_TOOL ?= $(shell command -v podman 2>/dev/null || command -v docker 2>/dev/null)
+IMAGE          ?= localhost/anyguard:latest
+
+.PHONY: all build image test deps fuzz bench lint clean
 
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o bin/anyguard ./cmd/anyguard
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/anyguard ./cmd/anyguard
+
+# The container image (images/Dockerfile) around a stripped static binary,
+# built in a context holding only that binary; prints the image's size.
+image:
+	@if [ -z "$(CONTAINER_TOOL)" ]; then echo "image: neither podman nor docker is installed"; exit 1; fi
+	rm -rf bin/image && mkdir -p bin/image/bin bin/image/rootfs/var/run/wireguard bin/image/rootfs/var/lib/anyguard
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w $(LDFLAGS)' -o bin/image/bin/anyguard ./cmd/anyguard
+	$(CONTAINER_TOOL) build $$(case "$(CONTAINER_TOOL)" in *podman) echo --format docker;; esac) \
+		--build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --build-arg SOURCE=$(SOURCE) \
+		-f images/Dockerfile -t $(IMAGE) bin/image
+	@size=$$($(CONTAINER_TOOL) image inspect --format '{{.Size}}' $(IMAGE)); \
+	packed=$$($(CONTAINER_TOOL) image save $(IMAGE) | gzip -6 | wc -c); \
+	echo "image $(IMAGE): $$size bytes ($$((size / 1000000)) MB), $$packed bytes compressed ($$((packed / 1000000)) MB)"
 
 # Installs the end-to-end tests' tools when one is missing and we are root;
 # a no-op otherwise (unprivileged, the tests skip with a reason).

@@ -65,13 +65,28 @@ health:
   drain_timeout: %s
 `, clientPort, cliKeys.Public, clientAddr, mode, iface, containerDrain))
 
+	if mode != "tun" { // tun runs as root, without CAP_DAC_OVERRIDE: root's files
+		chownForImage(t, dir)
+	}
 	c := newContainer(t, pm, mode)
 	args := []string{"run", "-d", "--name", c.name,
 		"--network", "ns:/var/run/netns/" + tp.gw.Name,
 		"--stop-timeout", strconv.Itoa(int(containerStopTimeout.Seconds())),
 		"-v", dir + ":/etc/anyguard:ro"}
 	if mode == "tun" {
-		args = append(args, "--cap-add", "NET_ADMIN", "--device", "/dev/net/tun")
+		// As images/Dockerfile says: root in the container (a non-root
+		// user's added capabilities are not effective), the capability
+		// and the device, and the mode (the image's environment says
+		// netstack, and variables win over the file).
+		args = append(args, "--user", "0", "--cap-add", "NET_ADMIN", "--device", "/dev/net/tun", "-e", "ANYGUARD_EGRESS_MODE=tun")
+	} else {
+		// No capability; ICMP through the netstack egress then needs a
+		// ping socket for the gateway's group. Docker's default for a
+		// container's network namespace (podman's: --sysctl
+		// net.ipv4.ping_group_range="0 2147483647"); this container joins
+		// the test's namespace, so the test sets it there.
+		args = append(args, "--cap-drop=all")
+		tp.gw.mustExec(t, "sysctl", "-w", "net.ipv4.ping_group_range=0 2147483647")
 	}
 	start := time.Now()
 	pm.mustOutput(t, cmdTimeout, append(args, image)...)
@@ -169,7 +184,7 @@ func checkContainerHandshake(t testing.TB, ns *netns) {
 	if err != nil || code != 200 {
 		t.Fatalf("/metrics: %d %v", code, err)
 	}
-	const series = `anyguard_handshakes_total{type="initiation"} `
+	const series = `anyguard_handshake_messages_received_total{type="initiation"} `
 	for line := range strings.SplitSeq(body, "\n") {
 		if v, ok := strings.CutPrefix(line, series); ok {
 			if n, err := strconv.ParseFloat(v, 64); err != nil || n < 1 {
@@ -244,6 +259,7 @@ clients:
 egress:
   mode: netstack
 `, keys.Public))
+	chownForImage(t, dir)
 	const want = `anyguard run: config /etc/anyguard/anyguard.yaml: clients.peers[0].allowed_ips[0]: "10.99.0.2/33" is not a valid IP prefix (line 8)`
 
 	c := newContainer(t, pm, "bad")

@@ -126,7 +126,7 @@ func (pm *podman) sweep() {
 	out, _ := pm.output(cmdTimeout, "ps", "-a", "--format", "{{.Names}}")
 	for _, name := range strings.Fields(out) {
 		if rest, ok := strings.CutPrefix(name, nsPrefix); ok && staleName(rest) {
-			_, err := pm.output(cmdTimeout, "rm", "-f", "-t", "0", name)
+			_, err := pm.output(cmdTimeout, "rm", "-f", "-v", "-t", "0", name)
 			reportSweep("container", name, err)
 		}
 	}
@@ -170,8 +170,12 @@ func buildImage(t testing.TB, pm *podman) string {
 		t.Fatal(err)
 	}
 	buildDir := t.TempDir()
-	if err := os.Mkdir(filepath.Join(buildDir, "bin"), 0o755); err != nil {
-		t.Fatal(err)
+	// As make image does: the binary and the directories the image's
+	// user owns.
+	for _, dir := range []string{"bin", "rootfs/var/run/wireguard", "rootfs/var/lib/anyguard"} {
+		if err := os.MkdirAll(filepath.Join(buildDir, dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	copyFile(t, bin, filepath.Join(buildDir, "bin", "anyguard"), 0o755)
 	tag := fmt.Sprintf("%s:%d-%d", imagePrefix, os.Getpid(), podmanSeq.Add(1))
@@ -241,7 +245,7 @@ func newContainer(t testing.TB, pm *podman, role string) *container {
 		if t.Failed() {
 			t.Logf("--- podman logs %s ---\n%s", c.name, c.logs())
 		}
-		if _, err := pm.output(cmdTimeout, "rm", "-f", "-t", "0", "--ignore", c.name); err != nil {
+		if _, err := pm.output(cmdTimeout, "rm", "-f", "-v", "-t", "0", "--ignore", c.name); err != nil {
 			t.Errorf("removing container: %v", err)
 		}
 	})
@@ -308,4 +312,23 @@ func httpGet(ns *netns, addr, path string) (int, string, error) {
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	return resp.StatusCode, string(body), err
+}
+
+// imageUID is the user the image runs as (images/Dockerfile).
+const imageUID = 65532
+
+// chownForImage gives dir and the files in it to the image's user, as a
+// user mounting a configuration into the container must (key files stay
+// 0600: readable by their owner only).
+func chownForImage(t testing.TB, dir string) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(path string, _ os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Chown(path, imageUID, imageUID)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

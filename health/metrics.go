@@ -21,6 +21,9 @@ type MetricsSource interface {
 // Metrics is a snapshot of the gateway's counters. Maps are label value →
 // value; a nil map exports no series. Counters count since the start.
 type Metrics struct {
+	// Node and Region name this gateway (anyguard_node_info), so that
+	// dashboards can group any series by region.
+	Node, Region string
 	// Peers counts the client device's live peers (clients are added when
 	// they connect and removed when idle) by state: "active" (a session
 	// younger than WireGuard's 180 s reject-after time), "stale" (an older
@@ -86,6 +89,10 @@ type Metrics struct {
 	// ConfigDigestMismatch is how many members serve a different one.
 	ConfigDigest         string
 	ConfigDigestMismatch int
+	// ConfigReloads counts reloads (SIGHUP) by result: "success", or
+	// "failure" (the new configuration was refused and the running one
+	// kept).
+	ConfigReloads map[string]uint64
 	// Convergence is the histogram of ownership convergence times.
 	Convergence HistogramSnapshot
 	// Probe is the data-path probe's record.
@@ -193,7 +200,8 @@ func (s HistogramSnapshot) Quantile(q float64) float64 {
 
 // metric descriptors; see README "Metrics" for the meaning of each.
 var (
-	descBuildInfo   = prometheus.NewDesc("anyguard_build_info", "Build of this gateway; always 1.", []string{"version", "goversion"}, nil)
+	descBuildInfo   = prometheus.NewDesc("anyguard_build_info", "Build of this gateway; always 1.", []string{"version", "revision", "goversion"}, nil)
+	descNodeInfo    = prometheus.NewDesc("anyguard_node_info", "This gateway's node name and region; always 1.", []string{"node", "region"}, nil)
 	descReady       = prometheus.NewDesc("anyguard_ready", "1 when /readyz answers 200: every check passes and the gateway is not draining.", nil, nil)
 	descDraining    = prometheus.NewDesc("anyguard_draining", "1 while the gateway drains after SIGTERM.", nil, nil)
 	descCheck       = prometheus.NewDesc("anyguard_check_ok", "1 when the named readiness check passes.", []string{"check"}, nil)
@@ -202,7 +210,7 @@ var (
 	descPeersAdded  = prometheus.NewDesc("anyguard_peers_added_total", "Clients added to the client device when they connected.", nil, nil)
 	descPeersRemove = prometheus.NewDesc("anyguard_peers_removed_total", "Client peers removed from the client device, by reason (idle, reload, moved).", []string{"reason"}, nil)
 	descInitiations = prometheus.NewDesc("anyguard_initiations_total", "Handshake initiations on the client socket by outcome (accepted, unknown_key, not_authentic, replay, unreadable, overload, cookie_sent, rate_limited).", []string{"result"}, nil)
-	descHandshakes  = prometheus.NewDesc("anyguard_handshakes_total", "WireGuard handshake messages received on the client socket, by type.", []string{"type"}, nil)
+	descHandshakes  = prometheus.NewDesc("anyguard_handshake_messages_received_total", "WireGuard handshake messages received on the client socket, by type.", []string{"type"}, nil)
 	descJunk        = prometheus.NewDesc("anyguard_junk_datagrams_total", "Datagrams on the client socket that are no WireGuard message; dropped.", nil, nil)
 	descPackets     = prometheus.NewDesc("anyguard_packets_total", "IP packets by path (client, backbone, egress) and direction (rx into the router, tx out of it).", []string{"path", "direction"}, nil)
 	descBytes       = prometheus.NewDesc("anyguard_bytes_total", "IP bytes by path and direction, as anyguard_packets_total.", []string{"path", "direction"}, nil)
@@ -217,8 +225,9 @@ var (
 	descClockRef    = prometheus.NewDesc("anyguard_gossip_clock_refused_total", "Ownership records refused because the member that wrote them has a clock too far ahead, by member.", []string{"node"}, nil)
 	descConvergence = prometheus.NewDesc("anyguard_convergence_seconds", "Time from a client's move to every gateway agreeing on its owner.", nil, nil)
 	descConfigInfo  = prometheus.NewDesc("anyguard_config_info", "Digest of this gateway's client set; always 1.", []string{"digest"}, nil)
+	descReloads     = prometheus.NewDesc("anyguard_config_reloads_total", "Configuration reloads (SIGHUP) by result: success, or failure (the running configuration kept).", []string{"result"}, nil)
 	descMismatch    = prometheus.NewDesc("anyguard_config_digest_mismatch", "Cluster members whose client-set digest differs from this gateway's.", nil, nil)
-	descProbes      = prometheus.NewDesc("anyguard_probe_total", "Data-path probes (echo through the client socket, device, router and egress), by result.", []string{"result"}, nil)
+	descProbes      = prometheus.NewDesc("anyguard_probes_total", "Data-path probes (echo through the client socket, device, router and egress), by result.", []string{"result"}, nil)
 	descProbeRTT    = prometheus.NewDesc("anyguard_probe_rtt_seconds", "Round trip of the last successful data-path probe.", nil, nil)
 	descProbeLast   = prometheus.NewDesc("anyguard_probe_last_success_timestamp_seconds", "Unix time of the last successful data-path probe; 0 if none.", nil, nil)
 	descClientRx    = prometheus.NewDesc("anyguard_client_receive_bytes_total", "Bytes received from the client (per-client metrics enabled).", []string{"client"}, nil)
@@ -233,12 +242,15 @@ type collector struct {
 	src       MetricsSource
 	state     *State
 	version   string
+	revision  string
 	goVersion string
 	perClient bool
 	limit     int
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descNodeInfo
+	ch <- descReloads
 	for _, d := range []*prometheus.Desc{descBuildInfo, descReady, descDraining, descCheck, descPeers,
 		descConfigured, descPeersAdded, descPeersRemove, descInitiations, descHandshakes,
 		descJunk, descPackets, descBytes, descDrops, descOwned, descOwnChanges, descClaims, descMembers, descGossip, descRefusals, descRefused, descConvergence,
@@ -267,7 +279,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
-	gauge(descBuildInfo, 1, c.version, c.goVersion)
+	gauge(descBuildInfo, 1, c.version, c.revision, c.goVersion)
 	if c.state != nil {
 		gauge(descReady, boolGauge(c.state.Ready()))
 		gauge(descDraining, boolGauge(c.state.Draining()))
@@ -279,6 +291,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	m := c.src.Metrics()
+	if m.Node != "" || m.Region != "" {
+		gauge(descNodeInfo, 1, m.Node, m.Region)
+	}
 	for _, k := range sortedKeys(m.Peers) {
 		gauge(descPeers, float64(m.Peers[k]), k)
 	}
@@ -328,6 +343,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descConfigInfo, 1, m.ConfigDigest)
 	}
 	gauge(descMismatch, float64(m.ConfigDigestMismatch))
+	for _, k := range sortedKeys(m.ConfigReloads) {
+		counter(descReloads, m.ConfigReloads[k], k)
+	}
 	counter(descProbes, m.Probe.Successes, "success")
 	counter(descProbes, m.Probe.Failures, "failure")
 	gauge(descProbeRTT, m.Probe.LastRTT.Seconds())

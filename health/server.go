@@ -35,14 +35,20 @@ const (
 type Config struct {
 	// Listen is the HTTP host:port (":8080").
 	Listen string
+	// AdminListen, if set, is a second HTTP listener's host:port that
+	// serves /status, the status page and /metrics (and the probes), which
+	// Listen then leaves out: it keeps /livez, /readyz and /healthz only.
+	AdminListen string
 	// TCPListen is the TCP health port's host:port (":51819"); "" or "off"
 	// for none.
 	TCPListen string
 	State     *State        // required
 	Metrics   MetricsSource // nil: only build info and readiness
 	Status    StatusSource  // nil: /status shows readiness only
-	// Version is reported by anyguard_build_info and /status.
-	Version string
+	// Version is reported by anyguard_build_info and /status; Revision
+	// (the source's commit) by anyguard_build_info.
+	Version  string
+	Revision string
 	// PerClientMetrics enables per-client series, for at most
 	// PerClientLimit clients (default 1000).
 	PerClientMetrics bool
@@ -56,6 +62,8 @@ type Server struct {
 	log     *slog.Logger
 	http    *http.Server
 	ln      net.Listener
+	admin   *http.Server // nil without AdminListen
+	adminLn net.Listener
 	handler http.Handler
 	tcp     *tcpPort
 	wg      sync.WaitGroup
@@ -66,14 +74,19 @@ type Server struct {
 // config field.
 var ErrListen = errors.New("health listener")
 
-// NewHandler returns the HTTP handler alone (for tests and embedding).
-func NewHandler(cfg Config) http.Handler {
+// NewHandler returns the HTTP handler alone (for tests and embedding):
+// every endpoint.
+func NewHandler(cfg Config) http.Handler { return newHandler(cfg, true) }
+
+// newHandler returns the handler of every endpoint, or (full false) of the
+// load balancers' probes alone.
+func newHandler(cfg Config, full bool) http.Handler {
 	if cfg.PerClientLimit <= 0 {
 		cfg.PerClientLimit = 1000
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(&collector{
-		src: cfg.Metrics, state: cfg.State, version: cfg.Version, goVersion: runtime.Version(),
+		src: cfg.Metrics, state: cfg.State, version: cfg.Version, revision: cfg.Revision, goVersion: runtime.Version(),
 		perClient: cfg.PerClientMetrics, limit: cfg.PerClientLimit,
 	})
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -82,6 +95,9 @@ func NewHandler(cfg Config) http.Handler {
 	mux.HandleFunc("GET /livez", h.livez)
 	mux.HandleFunc("GET /readyz", h.readyz)
 	mux.HandleFunc("GET /healthz", h.readyz)
+	if !full {
+		return limitRequests(mux)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorHandling:       promhttp.ContinueOnError,
 		MaxRequestsInFlight: maxScrapes,
@@ -118,41 +134,72 @@ func Listen(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, handler: NewHandler(cfg)}
+	s := &Server{cfg: cfg, log: cfg.Logger, handler: newHandler(cfg, cfg.AdminListen == "")}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("%w: health.listen %s: %w", ErrListen, cfg.Listen, err)
 	}
 	s.ln = netutil.LimitListener(ln, MaxConnections)
+	if cfg.AdminListen != "" {
+		aln, err := net.Listen("tcp", cfg.AdminListen)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("%w: health.admin_listen %s: %w", ErrListen, cfg.AdminListen, err)
+		}
+		s.adminLn = netutil.LimitListener(aln, MaxConnections)
+	}
 	if cfg.TCPListen != "" && cfg.TCPListen != "off" {
 		s.tcp, err = newTCPPort(cfg.TCPListen, cfg.State, cfg.Logger)
 		if err != nil {
 			ln.Close()
+			if s.adminLn != nil {
+				s.adminLn.Close()
+			}
 			return nil, fmt.Errorf("%w: health.tcp_listen %s: %w", ErrListen, cfg.TCPListen, err)
 		}
 	}
-	s.http = &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: ReadHeaderTimeout,
-		ReadTimeout:       ReadTimeout,
-		WriteTimeout:      WriteTimeout,
-		IdleTimeout:       IdleTimeout,
-		MaxHeaderBytes:    MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+	s.http = s.serve(s.ln, s.handler, "health HTTP listener")
+	if s.adminLn != nil {
+		s.admin = s.serve(s.adminLn, NewHandler(cfg), "admin HTTP listener")
 	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("health HTTP listener stopped", "err", err)
-		}
-	}()
 	attrs := []any{"listen", s.ln.Addr().String()}
+	if s.adminLn != nil {
+		attrs = append(attrs, "admin_listen", s.adminLn.Addr().String())
+	}
 	if s.tcp != nil {
 		attrs = append(attrs, "tcp_listen", s.tcp.Addr().String())
 	}
 	s.log.Info("health listener up", attrs...)
 	return s, nil
+}
+
+// serve starts an HTTP server of h on ln, owned by s (Close stops it).
+func (s *Server) serve(ln net.Listener, h http.Handler, what string) *http.Server {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		WriteTimeout:      WriteTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug),
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error(what+" stopped", "err", err)
+		}
+	}()
+	return srv
+}
+
+// AdminAddr is the admin listener's address, or nil without one.
+func (s *Server) AdminAddr() net.Addr {
+	if s.adminLn == nil {
+		return nil
+	}
+	return s.adminLn.Addr()
 }
 
 // Addr is the HTTP listener's address.
@@ -176,8 +223,13 @@ func (s *Server) Close() error {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		if err = s.http.Shutdown(ctx); err != nil {
-			err = s.http.Close()
+		for _, srv := range []*http.Server{s.http, s.admin} {
+			if srv == nil {
+				continue
+			}
+			if e := srv.Shutdown(ctx); e != nil {
+				err = errors.Join(err, srv.Close())
+			}
 		}
 		s.wg.Wait()
 	})

@@ -46,6 +46,9 @@ func (f fakeSource) Metrics() Metrics {
 		Members:          map[string]int{"alive": 1, "dead": 0, "left": 0},
 		Gossip:           map[string]uint64{"received": 7, "bad": 1},
 		ConfigDigest:     "abc123",
+		ConfigReloads:    map[string]uint64{"success": 2, "failure": 1},
+		Node:             "gw-1",
+		Region:           "r1",
 		Convergence:      h.Snapshot(),
 		Probe:            ProbeCounters{Successes: 5, Failures: 1, LastRTT: time.Millisecond, LastSuccess: time.Now()},
 	}
@@ -226,7 +229,7 @@ var wantFamilies = map[string]dto.MetricType{
 	"anyguard_peers_added_total":                    dto.MetricType_COUNTER,
 	"anyguard_peers_removed_total":                  dto.MetricType_COUNTER,
 	"anyguard_initiations_total":                    dto.MetricType_COUNTER,
-	"anyguard_handshakes_total":                     dto.MetricType_COUNTER,
+	"anyguard_handshake_messages_received_total":    dto.MetricType_COUNTER,
 	"anyguard_junk_datagrams_total":                 dto.MetricType_COUNTER,
 	"anyguard_packets_total":                        dto.MetricType_COUNTER,
 	"anyguard_bytes_total":                          dto.MetricType_COUNTER,
@@ -238,7 +241,9 @@ var wantFamilies = map[string]dto.MetricType{
 	"anyguard_convergence_seconds":                  dto.MetricType_HISTOGRAM,
 	"anyguard_config_info":                          dto.MetricType_GAUGE,
 	"anyguard_config_digest_mismatch":               dto.MetricType_GAUGE,
-	"anyguard_probe_total":                          dto.MetricType_COUNTER,
+	"anyguard_node_info":                            dto.MetricType_GAUGE,
+	"anyguard_config_reloads_total":                 dto.MetricType_COUNTER,
+	"anyguard_probes_total":                         dto.MetricType_COUNTER,
 	"anyguard_probe_rtt_seconds":                    dto.MetricType_GAUGE,
 	"anyguard_probe_last_success_timestamp_seconds": dto.MetricType_GAUGE,
 }
@@ -269,7 +274,7 @@ func TestMetricsNamesAndTypes(t *testing.T) {
 	var sw switchCheck
 	st := newTestState(t, sw.check("dataplane"))
 	waitFor(t, "ready", st.Ready)
-	fams := scrape(t, NewHandler(Config{State: st, Metrics: fakeSource{clients: 5}, Version: "v9"}))
+	fams := scrape(t, NewHandler(Config{State: st, Metrics: fakeSource{clients: 5}, Version: "v9", Revision: "abc123"}))
 	for name, typ := range wantFamilies {
 		f, ok := fams[name]
 		if !ok {
@@ -299,7 +304,7 @@ func TestMetricsNamesAndTypes(t *testing.T) {
 		t.Errorf("anyguard_ready = %v", v)
 	}
 	bi := fams["anyguard_build_info"].Metric[0]
-	if labels(bi)["version"] != "v9" || labels(bi)["goversion"] != runtime.Version() {
+	if labels(bi)["version"] != "v9" || labels(bi)["revision"] != "abc123" || labels(bi)["goversion"] != runtime.Version() {
 		t.Errorf("build info labels %v", labels(bi))
 	}
 	h := fams["anyguard_convergence_seconds"].Metric[0].GetHistogram()

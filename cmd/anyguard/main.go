@@ -25,7 +25,9 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"run", "--config FILE [--log-format text|json] [--log-level LEVEL]", "run a gateway", cmdRun},
+		{"run", "[--config FILE] [--state-dir DIR] [--log-format text|json] [--log-level LEVEL]", "run a gateway", cmdRun},
+		{"check", "[--config FILE] [--state-dir DIR] [--quiet]", "validate the configuration as run would and print it, secrets redacted", cmdCheck},
+		{"client", clientUsage, "add, list or remove clients in the peers file and reload the gateway", cmdClient},
 		{"demo", "[--clients N] [--requests N] [--keep-running]", "run a whole gateway with real WireGuard clients in this process, unprivileged", cmdDemo},
 		{"interface", interfaceUsage, "a plain userspace WireGuard interface on a multi-queue TUN, a drop-in for wireguard-go", cmdInterface},
 		{"bench", benchUsage, "measure throughput against stock wireguard-go (root) or scale with many clients", cmdBench},

@@ -17,17 +17,15 @@ import (
 )
 
 func cmdRun(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) error {
-	fs := newFlags("run", "--config FILE", "Run a gateway with the YAML configuration in FILE until SIGINT or SIGTERM.", stderr)
-	path := fs.String("config", "", "configuration `file` (YAML)")
+	fs := newFlags("run", "[--config FILE] [--state-dir DIR]", "Run a gateway until SIGINT or SIGTERM, configured by the YAML file and the ANYGUARD_* environment variables over it\n(docs/configuration.md). SIGHUP reloads both.", stderr)
+	cf := addConfigFlags(fs)
 	format := fs.String("log-format", "", "log format, text or json (overrides log.format)")
 	level := fs.String("log-level", "", "log level, debug, info, warn or error (overrides log.level)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *path == "" {
-		return usagef("--config is required")
-	}
-	cfg, err := config.Load(*path)
+	src := cf.source()
+	cfg, err := src.load(true)
 	if err != nil {
 		return err
 	}
@@ -45,12 +43,16 @@ func cmdRun(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer
 	if err != nil {
 		return err
 	}
+	logStateKeys(cfg, logger)
+	if pf := lockStateDir(src.stateDir, logger); pf != nil {
+		defer pf.Close()
+	}
 	g, err := gateway.New(cfg, gateway.Options{Logger: logger})
 	if err != nil {
 		return err
 	}
 	defer g.Close()
-	state, srv, err := g.ServeHealth(gateway.HealthOptions{Version: versionString()})
+	state, srv, err := g.ServeHealth(gateway.HealthOptions{Version: versionString(), Revision: revisionString()})
 	if err != nil {
 		return err
 	}
@@ -58,12 +60,43 @@ func cmdRun(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer
 	defer srv.Close()
 	sd := startSystemdNotify(notifier, state, logger)
 	defer sd.close()
-	return serve(ctx, g, state, sd, *path, logger)
+	return serve(ctx, g, state, sd, src, logger)
+}
+
+// logStateKeys says which keys came from the state directory; the public
+// key of a client-facing key generated now is what clients need.
+func logStateKeys(cfg *config.Config, logger *slog.Logger) {
+	for _, sk := range cfg.StateKeys {
+		switch {
+		case sk.Generated && sk.Path == "clients.private_key":
+			logger.Info("generated the client-facing key; clients use its public key",
+				"file", sk.File, "public_key", cfg.Clients.PrivateKey.Public().String())
+		case sk.Generated:
+			logger.Info("generated a key", "field", sk.Path, "file", sk.File)
+		default:
+			logger.Debug("key from the state directory", "field", sk.Path, "file", sk.File)
+		}
+	}
+}
+
+// lockStateDir writes and locks the pid file of an existing state
+// directory, for `anyguard client add` to find this gateway. Without one
+// the gateway runs all the same (client add then says to reload by hand).
+func lockStateDir(dir string, logger *slog.Logger) *pidFile {
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return nil
+	}
+	pf, err := acquirePidFile(dir)
+	if err != nil {
+		logger.Warn("no pid file: anyguard client add cannot reload this gateway", "err", err)
+		return nil
+	}
+	return pf
 }
 
 // serve reloads on SIGHUP and drains on the first SIGTERM or SIGINT (or
 // when ctx ends); a second SIGTERM or SIGINT exits at once.
-func serve(ctx context.Context, g *gateway.Gateway, state *health.State, sd *systemdNotify, path string, logger *slog.Logger) error {
+func serve(ctx context.Context, g *gateway.Gateway, state *health.State, sd *systemdNotify, src configSource, logger *slog.Logger) error {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, os.Interrupt)
 	defer signal.Stop(sigs)
@@ -99,7 +132,7 @@ func serve(ctx context.Context, g *gateway.Gateway, state *health.State, sd *sys
 			startDrain("stop requested")
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				sd.reload(func() error { return reload(g, path, logger) })
+				sd.reload(func() error { return reload(g, src, logger) })
 				continue
 			}
 			stops++
@@ -117,13 +150,16 @@ func serve(ctx context.Context, g *gateway.Gateway, state *health.State, sd *sys
 	}
 }
 
-// reload re-reads the configuration file and applies it; a bad file is
-// logged (and returned) and the running configuration stays.
-func reload(g *gateway.Gateway, path string, logger *slog.Logger) error {
-	logger.Info("SIGHUP: reloading configuration", "file", path)
-	cfg, err := config.Load(path)
+// reload re-reads the configuration (file, environment, state directory)
+// and applies it; a bad one is logged (and returned) and the running
+// configuration stays.
+func reload(g *gateway.Gateway, src configSource, logger *slog.Logger) error {
+	logger.Info("SIGHUP: reloading configuration", "file", src.path)
+	cfg, err := src.load(true)
 	if err == nil {
 		err = g.Reload(cfg)
+	} else {
+		g.ReloadFailed()
 	}
 	if err != nil {
 		logger.Error("reload failed, still running the previous configuration", "err", err)

@@ -1,8 +1,12 @@
 package config
 
 import (
+	"errors"
+	"fmt"
+	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	"github.com/anyguard/anyguard/internal/keys"
 )
@@ -17,7 +21,77 @@ func (c *Clients) validate(v *validator) error {
 	if c.MTU < 1280 || c.MTU > 9000 {
 		return v.errorf("clients.mtu", ErrInvalidValue, "%d is out of range 1280..9000", c.MTU)
 	}
+	if err := c.validateEndpoint(v); err != nil {
+		return err
+	}
 	return c.validatePeers(v)
+}
+
+// validateEndpoint checks clients.endpoint: HOST or HOST:PORT, HOST an IP
+// address or a DNS name.
+func (c *Clients) validateEndpoint(v *validator) error {
+	if c.Endpoint == "" {
+		return nil
+	}
+	_, err := c.EndpointHostPort()
+	if err != nil {
+		return v.errorf("clients.endpoint", ErrInvalidValue, "%q: %v; want HOST or HOST:PORT, e.g. vpn.example.com:51820", c.Endpoint, err)
+	}
+	return nil
+}
+
+// EndpointHostPort returns clients.endpoint as HOST:PORT (IPv6 in
+// brackets), with ListenPort when it names no port; "" when unset.
+func (c *Clients) EndpointHostPort() (string, error) {
+	s := c.Endpoint
+	if s == "" {
+		return "", nil
+	}
+	host, port := s, ""
+	if a, err := netip.ParseAddr(strings.Trim(s, "[]")); err == nil {
+		host = a.String()
+	} else if h, p, err := net.SplitHostPort(s); err == nil {
+		host, port = h, p
+	}
+	if port == "" {
+		if c.ListenPort == 0 {
+			return "", errors.New("no port, and clients.listen_port is 0")
+		}
+		port = strconv.Itoa(int(c.ListenPort))
+	} else if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return "", fmt.Errorf("port %q is not a number in 1..65535", port)
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		if a.Zone() != "" || a.IsUnspecified() {
+			return "", fmt.Errorf("%s is not an address clients can reach", a)
+		}
+		return net.JoinHostPort(a.String(), port), nil
+	}
+	if !validDNSName(host) {
+		return "", fmt.Errorf("host %q is neither an IP address nor a DNS name", host)
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// validDNSName reports whether s is a DNS name: labels of letters, digits
+// and hyphens, not starting or ending with a hyphen.
+func validDNSName(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := range len(label) {
+			c := label[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func (c *Clients) validateAddress(v *validator) error {

@@ -5,6 +5,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/anyguard/anyguard/internal/keys"
 )
@@ -37,8 +40,17 @@ type Config struct {
 	Cluster  Cluster  `yaml:"cluster"`
 	Log      Log      `yaml:"log"`
 
-	// Path is the file the configuration was loaded from ("" for Parse).
+	// Path is the file the configuration was loaded from ("" for Parse,
+	// and for a configuration from the environment alone).
 	Path string `yaml:"-"`
+	// Env maps each field that an environment variable set (by path, e.g.
+	// "clients.mtu") to the variable; nil when the environment was not
+	// read.
+	Env map[string]string `yaml:"-"`
+	// StateDir is the state directory that [LoadWith] was given, and
+	// StateKeys the keys it took from there.
+	StateDir  string     `yaml:"-"`
+	StateKeys []StateKey `yaml:"-"`
 }
 
 // Node identifies this gateway in its cluster.
@@ -69,6 +81,12 @@ type Clients struct {
 	// Load replaces it by the path it read and appends its clients to
 	// Peers; [Config.Validate] does not read it.
 	PeersFile string `yaml:"peers_file"`
+	// Endpoint is where clients send to, HOST:PORT or HOST (the anycast
+	// name or address; the port defaults to ListenPort). Only `anyguard
+	// client add` uses it, for the client's configuration.
+	Endpoint string `yaml:"endpoint"`
+	// FilePeers is how many of Peers, at their end, came from PeersFile.
+	FilePeers int `yaml:"-"`
 }
 
 // Peer is one client.
@@ -126,6 +144,63 @@ func Load(path string) (*Config, error) {
 	return c, nil
 }
 
+// Options name the sources of a configuration besides its file, for
+// [LoadWith].
+type Options struct {
+	// Env is the environment, as os.Environ returns it. Its ANYGUARD_
+	// variables (see [EnvVars]) override the file's fields.
+	Env []string
+	// StateDir, if set, is the state directory (see statedir.go): it
+	// supplies the keys that neither file nor environment give, and the
+	// peers file `anyguard client add` writes when clients.peers_file is
+	// not set.
+	StateDir string
+	// GenerateKeys creates the missing keys in StateDir (as `anyguard run`
+	// does). Without it a missing key is replaced by a throwaway one, so
+	// that the rest can be checked (as `anyguard check` does), and listed
+	// in StateKeys as pending.
+	GenerateKeys bool
+}
+
+// LoadWith loads the configuration as `anyguard run` does: the file at
+// path (or none, if path is ""), then the environment over it, then the
+// state directory for the keys and the peers file neither names; and
+// validates the result. Every error names the file and line, or the
+// variable, or the state directory's file it comes from.
+func LoadWith(path string, o Options) (*Config, error) {
+	var data []byte
+	dir := ""
+	if path != "" {
+		var err error
+		if data, err = os.ReadFile(path); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		dir = filepath.Dir(path)
+	}
+	// Generate nothing for a configuration that fails anyway: load it
+	// first with throwaway keys in place of missing ones, and again,
+	// generating them, only if some are missing (a full configuration is
+	// parsed once).
+	dry := o
+	dry.GenerateKeys = false
+	c, err := parseWith(data, path != "", dir, &dry)
+	if err == nil && o.GenerateKeys && slices.ContainsFunc(c.StateKeys, func(k StateKey) bool { return k.Pending }) {
+		c, err = parseWith(data, path != "", dir, &o)
+	}
+	if err != nil {
+		return nil, wrapLoadError(path, err)
+	}
+	c.Path = path
+	return c, nil
+}
+
+func wrapLoadError(path string, err error) error {
+	if path != "" {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return fmt.Errorf("config: %w", err)
+}
+
 // Parse parses a configuration from data, applies defaults to the fields
 // it leaves out, reads the key files it names (relative paths resolve
 // against baseDir) and validates the result.
@@ -138,15 +213,35 @@ func Parse(data []byte, baseDir string) (*Config, error) {
 }
 
 func parse(data []byte, baseDir string) (*Config, error) {
+	return parseWith(data, true, baseDir, nil)
+}
+
+// parseWith parses data (if hasFile), then applies the environment and
+// the state directory of o (if not nil), then reads the peers file and
+// validates.
+func parseWith(data []byte, hasFile bool, baseDir string, o *Options) (*Config, error) {
 	c := Default()
-	root, err := decode(data, baseDir, c)
-	if err != nil {
-		return nil, err
+	var root *yaml.Node
+	if hasFile {
+		var err error
+		if root, err = decode(data, baseDir, c); err != nil {
+			return nil, err
+		}
 	}
 	// Validation finds lines in the parsed YAML tree, which is dropped
 	// afterwards: a table of every field's line would cost tens of MB at
 	// 100k clients, for errors that are almost always found here.
 	v := &validator{root: root}
+	var err error
+	if o != nil {
+		if v.env, err = applyEnv(c, o.Env); err != nil {
+			return nil, err
+		}
+		c.Env = v.env
+		if err := c.useStateDir(v, o); err != nil {
+			return nil, err
+		}
+	}
 	if v.peers, err = c.Clients.loadPeersFile(v, baseDir); err != nil {
 		return nil, err
 	}

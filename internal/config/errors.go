@@ -21,6 +21,9 @@ var (
 
 // FieldError is a problem with one field of the configuration.
 type FieldError struct {
+	// Env, if set, is the environment variable the value came from
+	// (ANYGUARD_CLIENTS_MTU); the message then starts with it, and Line is 0.
+	Env string
 	// File, if set, is the peers file (clients.peers_file) the problem is
 	// in; then Line is a line of that file, Path a field of that line
 	// (e.g. "public_key"), and the message reads "FILE:LINE: PATH: ...".
@@ -42,7 +45,15 @@ type FieldError struct {
 // or, in a peers file, file and line, path, problem, hint.
 func (e *FieldError) Error() string {
 	var b strings.Builder
-	if e.File != "" {
+	if e.Env != "" {
+		b.WriteString(e.Env)
+		if e.Path != "" {
+			b.WriteString(" (")
+			b.WriteString(e.Path)
+			b.WriteString(")")
+		}
+		b.WriteString(": ")
+	} else if e.File != "" {
 		b.WriteString(e.File)
 		if e.Line > 0 {
 			b.WriteString(":")
@@ -50,14 +61,14 @@ func (e *FieldError) Error() string {
 		}
 		b.WriteString(": ")
 	}
-	if e.Path != "" {
+	if e.Path != "" && e.Env == "" {
 		b.WriteString(e.Path)
 		b.WriteString(": ")
 	}
 	if e.Err != nil {
 		b.WriteString(e.Err.Error())
 	}
-	if e.Line > 0 && e.File == "" {
+	if e.Line > 0 && e.File == "" && e.Env == "" {
 		b.WriteString(" (line ")
 		b.WriteString(strconv.Itoa(e.Line))
 		b.WriteString(")")

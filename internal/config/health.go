@@ -27,6 +27,12 @@ type Health struct {
 	// bind it to a private interface (e.g. 10.0.1.5:8080) when the host has
 	// a public one.
 	Listen string `yaml:"listen"`
+	// AdminListen, if set, is a second HTTP listener's host:port (e.g.
+	// 127.0.0.1:8081) for /status, the status page and /metrics, which
+	// then leave Listen: the load balancers' port keeps only /livez,
+	// /readyz and /healthz, and the client list is not on it. Default
+	// unset: everything on Listen, as before.
+	AdminListen string `yaml:"admin_listen"`
 	// TCPListen is a TCP port that accepts connections only while the
 	// gateway is ready, for TCP health checks. Default ":51819"; "off"
 	// disables it.
@@ -46,6 +52,14 @@ func (h *Health) validate(v *validator) error {
 	}
 	if err := checkListen(v, "health.tcp_listen", h.TCPListen, true); err != nil {
 		return err
+	}
+	if h.AdminListen != "" {
+		if err := checkListen(v, "health.admin_listen", h.AdminListen, false); err != nil {
+			return err
+		}
+		if h.AdminListen == h.Listen {
+			return v.errorf("health.admin_listen", ErrConflict, "%q is health.listen too; give the admin listener its own port, or leave it unset", h.AdminListen)
+		}
 	}
 	if h.DrainTimeout < 0 || h.DrainTimeout > time.Hour {
 		return v.errorf("health.drain_timeout", ErrInvalidValue, "%s is out of range 0s..1h", h.DrainTimeout)

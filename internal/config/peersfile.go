@@ -65,6 +65,7 @@ func (c *Clients) loadPeersFile(v *validator, baseDir string) (*filePeers, error
 		return nil, err
 	}
 	fp := &filePeers{file: name, first: len(c.Peers), lines: lines}
+	c.FilePeers = len(ps)
 	if len(c.Peers) == 0 {
 		c.Peers = ps
 	} else {
@@ -295,4 +296,38 @@ func parseKey(s string) (keys.Key, error) {
 		return k, errorf(ErrInvalidValue, "an all-zero key is not a key")
 	}
 	return k, nil
+}
+
+// CheckClientName returns an error unless name is a valid client name
+// (1-64 of A-Z a-z 0-9 . _ @ + -), as clients.peers[].name and the peers
+// file require.
+func CheckClientName(name string) error {
+	return checkName(&validator{}, "name", name, 64, "._@+-", "")
+}
+
+// PeersFileLine returns p as a line of a peers file (without the line
+// end). A preshared key cannot be written there (it comes from a file).
+func PeersFileLine(p Peer) string {
+	var b strings.Builder
+	b.WriteString(p.Name)
+	b.WriteString(" ")
+	b.WriteString(p.PublicKey.String())
+	b.WriteString(" ")
+	for i, ip := range p.AllowedIPs {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString(ip.String())
+	}
+	return b.String()
+}
+
+// PeersFileName returns the first field of a peers file line: the name of
+// its client, or "" for a blank or comment line.
+func PeersFileName(line string) string {
+	f := strings.Fields(line)
+	if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+		return ""
+	}
+	return f[0]
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -49,6 +50,24 @@ func (c *Config) validate(v *validator) error {
 type validator struct {
 	root  *yaml.Node // the parsed file; nil for a Config built in Go
 	peers *filePeers // the clients read from clients.peers_file, if any
+	// env maps the fields set by environment variables to their names;
+	// nil when the environment was not read.
+	env map[string]string
+}
+
+// envFor returns the variable that set the field at path, or a list of
+// which path is an element, or "".
+func (v *validator) envFor(path string) string {
+	if v.env == nil {
+		return ""
+	}
+	if name, ok := v.env[path]; ok {
+		return name
+	}
+	if i := strings.IndexByte(path, '['); i > 0 {
+		return v.env[path[:i]]
+	}
+	return ""
 }
 
 // filePeers says where the clients read from a peers file are: they are
@@ -80,6 +99,20 @@ func (v *validator) inPeersFile(path string) (line int, rest string, ok bool) {
 func (v *validator) fieldError(path string, err error, hint string) *FieldError {
 	if line, rest, ok := v.inPeersFile(path); ok {
 		return &FieldError{File: v.peers.file, Line: line, Path: rest, Err: err, Hint: hint}
+	}
+	if name := v.envFor(path); name != "" {
+		return &FieldError{Env: name, Path: path, Err: err, Hint: hint}
+	}
+	if v.env != nil && hint == "" && errors.Is(err, ErrMissing) {
+		// The environment was read: say how to set the field there too.
+		if _, inFile := v.find(path); !inFile {
+			if name := EnvName(path); name != "" && !strings.Contains(err.Error(), name) {
+				hint = "or set " + name
+				if isSecretPath(path) {
+					hint += " or " + name + "_FILE"
+				}
+			}
+		}
 	}
 	return &FieldError{Path: path, Line: v.line(path), Err: err, Hint: hint}
 }
@@ -166,6 +199,9 @@ func (v *validator) elem(path string, i int) string {
 func (v *validator) where(path string) string {
 	if line, _, ok := v.inPeersFile(path); ok {
 		return v.peers.file + ":" + strconv.Itoa(line)
+	}
+	if name := v.envFor(path); name != "" {
+		return fmt.Sprintf("%s (%s)", path, name)
 	}
 	if l := v.line(path); l > 0 {
 		return fmt.Sprintf("%s on line %d", path, l)

@@ -81,6 +81,8 @@ type Gateway struct {
 	convergence health.Histogram
 	// ownershipChanges counts owner changes by cluster.Reason (health.go).
 	ownershipChanges [16]atomic.Uint64
+	// reloadOK and reloadFailed count reloads (anyguard_config_reloads_total).
+	reloadOK, reloadFailed atomic.Uint64
 
 	// routesMu serialises whole-table route rebuilds with the per-client
 	// updates of ownership changes, so a rebuild computed from an older

@@ -165,10 +165,12 @@ func hasSession(p device.PeerStatus, now time.Time) bool {
 
 // Metrics implements health.MetricsSource.
 func (g *Gateway) Metrics() health.Metrics {
-	_, digest := g.config()
+	cfg, digest := g.config()
 	now := time.Now()
 	js := g.jit.stats()
 	m := health.Metrics{
+		Node:              cfg.Node.Name,
+		Region:            cfg.Node.Region,
 		Peers:             map[string]int{"active": 0, "stale": 0, "never": 0},
 		ClientsConfigured: js.Configured,
 		PeersAdded:        js.Added,
@@ -177,6 +179,7 @@ func (g *Gateway) Metrics() health.Metrics {
 		OwnershipChanges:  g.ownershipChangeCounts(),
 		Members:           map[string]int{"alive": 1, "dead": 0, "left": 0},
 		ConfigDigest:      digest,
+		ConfigReloads:     map[string]uint64{"success": g.reloadOK.Load(), "failure": g.reloadFailed.Load()},
 		Convergence:       g.convergence.Snapshot(),
 	}
 	if c := g.Cluster(); c != nil {
@@ -400,7 +403,8 @@ func prefixStrings(ps []netip.Prefix) []string {
 
 // HealthOptions are the non-configuration parts of ServeHealth.
 type HealthOptions struct {
-	Version string
+	Version  string
+	Revision string // the source's commit, for anyguard_build_info
 	// CheckInterval is how often readiness checks run; zero means 1 s.
 	CheckInterval time.Duration
 }
@@ -411,8 +415,8 @@ func (g *Gateway) ServeHealth(opts HealthOptions) (*health.State, *health.Server
 	cfg := g.Config()
 	st := health.NewState(g.Checks(), health.StateOptions{Interval: opts.CheckInterval, Logger: g.logger})
 	srv, err := health.Listen(health.Config{
-		Listen: cfg.Health.Listen, TCPListen: cfg.Health.TCPListen,
-		State: st, Metrics: g, Status: g, Version: opts.Version,
+		Listen: cfg.Health.Listen, AdminListen: cfg.Health.AdminListen, TCPListen: cfg.Health.TCPListen,
+		State: st, Metrics: g, Status: g, Version: opts.Version, Revision: opts.Revision,
 		PerClientMetrics: cfg.Health.PerClientMetrics, PerClientLimit: cfg.Health.PerClientLimit,
 		Logger: g.logger,
 	})

@@ -36,7 +36,7 @@ import (
 //
 // Only the probe peer may send from, and only it receives packets for, the
 // probe address, so probe packets never reach a real client. They are
-// counted separately (anyguard_probe_total) but also in the router's
+// counted separately (anyguard_probes_total) but also in the router's
 // counters for the client and egress paths: about 2 packets per interval.
 const (
 	DefaultProbeInterval = 2 * time.Second

@@ -21,6 +21,19 @@ var ErrRestartNeeded = errors.New("changed, which needs a restart; kept the runn
 // restart: Reload refuses such a configuration and changes nothing.
 // Log settings are the caller's to apply.
 func (g *Gateway) Reload(cfg *config.Config) error {
+	if err := g.reload(cfg); err != nil {
+		g.reloadFailed.Add(1)
+		return err
+	}
+	g.reloadOK.Add(1)
+	return nil
+}
+
+// ReloadFailed counts a reload that failed before it reached Reload (the
+// configuration did not load).
+func (g *Gateway) ReloadFailed() { g.reloadFailed.Add(1) }
+
+func (g *Gateway) reload(cfg *config.Config) error {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
 	if err := cfg.Validate(); err != nil {

@@ -104,6 +104,12 @@ func TestReload(t *testing.T) {
 	if e.gw.Clients().HasPeer(e.cliKey.Public()) {
 		t.Fatal("alice's initiations made her a peer again after her removal")
 	}
+	// Three reloads applied, one refused (the restart-only field), and one
+	// whose configuration did not load (counted by the caller).
+	e.gw.ReloadFailed()
+	if got := e.gw.Metrics().ConfigReloads; got["success"] != 3 || got["failure"] != 2 {
+		t.Errorf("anyguard_config_reloads_total: %v, want success 3 and failure 2", got)
+	}
 }
 
 // TestReloadPeersFile: what SIGHUP does (Load the same configuration
