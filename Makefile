@@ -9,7 +9,7 @@ GO          ?= go
 FUZZTIME    ?= 30s
 # Fuzzing beyond the seed corpora in `make test`: every target for this long.
 TESTFUZZTIME ?= 3s
-TESTTIMEOUT ?= 20m
+TESTTIMEOUT ?= 30m
 TESTFLAGS   ?=
 # staticcheck 2025.1.1 is published as module version v0.6.1: the module
 # proxy does not resolve the calendar tag @2025.1.1.
