@@ -158,7 +158,7 @@ func TestEnvBadValues(t *testing.T) {
 		{"ANYGUARD_BACKBONE_PRIVATE_KEY=garbage", keys.ErrBadKey, "ANYGUARD_BACKBONE_PRIVATE_KEY (backbone.private_key): not a WireGuard key"},
 		{"ANYGUARD_BACKBONE_PRIVATE_KEY=" + keys.Key{}.String(), ErrInvalidValue, "an all-zero key is not a key"},
 		{"ANYGUARD_BACKBONE_PRIVATE_KEY=", ErrMissing, "ANYGUARD_BACKBONE_PRIVATE_KEY (backbone.private_key): no value given"},
-		{"ANYGUARD_CLUSTER_SECRET_KEY_FILE=" + world, keys.ErrWorldReadable, "ANYGUARD_CLUSTER_SECRET_KEY_FILE (cluster.secret_key): read key " + world},
+		{"ANYGUARD_CLUSTER_SECRET_KEY_FILE=" + world, keys.ErrWorldReadable, "ANYGUARD_CLUSTER_SECRET_KEY_FILE (cluster.secret_key): key file " + world + " has mode 0644, open to group or others: run chmod 600 " + world},
 		{"ANYGUARD_CLUSTER_SECRET_KEY_FILE=" + garbage, keys.ErrBadKey, "not a WireGuard key"},
 		{"ANYGUARD_CLUSTER_SECRET_KEY_FILE=" + zero, ErrInvalidValue, "an all-zero key is not a key"},
 		{"ANYGUARD_CLUSTER_SECRET_KEY_FILE=" + filepath.Join(dir, "missing.key"), fs.ErrNotExist, "ANYGUARD_CLUSTER_SECRET_KEY_FILE (cluster.secret_key): open "},
