@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -185,28 +184,6 @@ func generatedPublicKey(t *testing.T, c *container) string {
 		t.Fatalf("the container did not log a generated client-facing key:\n%s", c.logs())
 	}
 	return m[1]
-}
-
-// startWGQuickConf brings up conf, as client add printed it, with wg-quick
-// in ns.
-func startWGQuickConf(t testing.TB, ns *netns, conf string) *wgQuickClient {
-	t.Helper()
-	dir := t.TempDir()
-	c := &wgQuickClient{ns: ns, iface: uniqueIfaceName(t, "agc")}
-	c.conf = writeSecret(t, dir, c.iface+".conf", conf)
-	c.logPath = filepath.Join(dir, "wg-quick.log")
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("--- client %s (wg-quick + wireguard-go) log ---\n%s", c.iface, c.log())
-		}
-		if fileExists(uapiSocket(c.iface)) {
-			if out, err := ns.Exec(10*time.Second, "wg-quick", "down", c.conf); err != nil {
-				t.Logf("wg-quick down %s: %v: %s", c.iface, err, out)
-			}
-		}
-	})
-	c.up(t)
-	return c
 }
 
 // checkTCPReaches opens a TCP connection from the client namespace to the

@@ -75,8 +75,6 @@ func startWGQuickClient(t testing.TB, ns *netns, keys keyPair, gatewayPub, endpo
 // (a wg-quick list) given.
 func startWGQuickClientRoutes(t testing.TB, ns *netns, keys keyPair, gatewayPub, endpoint, allowedIPs string) *wgQuickClient {
 	t.Helper()
-	dir := t.TempDir()
-	c := &wgQuickClient{ns: ns, iface: uniqueIfaceName(t, "agc")}
 	conf := fmt.Sprintf(`[Interface]
 PrivateKey = %s
 Address = 10.99.0.2/32
@@ -86,6 +84,15 @@ PublicKey = %s
 Endpoint = %s
 AllowedIPs = %s
 `, keys.Private, gatewayPub, endpoint, allowedIPs)
+	return startWGQuickConf(t, ns, conf)
+}
+
+// startWGQuickConf brings up the wg-quick file conf in ns (the interface
+// named as uniqueIfaceName makes it); it is brought down when t ends.
+func startWGQuickConf(t testing.TB, ns *netns, conf string) *wgQuickClient {
+	t.Helper()
+	dir := t.TempDir()
+	c := &wgQuickClient{ns: ns, iface: uniqueIfaceName(t, "agc")}
 	c.conf = writeSecret(t, dir, c.iface+".conf", conf)
 	c.logPath = filepath.Join(dir, "wg-quick.log")
 	t.Cleanup(func() {
