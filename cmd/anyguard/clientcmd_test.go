@@ -237,23 +237,7 @@ func TestClientAddReloadsGateway(t *testing.T) {
 	if code != 0 || !strings.Contains(errOut, "no gateway runs with state directory "+state) {
 		t.Fatalf("no gateway: %d %s", code, errOut)
 	}
-	exe, _ := os.Executable()
-	out := &syncBuffer{}
-	cmd := exec.Command(exe, "run")
-	cmd.Env = append(os.Environ(), runMainEnv+"=1")
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-done
-		if t.Failed() {
-			t.Logf("gateway output:\n%s", out)
-		}
-	})
+	cmd, out, done := startChild(t, append(os.Environ(), runMainEnv+"=1"), "run")
 	waitFor(t, out, done, `msg="gateway started"`)
 	if !strings.Contains(out.String(), "clients=1") {
 		t.Errorf("the gateway did not start with the client added before it: %s", out)

@@ -77,7 +77,7 @@ func startRun(t *testing.T, drain time.Duration) *gatewayProc {
 func startRunEnv(t *testing.T, drain time.Duration, env ...string) *gatewayProc {
 	t.Helper()
 	k, _ := keys.Generate()
-	p := &gatewayProc{out: &syncBuffer{}, done: make(chan struct{}), http: freePort(t), tcp: freePort(t)}
+	p := &gatewayProc{http: freePort(t), tcp: freePort(t)}
 	cfg := fmt.Sprintf(`node: {name: drain-gw}
 clients:
   private_key: %s
@@ -96,22 +96,33 @@ health:
 		t.Fatal(err)
 	}
 	p.config = path
-	p.cmd = exec.Command(os.Args[0], "run", "--config", path)
-	p.cmd.Env = append(append(os.Environ(), runMainEnv+"=1"), env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("anyguard output:\n%s", p.out)
-		}
-	})
+	p.cmd, p.out, p.done = startChild(t, append(append(os.Environ(), runMainEnv+"=1"), env...), "run", "--config", path)
 	p.waitReadyz(t, http.StatusOK, 15*time.Second)
 	return p
+}
+
+// startChild runs this test binary as `anyguard args...` with the
+// environment env (which must set runMainEnv), its output going to out.
+// done is closed when it exits; it is killed when t ends, and its output
+// logged if t failed.
+func startChild(t testing.TB, env []string, args ...string) (cmd *exec.Cmd, out *syncBuffer, done chan struct{}) {
+	t.Helper()
+	out, done = &syncBuffer{}, make(chan struct{})
+	cmd = exec.Command(os.Args[0], args...)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+		if t.Failed() {
+			t.Logf("anyguard output:\n%s", out)
+		}
+	})
+	return cmd, out, done
 }
 
 func (p *gatewayProc) readyz() int {

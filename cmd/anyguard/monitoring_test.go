@@ -131,28 +131,9 @@ func scrapeClusteredGateway(t *testing.T) map[string]bool {
 		"ANYGUARD_CLUSTER_BIND=" + gossipAddr, "ANYGUARD_CLUSTER_SECRET_KEY=" + gossip.String(),
 		"ANYGUARD_CLUSTER_PROFILE=lan",
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := &syncBuffer{}
-	cmd := exec.Command(exe, "run")
-	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool {
+	_, out, done := startChild(t, append(slices.DeleteFunc(os.Environ(), func(kv string) bool {
 		return strings.HasPrefix(kv, "ANYGUARD_") && !strings.HasPrefix(kv, "ANYGUARD_E2E=")
-	}), env...)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-done
-		if t.Failed() {
-			t.Logf("gateway output:\n%s", out)
-		}
-	})
+	}), env...), "run")
 	// Ready means every check ran once, the probe included: its series
 	// exist from then on.
 	waitFor(t, out, done, "ready: every check passes")
