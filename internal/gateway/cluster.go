@@ -34,11 +34,19 @@ import (
 //
 // The lower key's first initiation is lost when it learns of the pair
 // before the higher key does (the higher key's device drops an initiation
-// from an unknown peer); so the higher key initiates once itself when it
-// has no session backboneNudge after adding the peer.
+// from an unknown peer); so the higher key initiates itself when it has no
+// session backboneNudge after adding the peer. That nudge can still cross
+// an initiation of the lower key (both learned of the pair half a second
+// apart, as after a partition heals), which leaves both without a session
+// until the lower key's retry 5 s later; so the higher key looks again every
+// backboneRenudge, backboneRenudges times at most, and each time forgets its
+// half-done handshake (lifting wireguard-go's REKEY_TIMEOUT) and initiates
+// again. The lower key's retry comes at 5 s, far from any of these.
 const (
 	backboneKeepalive = 10 * time.Second
 	backboneNudge     = 500 * time.Millisecond
+	backboneRenudge   = time.Second
+	backboneRenudges  = 3
 )
 
 // clusterPart is a gateway's membership in a cluster: the backbone device
@@ -270,7 +278,7 @@ func (cp *clusterPart) onMembers([]cluster.Member) {
 		for _, p := range peers {
 			known[p.PublicKey] = true
 			if p.Keepalive == 0 && !cp.bbPeers[p.PublicKey] {
-				time.AfterFunc(backboneNudge, func() { cp.nudge(p.PublicKey, p.Endpoint) })
+				time.AfterFunc(backboneNudge, func() { cp.nudge(p.PublicKey, p.Endpoint, 0) })
 			}
 		}
 		cp.bbPeers = known
@@ -280,12 +288,10 @@ func (cp *clusterPart) onMembers([]cluster.Member) {
 	}
 }
 
-// onOwner follows one client's ownership: its routes point at the new
-// owner, and a gateway that lost the client drops its session at once so
-// that it sends the client nothing that would pull it back.
-// nudge initiates a handshake with a backbone peer that has none yet (see
-// backboneKeepalive).
-func (cp *clusterPart) nudge(k keys.Key, endpoint netip.AddrPort) {
+// nudge initiates a handshake with a backbone peer that has none yet, and
+// looks again backboneRenudge later; renudges counts the looks before this
+// one (see backboneKeepalive).
+func (cp *clusterPart) nudge(k keys.Key, endpoint netip.AddrPort, renudges int) {
 	select {
 	case <-cp.stop:
 		return
@@ -299,16 +305,26 @@ func (cp *clusterPart) nudge(k keys.Key, endpoint netip.AddrPort) {
 		if p.PublicKey != k {
 			continue
 		}
-		if p.LastHandshake.IsZero() && endpoint.IsValid() {
-			cp.logger.Debug("no backbone session yet: initiating", "peer", k.String(), "endpoint", endpoint)
-			if err := cp.wg.Initiate(k, endpoint); err != nil {
-				cp.logger.Debug("backbone handshake not started", "err", err)
-			}
+		if !p.LastHandshake.IsZero() || !endpoint.IsValid() {
+			return
+		}
+		cp.logger.Debug("no backbone session yet: initiating", "peer", k.String(), "endpoint", endpoint, "attempt", renudges+1)
+		if renudges > 0 {
+			cp.wg.ForgetHandshake(k) // a crossed handshake; see backboneKeepalive
+		}
+		if err := cp.wg.Initiate(k, endpoint); err != nil {
+			cp.logger.Debug("backbone handshake not started", "err", err)
+		}
+		if renudges < backboneRenudges {
+			time.AfterFunc(backboneRenudge, func() { cp.nudge(k, endpoint, renudges+1) })
 		}
 		return
 	}
 }
 
+// onOwner follows one client's ownership: its routes point at the new
+// owner, and a gateway that lost the client drops its session at once so
+// that it sends the client nothing that would pull it back.
 func (cp *clusterPart) onOwner(old, rec cluster.Record) {
 	if !cp.started.Load() {
 		return
