@@ -913,6 +913,8 @@ func (l *logAdapter) Write(p []byte) (int, error) {
 		if !l.c.logUndecryptable(line) {
 			level = slog.LevelDebug
 		}
+	} else if isUnlabeled(line) && !l.c.logUndecryptable(line) {
+		level = slog.LevelDebug
 	} else if strings.Contains(line, "failed to resolve") && !l.c.logOnce(line) {
 		// A join address that does not resolve is tried again every
 		// few seconds while a member is missing: once a minute is enough.

@@ -127,13 +127,25 @@ func (c *Cluster) logOnce(key string) bool {
 }
 
 // isUndecryptable reports whether a memberlist log line is about gossip
-// refused for a wrong key, a missing or unexpected encryption, or a wrong
-// label (another cluster).
+// refused for a wrong key, a missing or unexpected encryption, or another
+// cluster's label. A stream with no label at all is not counted (see
+// isUnlabeled).
 func isUndecryptable(line string) bool {
 	l := strings.ToLower(line)
 	return strings.Contains(l, "decrypt") || strings.Contains(l, "no installed keys") ||
 		strings.Contains(l, "encryption") && strings.Contains(l, "not") ||
-		strings.Contains(l, "unacceptable label")
+		strings.Contains(l, "unacceptable label") && !isUnlabeled(line)
+}
+
+// isUnlabeled reports whether a memberlist log line refuses a stream that
+// carried no label: junk, or a connection closed before its first byte,
+// which memberlist's own TCP fallback ping makes when its deadline passes
+// before it writes (seen among healthy members on a slow machine, where it
+// made the count of undecryptable gossip say a member had the wrong key).
+// Logged like undecryptable gossip, not counted as such. A packet with no
+// label is junk or another cluster's, and counted.
+func isUnlabeled(line string) bool {
+	return strings.Contains(line, `discarding stream with unacceptable label "":`)
 }
 
 // ReleaseLeftAfter is how long after a member left gracefully (drained,

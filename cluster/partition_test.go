@@ -366,7 +366,9 @@ func TestReloadForgetsRemovedClients(t *testing.T) {
 
 // TestRepeatingLogLinesLimited: memberlist lines that anyone can cause, or
 // that repeat with every reconnect round, are logged once a minute per
-// source (or per line); decryption failures are counted every time.
+// source (or per line); decryption failures are counted every time, and a
+// stream with no label at all (junk, or a connection closed before its
+// first byte) is logged like them but not counted.
 func TestRepeatingLogLinesLimited(t *testing.T) {
 	logs := newLogCount()
 	a := startNodeWith(t, "a", nil, testSecret, 0, nil, func(c *Config) { c.Logger = slog.New(logs) })
@@ -376,13 +378,14 @@ func TestRepeatingLogLinesLimited(t *testing.T) {
 		fmt.Fprintf(w, "[ERR] memberlist: Decrypt packet failed: no installed keys could decrypt the message from=192.0.2.1:7946\n")
 		fmt.Fprintf(w, "[ERR] memberlist: failed to receive: No installed keys could decrypt the message from=192.0.2.2:40123\n")
 		fmt.Fprintf(w, "[ERR] memberlist: discarding packet with unacceptable label \"other\": from=[2001:db8::1]:7946\n")
+		fmt.Fprintf(w, "[ERR] memberlist: discarding stream with unacceptable label \"\": from=192.0.2.3:52128\n")
 		fmt.Fprintf(w, "[ERR] memberlist: Decrypt packet failed: garbage without a source\n")
 	}
 	if n := logs.count(slog.LevelWarn, "failed to resolve"); n != 1 {
 		t.Errorf("%d warnings for a name that does not resolve, want 1", n)
 	}
-	if n := logs.count(slog.LevelWarn, "ecrypt") + logs.count(slog.LevelWarn, "label"); n != 4 {
-		t.Errorf("%d warnings for 4 sources, want 4", n)
+	if n := logs.count(slog.LevelWarn, "ecrypt") + logs.count(slog.LevelWarn, "label"); n != 5 {
+		t.Errorf("%d warnings for 5 sources, want 5", n)
 	}
 	if n := a.Stats().DecryptErrors; n != 80 {
 		t.Errorf("%d decryption failures counted, want 80", n)
