@@ -18,13 +18,7 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse(data, dir)
 		if err != nil {
-			var fe *FieldError
-			if !errors.As(err, &fe) {
-				t.Fatalf("error %q is not a *FieldError", err)
-			}
-			if strings.ContainsAny(err.Error(), "\r\n") {
-				t.Fatalf("error %q spans lines", err)
-			}
+			checkFieldError(t, err)
 			return
 		}
 		if err := c.Validate(); err != nil {
@@ -54,17 +48,24 @@ func FuzzEnv(f *testing.F) {
 		}
 		c, err := LoadWith("", Options{Env: env})
 		if err != nil {
-			var fe *FieldError
-			if !errors.As(err, &fe) {
-				t.Fatalf("error %q is not a *FieldError", err)
-			}
-			if strings.ContainsAny(err.Error(), "\r\n") {
-				t.Fatalf("error %q spans lines", err)
-			}
+			checkFieldError(t, err)
 			return
 		}
 		if err := c.Validate(); err != nil {
 			t.Fatalf("LoadWith accepted what Validate refuses: %v", err)
 		}
 	})
+}
+
+// checkFieldError fails t unless err is a *FieldError on one line, as every
+// configuration error must be.
+func checkFieldError(t *testing.T, err error) {
+	t.Helper()
+	var fe *FieldError
+	if !errors.As(err, &fe) {
+		t.Fatalf("error %q is not a *FieldError", err)
+	}
+	if strings.ContainsAny(err.Error(), "\r\n") {
+		t.Fatalf("error %q spans lines", err)
+	}
 }
