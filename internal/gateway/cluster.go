@@ -196,7 +196,9 @@ func startCluster(g *Gateway, cfg *config.Config, opts Options) (_ *clusterPart,
 	cp.done.Add(2)
 	go cp.claimLoop()
 	go cp.resetLoop()
-	g.clients.Bind().SetTransportHook(cp.onTransport)
+	if !opts.NoFastRecovery {
+		g.clients.Bind().SetTransportHook(cp.onTransport)
+	}
 	g.clients.Bind().SetResponseHook(cp.onResponse)
 	g.clusterHot.Store(cp)
 	return cp, nil

@@ -50,6 +50,12 @@ type Options struct {
 	// IdleTimeout is how long a client's peer stays on the client device
 	// after its last handshake (tests); zero means DefaultIdleTimeout.
 	IdleTimeout time.Duration
+	// NoFastRecovery turns the takeover of moved flows off (bench failover
+	// compares against it): a gateway then answers a moved client only
+	// when the client's own timers make it handshake again, as stock
+	// WireGuard servers sharing a key would. Claims after the client's own
+	// handshake still happen, so traffic is routed to it once it does.
+	NoFastRecovery bool
 }
 
 // egress is the local private network: a TUN or a netstack.
