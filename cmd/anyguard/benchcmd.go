@@ -13,11 +13,11 @@ import (
 	"github.com/anyguard/anyguard/bench"
 )
 
-const benchUsage = "throughput|scale|cluster|handshakes [flags]"
+const benchUsage = "throughput|scale|cluster|handshakes|failover [flags]"
 
 func cmdBench(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usagef("which benchmark? throughput, scale, cluster or handshakes")
+		return usagef("which benchmark? throughput, scale, cluster, handshakes or failover")
 	}
 	switch args[0] {
 	case "throughput":
@@ -30,17 +30,20 @@ func cmdBench(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return cmdBenchCluster(ctx, args[1:], stdout, stderr)
 	case "handshakes":
 		return cmdBenchHandshakes(ctx, args[1:], stdin, stdout, stderr)
+	case "failover":
+		return cmdBenchFailover(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "-help":
 		fmt.Fprintf(stderr, "usage: anyguard bench %s\n\n"+
 			"  throughput  iperf3 through stock wireguard-go and anyguard in network namespaces (root)\n"+
 			"  scale       memory and start-up time with many configured clients\n"+
 			"  micro       turn go test -bench output on stdin into a table (make bench)\n"+
 			"  cluster     ownership convergence, gossip bytes and failover between gateways in one process\n"+
-			"  handshakes  handshakes per second and per CPU-second from a storm of initiators, vs stock wireguard-go\n\n"+
+			"  handshakes  handshakes per second and per CPU-second from a storm of initiators, vs stock wireguard-go\n"+
+			"  failover    outage of thousands of real clients when a load balancer moves their flows, fast recovery vs stock\n\n"+
 			"Run 'anyguard bench BENCHMARK --help' for its flags.\n", benchUsage)
 		return nil
 	}
-	return usagef("unknown benchmark %q: want throughput, scale, cluster or handshakes", args[0])
+	return usagef("unknown benchmark %q: want throughput, scale, cluster, handshakes or failover", args[0])
 }
 
 // listFlag parses a comma-separated list, each item one of allowed.
