@@ -108,7 +108,10 @@ fuzz:
 # a distribution's old build), then the scale benchmark, then the handshake
 # storm (unprivileged, about 2 minutes), then the cluster benchmark (gossip
 # between gateways in one process, about 5 minutes); each
-# refreshes its tables in README.md and leaves JSON in bin/.
+# refreshes its tables in README.md and leaves JSON in bin/. Last, the
+# failover benchmark (1,000 real clients, every scenario with fast
+# recovery on and off, about 10 minutes) writes its table into
+# docs/benchmarks.md and its chart to docs/failover.svg.
 bench: build
 	$(GO) test -run='^$$' -bench=. -benchmem $(BENCH_PKGS) | tee bin/bench-micro.txt
 	bin/anyguard bench micro --json bin/bench-micro.json --readme README.md < bin/bench-micro.txt > /dev/null
@@ -121,6 +124,7 @@ bench: build
 	bin/anyguard bench scale --json bin/bench-scale.json --readme README.md
 	bin/anyguard bench handshakes --json bin/bench-handshakes.json --readme README.md
 	bin/anyguard bench cluster --json bin/bench-cluster.json --readme README.md
+	bin/anyguard bench failover --json bin/bench-failover.json --svg docs/failover.svg --readme docs/benchmarks.md
 
 lint:
 	@unformatted=$$(gofmt -l .); \
