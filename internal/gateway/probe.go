@@ -88,6 +88,7 @@ type probe struct {
 
 	mu      sync.Mutex
 	lastErr error
+	failed  int       // rounds failed in a row
 	lastAt  time.Time // last completed round
 	lastOK  time.Time
 	lastRTT time.Duration
@@ -190,22 +191,36 @@ func (p *probe) round() {
 	p.mu.Lock()
 	p.lastAt, p.lastErr = now, err
 	if err == nil {
-		p.lastOK, p.lastRTT = now, now.Sub(start)
+		p.lastOK, p.lastRTT, p.failed = now, now.Sub(start), 0
+	} else {
+		p.failed++
 	}
+	failed := p.failed
 	p.mu.Unlock()
 	if err == nil {
 		p.successes.Add(1)
 		return
 	}
 	p.failures.Add(1)
-	// Start the next round from a fresh handshake: if the client device
-	// lost its session (restarted, keys flushed), the probe would
-	// otherwise keep sending on a dead session until WireGuard's own
-	// 15 s retry, and readiness would lag the repair.
-	if err := p.dev.Down(); err == nil {
-		p.dev.Up()
+	// After probeFailures rounds failed in a row, start the next round
+	// from a fresh handshake: if the client device lost its session
+	// (restarted, keys flushed), the probe would otherwise keep sending on
+	// a dead session until WireGuard's own 15 s retry, and readiness would
+	// lag the repair. Not after one: a round that was only slow (a herd
+	// of clients handshaking at once) would throw away a working session
+	// and need a handshake just when handshakes are scarcest.
+	if failed >= probeFailures {
+		if err := p.dev.Down(); err == nil {
+			p.dev.Up()
+		}
 	}
 }
+
+// probeFailures is how many rounds in a row must fail before the data
+// path counts as broken: one slow round under a herd of handshakes must
+// not make the gateway unready, which would make the load balancer move
+// its flows and push the herd onto the next gateway.
+const probeFailures = 2
 
 func (p *probe) await(seq uint16, start time.Time, deadline, resend <-chan time.Time, send func() error) error {
 	for {
@@ -238,17 +253,20 @@ func (p *probe) receive(bufs [][]byte, offset int) {
 	}
 }
 
-// check is the "dataplane" readiness check: the last round succeeded and
-// is recent.
+// check is the "dataplane" readiness check: fewer than probeFailures
+// rounds failed in a row, and the last success is recent.
 func (p *probe) check(context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
 	case p.lastAt.IsZero():
 		return errors.New("no probe has completed yet")
-	case p.lastErr != nil:
+	case p.lastErr != nil && (p.failed >= probeFailures || p.lastOK.IsZero()):
 		return p.lastErr
 	case time.Since(p.lastOK) > 3*p.interval+time.Second:
+		if p.lastErr != nil {
+			return fmt.Errorf("%w (last success %v ago)", p.lastErr, time.Since(p.lastOK).Round(time.Second))
+		}
 		return fmt.Errorf("last successful probe was %v ago", time.Since(p.lastOK).Round(time.Second))
 	}
 	return nil
