@@ -79,19 +79,29 @@ func (p *privatePort) inject(m msg) {
 }
 
 // send forwards injected packets into the router from the egress port,
-// on its own goroutine (never from inside Deliver).
+// on its own goroutine (never from inside Deliver), in batches of what
+// has queued up, as a host's NIC hands the gateway a burst.
 func (p *privatePort) send() {
 	defer p.wg.Done()
+	batch := make([][]byte, 0, 128)
 	for {
 		select {
 		case b := <-p.out:
-			id, ok := p.gw.egressID()
-			if !ok {
-				continue
-			}
-			p.gw.g.Router().Forward(id, [][]byte{b}, headroom)
+			batch = append(batch[:0], b)
 		case <-p.done:
 			return
+		}
+	more:
+		for len(batch) < cap(batch) {
+			select {
+			case b := <-p.out:
+				batch = append(batch, b)
+			default:
+				break more
+			}
+		}
+		if id, ok := p.gw.egressID(); ok {
+			p.gw.g.Router().Forward(id, batch, headroom)
 		}
 	}
 }
