@@ -72,7 +72,8 @@ func cmdBenchThroughput(ctx context.Context, args []string, stdout, stderr io.Wr
 	modes := fs.String("modes", strings.Join(bench.AllModes, ","), "gateways to compare")
 	tests := fs.String("tests", strings.Join(bench.AllTests, ","), "tests to run")
 	duration := fs.Duration("duration", 10*time.Second, "length of each iperf3 run")
-	reps := fs.Int("reps", 3, "repetitions (medians are reported)")
+	reps := fs.Int("reps", 5, "repetitions of every gateway and test (medians are reported; a ratio's interval needs ≥ 5)")
+	maxReps := fs.Int("max-reps", 11, "further repetitions, up to this many, of a test whose ratio to stock is still too wide to call")
 	queues := fs.Int("queues", 0, "TUN queues in tun mode (0: one per CPU)")
 	out := addReportFlags(fs, "throughput")
 	perf := fs.String("perf", "", "record the gateway with perf(1) during each test into `dir` (the last repetition's recordings stay)")
@@ -86,9 +87,12 @@ func cmdBenchThroughput(ctx context.Context, args []string, stdout, stderr io.Wr
 	if *reps < 1 || *duration < time.Second {
 		return usagef("--reps must be ≥ 1 and --duration ≥ 1s")
 	}
+	if *maxReps < *reps || *maxReps > 100 {
+		return usagef("--max-reps must be within --reps (%d)..100", *reps)
+	}
 	opts := bench.ThroughputOptions{
 		Anyguard: *anyguard, WireguardGo: *wg,
-		Duration: *duration, Reps: *reps, Queues: *queues,
+		Duration: *duration, Reps: *reps, MaxReps: *maxReps, Queues: *queues,
 		Progress: stderr, Dir: *logs, PerfDir: *perf,
 	}
 	var err error

@@ -149,3 +149,20 @@ func TestVersionLdflags(t *testing.T) {
 		t.Errorf("version: %v %q", err, out)
 	}
 }
+
+// TestBenchThroughputFlags: bad repetition counts are usage errors, caught
+// before the harness builds anything.
+func TestBenchThroughputFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--reps", "0"},
+		{"--reps", "5", "--max-reps", "4"},
+		{"--max-reps", "101"},
+		{"--max-reps", "x"},
+		{"--duration", "500ms"},
+	} {
+		code, _, errOut := runCLI(t, "", append([]string{"bench", "throughput", "--wireguard-go", "/nonexistent"}, args...)...)
+		if code != 2 || !strings.Contains(errOut, "--") {
+			t.Errorf("bench throughput %v: exit %d, %q; want 2 and the flag named", args, code, errOut)
+		}
+	}
+}
