@@ -115,6 +115,16 @@ func TestFirstFiveMinutes(t *testing.T) {
 	if !strings.Contains(list, "alice") || !strings.Contains(list, "/var/lib/anyguard/clients.peers") {
 		t.Errorf("client list:\n%s", list)
 	}
+	// anyguard status asks the admin listener (127.0.0.1:8081 in the
+	// container) by default; the health port, published to load
+	// balancers, does not list clients.
+	status := pm.mustOutput(t, cmdTimeout, "exec", c.name, "anyguard", "status")
+	if !strings.Contains(status, "READY") || !strings.Contains(status, "alice") {
+		t.Errorf("anyguard status in the container:\n%s", status)
+	}
+	if code, _, err := httpGet(tp.gw, containerHealthAddr, "/status"); err != nil || code != 404 {
+		t.Errorf("/status on health.listen: %d %v, want 404", code, err)
+	}
 	check := pm.mustOutput(t, cmdTimeout, "exec", c.name, "anyguard", "check")
 	if !strings.Contains(check, "private_key: (secret) # from /var/lib/anyguard/clients.key; public key "+gwPub) {
 		t.Errorf("anyguard check in the container:\n%s", check)
