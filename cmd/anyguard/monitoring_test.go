@@ -29,7 +29,7 @@ var monitoringDir = filepath.Join("..", "..", "images", "monitoring")
 
 func TestAlertRulesPromtool(t *testing.T) {
 	e2etest.RequireTools(t, "promtool")
-	for _, args := range [][]string{{"check", "rules", "alerts.yml"}, {"test", "rules", "alerts_test.yml"}} {
+	for _, args := range [][]string{{"check", "rules", "alerts.yml"}, {"test", "rules", "alerts_test.yml"}, {"check", "config", "prometheus.yml"}} {
 		cmd := exec.Command("promtool", args...)
 		cmd.Dir = monitoringDir
 		out, err := cmd.CombinedOutput()
