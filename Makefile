@@ -61,17 +61,25 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/anyguard ./cmd/anyguard
 
 # The container image (images/Dockerfile) around a stripped static binary,
-# built in a context holding only that binary; prints the image's size.
+# built in a context holding only that binary; prints the image's size and
+# fails when it exceeds IMAGE_MAX_BYTES (as podman image inspect counts,
+# unpacked). The binary is built with -tags nodev: the developer commands
+# (bench, demo) stay out of the image (docs/container.md).
+IMAGE_MAX_BYTES ?= 20000000
 image:
 	@if [ -z "$(CONTAINER_TOOL)" ]; then echo "image: neither podman nor docker is installed"; exit 1; fi
 	rm -rf bin/image && mkdir -p bin/image/bin bin/image/rootfs/var/run/wireguard bin/image/rootfs/var/lib/anyguard
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w $(LDFLAGS)' -o bin/image/bin/anyguard ./cmd/anyguard
+	CGO_ENABLED=0 $(GO) build -tags nodev -trimpath -ldflags '-s -w $(LDFLAGS)' -o bin/image/bin/anyguard ./cmd/anyguard
 	$(CONTAINER_TOOL) build $$(case "$(CONTAINER_TOOL)" in *podman) echo --format docker;; esac) \
 		--build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --build-arg SOURCE=$(SOURCE) \
 		-f images/Dockerfile -t $(IMAGE) bin/image
 	@size=$$($(CONTAINER_TOOL) image inspect --format '{{.Size}}' $(IMAGE)); \
 	packed=$$($(CONTAINER_TOOL) image save $(IMAGE) | gzip -6 | wc -c); \
-	echo "image $(IMAGE): $$size bytes ($$((size / 1000000)) MB), $$packed bytes compressed ($$((packed / 1000000)) MB)"
+	echo "image $(IMAGE): $$size bytes ($$((size / 1000000)) MB), $$packed bytes compressed ($$((packed / 1000000)) MB)"; \
+	if [ "$$size" -gt "$(IMAGE_MAX_BYTES)" ]; then \
+		echo "image: $$size bytes is more than IMAGE_MAX_BYTES=$(IMAGE_MAX_BYTES); see docs/container.md for where the bytes go"; \
+		exit 1; \
+	fi
 
 # Installs the end-to-end tests' tools when one is missing and we are root;
 # a no-op otherwise (unprivileged, the tests skip with a reason).

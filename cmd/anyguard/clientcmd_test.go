@@ -30,7 +30,9 @@ func clientEnv(t *testing.T, address string) string {
 		"ANYGUARD_CLIENTS_ENDPOINT":  "vpn.example.com:51820",
 		"ANYGUARD_HEALTH_LISTEN":     "127.0.0.1:0",
 		"ANYGUARD_HEALTH_TCP_LISTEN": "off",
-		"ANYGUARD_CLIENTS_UAPI":      "false",
+		// Tests run gateways side by side: not the fixed 8081.
+		"ANYGUARD_HEALTH_ADMIN_LISTEN": "127.0.0.1:0",
+		"ANYGUARD_CLIENTS_UAPI":        "false",
 	} {
 		t.Setenv(k, v)
 	}

@@ -88,6 +88,7 @@ egress:
   mode: netstack
 health:
   listen: %q
+  admin_listen: "127.0.0.1:0"
   tcp_listen: %q
   drain_timeout: %s
 `, k, p.http, p.tcp, drain)
@@ -226,7 +227,7 @@ func TestRunRefusesTakenHealthPort(t *testing.T) {
 	defer ln.Close()
 	k, _ := keys.Generate()
 	path := filepath.Join(t.TempDir(), "gw.yaml")
-	cfg := fmt.Sprintf("clients:\n  private_key: %s\n  listen_port: 0\n  address: 10.99.0.1/16\n  uapi: false\negress:\n  mode: netstack\nhealth:\n  listen: %q\n  tcp_listen: \"off\"\n", k, ln.Addr())
+	cfg := fmt.Sprintf("clients:\n  private_key: %s\n  listen_port: 0\n  address: 10.99.0.1/16\n  uapi: false\negress:\n  mode: netstack\nhealth:\n  listen: %q\n  admin_listen: \"127.0.0.1:0\"\n  tcp_listen: \"off\"\n", k, ln.Addr())
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

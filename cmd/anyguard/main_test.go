@@ -166,3 +166,15 @@ func TestBenchThroughputFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestNoDevMessage: in the image's binary (-tags nodev) bench and demo
+// answer with this; it must say which binary has them. The image's own
+// answer is checked by e2e TestFirstFiveMinutes/image.
+func TestNoDevMessage(t *testing.T) {
+	msg := errNoDev("bench").Error()
+	for _, want := range []string{"-tags nodev", "anyguard bench is in the full binary", "make build", "go install github.com/anyguard/anyguard/cmd/anyguard"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q lacks %q", msg, want)
+		}
+	}
+}

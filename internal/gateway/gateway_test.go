@@ -84,7 +84,10 @@ func testConfig(gwKey, aliceKey keys.Key, prefix netip.Prefix) *config.Config {
 	cfg.Clients.Peers = []config.Peer{{Name: "alice", PublicKey: aliceKey.Public(), AllowedIPs: []netip.Prefix{netip.PrefixFrom(clientAddr, 32)}}}
 	cfg.Egress.Mode = config.ModeNetstack
 	cfg.Egress.Prefixes = []netip.Prefix{prefix}
+	// Many gateways in one process: no fixed ports, the admin listener
+	// (default 127.0.0.1:8081) included.
 	cfg.Health.Listen = "127.0.0.1:0"
+	cfg.Health.AdminListen = "127.0.0.1:0"
 	cfg.Health.TCPListen = config.Off
 	return cfg
 }

@@ -413,9 +413,13 @@ type HealthOptions struct {
 // cfg.Health configures. Close the server, then the state.
 func (g *Gateway) ServeHealth(opts HealthOptions) (*health.State, *health.Server, error) {
 	cfg := g.Config()
+	admin := cfg.Health.AdminListen
+	if admin == config.Off { // everything on health.listen
+		admin = ""
+	}
 	st := health.NewState(g.Checks(), health.StateOptions{Interval: opts.CheckInterval, Logger: g.logger})
 	srv, err := health.Listen(health.Config{
-		Listen: cfg.Health.Listen, AdminListen: cfg.Health.AdminListen, TCPListen: cfg.Health.TCPListen,
+		Listen: cfg.Health.Listen, AdminListen: admin, TCPListen: cfg.Health.TCPListen,
 		State: st, Metrics: g, Status: g, Version: opts.Version, Revision: opts.Revision,
 		PerClientMetrics: cfg.Health.PerClientMetrics, PerClientLimit: cfg.Health.PerClientLimit,
 		Logger: g.logger,

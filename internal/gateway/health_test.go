@@ -19,6 +19,7 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/anyguard/anyguard/health"
+	"github.com/anyguard/anyguard/internal/config"
 	"github.com/anyguard/anyguard/internal/gateway"
 	"github.com/anyguard/anyguard/internal/keys"
 	"github.com/anyguard/anyguard/router"
@@ -146,6 +147,66 @@ func startHealthGateway(t *testing.T, srv *httptest.Server) *healthEnv {
 	t.Cleanup(func() { he.srv.Close(); he.state.Close() })
 	he.base = "http://" + he.srv.Addr().String()
 	return he
+}
+
+// TestServeHealthAdminSplit: with health.admin_listen set (its default is
+// 127.0.0.1:8081) the load balancers' listener answers the probes only and
+// the client list is on the admin listener; "off" puts it back.
+func TestServeHealthAdminSplit(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	he := startHealthGateway(t, srv)
+	if he.srv.AdminAddr() == nil {
+		t.Fatal("no admin listener with health.admin_listen 127.0.0.1:0")
+	}
+	admin := "http://" + he.srv.AdminAddr().String()
+	for _, tc := range []struct {
+		url  string
+		want int
+	}{
+		{he.base + "/status", http.StatusNotFound},
+		{he.base + "/metrics", http.StatusNotFound},
+		{he.base + "/", http.StatusNotFound},
+		{he.base + "/livez", http.StatusOK},
+		{admin + "/status", http.StatusOK},
+		{admin + "/metrics", http.StatusOK},
+	} {
+		resp, err := http.Get(tc.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("GET %s = %d, want %d", tc.url, resp.StatusCode, tc.want)
+		}
+	}
+
+	gwKey, _ := keys.Generate()
+	cliKey, _ := keys.Generate()
+	cfg := testConfig(gwKey, cliKey, netip.MustParsePrefix("10.1.0.0/16"))
+	cfg.Health.AdminListen = config.Off
+	gw, err := gateway.New(cfg, gateway.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	st, hs, err := gw.ServeHealth(gateway.HealthOptions{Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	defer hs.Close()
+	if hs.AdminAddr() != nil {
+		t.Errorf("admin_listen off: an admin listener on %v", hs.AdminAddr())
+	}
+	resp, err := http.Get("http://" + hs.Addr().String() + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("admin_listen off: /status on health.listen = %d", resp.StatusCode)
+	}
 }
 
 func (he *healthEnv) readyz(t *testing.T) (int, string) {

@@ -39,10 +39,10 @@ func insider(t *testing.T, e *clusterEnv, join string, region string, prefixes .
 	return c, addr
 }
 
-// getStatus fetches /status over HTTP.
+// getStatus fetches /status over HTTP from the admin listener.
 func getStatus(t *testing.T, srv *health.Server) health.Status {
 	t.Helper()
-	resp, err := http.Get("http://" + srv.Addr().String() + "/status")
+	resp, err := http.Get("http://" + srv.AdminAddr().String() + "/status")
 	if err != nil {
 		t.Fatal(err)
 	}

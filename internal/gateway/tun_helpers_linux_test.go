@@ -56,6 +56,7 @@ func startTUNGateway(t *testing.T, tunName string) (waitReady func(want int, why
 	cfg.Egress.TunName = tunName
 	cfg.Egress.Queues = 2
 	cfg.Health.Listen = "127.0.0.1:0"
+	cfg.Health.AdminListen = config.Off
 	cfg.Health.TCPListen = "off"
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
