@@ -29,11 +29,11 @@ func (g *Gateway) Checks() []health.Check {
 		{Name: "clients", Run: g.checkClients},
 		{Name: "router", Run: g.checkRouter},
 		{Name: "egress", Run: g.checkEgress},
-		{Name: "dataplane", Run: g.probe.check},
+		{Name: "dataplane", Run: g.probe.Check},
 	}
-	if g.cluster != nil {
-		checks = append(checks, health.Check{Name: "cluster", Run: g.cluster.check},
-			health.Check{Name: "clocks", Run: g.cluster.checkClocks, Advisory: true})
+	if g.members != nil {
+		checks = append(checks, health.Check{Name: "cluster", Run: g.members.Check},
+			health.Check{Name: "clocks", Run: g.members.CheckClocks, Advisory: true})
 	}
 	return checks
 }
@@ -41,18 +41,18 @@ func (g *Gateway) Checks() []health.Check {
 // DrainSteps returns what the gateway does after the drain window, before
 // it exits. Leaving the cluster gracefully goes here.
 func (g *Gateway) DrainSteps() []health.Step {
-	if g.cluster == nil {
+	if g.members == nil {
 		return nil
 	}
-	return []health.Step{{Name: "leave cluster", Run: func(context.Context) error { return g.cluster.leave() }}}
+	return []health.Step{{Name: "leave cluster", Run: func(context.Context) error { return g.members.Leave() }}}
 }
 
 // BeginDrain tells the other gateways that this one is draining, so they
 // route other regions' traffic for its prefixes to a gateway that is not,
 // while its own sessions keep flowing until the drain window ends.
 func (g *Gateway) BeginDrain() {
-	if g.cluster != nil {
-		g.cluster.setState(cluster.StateDraining)
+	if g.members != nil {
+		g.members.SetState(cluster.StateDraining)
 	}
 }
 
@@ -71,13 +71,18 @@ func (g *Gateway) checkClients(context.Context) error {
 // checkRouter: the forwarding table sends the gateway's own address to the
 // egress and the probe's to the client device.
 func (g *Gateway) checkRouter(context.Context) error {
-	if out, ok := g.router.Lookup(g.probe.dst); !ok || out != g.egressPort {
-		return fmt.Errorf("router: no route from %s to the egress", g.probe.dst)
+	if dst := g.probe.Target(); !g.routesTo(dst, g.egressPort) {
+		return fmt.Errorf("router: no route from %s to the egress", dst)
 	}
-	if out, ok := g.router.Lookup(g.probe.src); !ok || out != g.clientPort {
-		return fmt.Errorf("router: no route from %s to the client device", g.probe.src)
+	if src := g.probe.Source(); !g.routesTo(src, g.clientPort) {
+		return fmt.Errorf("router: no route from %s to the client device", src)
 	}
 	return nil
+}
+
+func (g *Gateway) routesTo(a netip.Addr, port router.PortID) bool {
+	out, ok := g.router.Lookup(a)
+	return ok && out == port
 }
 
 // checkEgress: in tun mode the interface is up, in whatever namespace it
@@ -97,46 +102,18 @@ func (g *Gateway) checkEgress(context.Context) error {
 
 // IsProbePeer reports whether k is the internal probe peer's public key,
 // which the client device carries besides the configured clients.
-func (g *Gateway) IsProbePeer(k keys.Key) bool { return g.probe.isProbe(k) }
+func (g *Gateway) IsProbePeer(k keys.Key) bool { return g.probe.IsProbe(k) }
 
 // ClientStatus is the client device's view of the configured clients: its
 // Status without the probe peer.
 func (g *Gateway) ClientStatus() ([]device.PeerStatus, error) {
 	peers, err := g.clients.Status()
-	return slices.DeleteFunc(peers, func(p device.PeerStatus) bool { return g.probe.isProbe(p.PublicKey) }), err
-}
-
-// countOwnershipChange counts a change of a client's owner by its reason
-// (anyguard_ownership_changes_total); endpoint refreshes by the same owner
-// do not count.
-func (g *Gateway) countOwnershipChange(old, rec cluster.Record) {
-	if old.Owner != rec.Owner {
-		g.ownershipChanges[int(rec.Reason)%len(g.ownershipChanges)].Add(1)
-	}
-}
-
-// ownershipChangeCounts returns the counts by reason name: the reasons the
-// cluster writes always, others once seen.
-func (g *Gateway) ownershipChangeCounts() map[string]uint64 {
-	m := make(map[string]uint64)
-	for i := range g.ownershipChanges {
-		r := cluster.Reason(i)
-		n := g.ownershipChanges[i].Load()
-		switch r {
-		case cluster.ReasonHandshake, cluster.ReasonData, cluster.ReasonTakeover, cluster.ReasonRelease:
-			m[r.String()] = n
-		default:
-			if n != 0 {
-				m[r.String()] = n
-			}
-		}
-	}
-	return m
+	return slices.DeleteFunc(peers, func(p device.PeerStatus) bool { return g.probe.IsProbe(p.PublicKey) }), err
 }
 
 // ObserveConvergence records how long an ownership change took to reach
 // every gateway (anyguard_convergence_seconds, /status).
-func (g *Gateway) ObserveConvergence(d time.Duration) { g.convergence.Observe(d) }
+func (g *Gateway) ObserveConvergence(d time.Duration) { g.owners.ObserveConvergence(d) }
 
 // clientView is a configured client with the device's view of it.
 type clientView struct {
@@ -152,7 +129,7 @@ func (g *Gateway) liveClients() []clientView {
 	peers, _ := g.ClientStatus()
 	out := make([]clientView, 0, len(peers))
 	for _, p := range peers {
-		if c, ok := g.peer(p.PublicKey); ok {
+		if c, ok := g.index.Peer(p.PublicKey); ok {
 			out = append(out, clientView{cfg: c, state: p})
 		}
 	}
@@ -167,7 +144,7 @@ func hasSession(p device.PeerStatus, now time.Time) bool {
 func (g *Gateway) Metrics() health.Metrics {
 	cfg, digest := g.config()
 	now := time.Now()
-	js := g.jit.stats()
+	js := g.admission.Stats()
 	m := health.Metrics{
 		Node:              cfg.Node.Name,
 		Region:            cfg.Node.Region,
@@ -176,42 +153,15 @@ func (g *Gateway) Metrics() health.Metrics {
 		PeersAdded:        js.Added,
 		PeersRemoved:      js.Removed,
 		Initiations:       js.Initiations,
-		OwnershipChanges:  g.ownershipChangeCounts(),
+		OwnershipChanges:  g.owners.counts(),
 		Members:           map[string]int{"alive": 1, "dead": 0, "left": 0},
 		ConfigDigest:      digest,
 		ConfigReloads:     map[string]uint64{"success": g.reloadOK.Load(), "failure": g.reloadFailed.Load()},
-		Convergence:       g.convergence.Snapshot(),
+		Convergence:       g.owners.convergence.Snapshot(),
 	}
-	if c := g.Cluster(); c != nil {
-		m.Members = map[string]int{"alive": 0, "dead": 0, "left": 0}
-		for _, mb := range c.Members() {
-			m.Members[mb.Status]++
-			if !mb.Self && mb.Alive && mb.Meta.ClientDigest != "" && !strings.HasPrefix(m.ConfigDigest, mb.Meta.ClientDigest) {
-				m.ConfigDigestMismatch++
-			}
-		}
-		m.OwnedClients = c.Table().Stats().Owned
-		m.Claims = g.cluster.claimStats()
-		m.PrefixRefusals = g.cluster.guard.countsByReason()
-		refused, _ := g.cluster.guard.snapshot()
-		m.RefusedPrefixes = len(refused)
-		st := c.Stats()
-		m.Gossip = map[string]uint64{
-			"received": st.MsgsReceived, "bad": st.MsgsBad, "applied": st.RecordsApplied, "relayed": st.Relayed,
-			"sent": st.Broadcasts, "send_error": st.FanoutErrors, "repair_sent": st.RepairsSent,
-			"push_pull": st.PushPulls, "catch_up": st.CatchUps, "decrypt_error": st.DecryptErrors,
-			"reconnect_try": st.ReconnectTries, "reconnected": st.Reconnected, "heal": st.Heals,
-		}
-		ts := c.Table().Stats()
-		m.Gossip["refused_clock"] = ts.RejectedSkew
-		m.Gossip["refused_version"] = ts.RejectedVersion
-		m.Gossip["refused_unknown_client"] = ts.RejectedUnknown
-		m.Gossip["left_released"] = ts.LeftReleased
-		m.Gossip["forgotten"] = ts.Forgotten
-		m.ClockRefused = make(map[string]uint64)
-		for _, r := range c.ClockRefusals() {
-			m.ClockRefused[r.Node] = r.Refused
-		}
+	if g.members != nil {
+		g.members.Metrics(&m)
+		m.Claims = g.recovery.Stats()
 	}
 	for _, c := range g.liveClients() {
 		switch {
@@ -265,9 +215,10 @@ func (g *Gateway) Metrics() health.Metrics {
 			return strings.Compare(a.Stage+"/"+a.Reason, b.Stage+"/"+b.Reason)
 		})
 	}
-	lastOK, rtt, _ := g.probe.snapshot()
+	lastOK, rtt, _ := g.probe.Snapshot()
+	ok, failed := g.probe.Counts()
 	m.Probe = health.ProbeCounters{
-		Successes: g.probe.successes.Load(), Failures: g.probe.failures.Load(),
+		Successes: ok, Failures: failed,
 		LastRTT: rtt, LastSuccess: lastOK,
 	}
 	return m
@@ -289,28 +240,22 @@ func (g *Gateway) Status() health.Status {
 			Ready: true, ConfigDigest: digest,
 		}},
 		Regions:     []health.RegionStatus{{Name: cfg.Node.Region, Members: 1, Prefixes: prefixes}},
-		Convergence: health.ConvergenceFrom(g.convergence.Snapshot()),
+		Convergence: health.ConvergenceFrom(g.owners.convergence.Snapshot()),
 	}
 	st.RefusedPrefixes = []health.RefusedPrefixStatus{}
-	if c := g.Cluster(); c != nil {
-		refused, since := g.cluster.guard.snapshot()
-		st.Members, st.Regions = clusterStatus(c.Members(), refused)
-		for i, r := range refused {
-			st.RefusedPrefixes = append(st.RefusedPrefixes, health.RefusedPrefixStatus{
-				Member: r.member, Region: r.region, Prefix: r.prefix.String(),
-				Reason: r.reason.String(), Detail: r.detail, Since: since[i],
-			})
-		}
+	if g.members != nil {
+		g.members.Status(&st)
 	}
-	lastOK, rtt, err := g.probe.snapshot()
+	lastOK, rtt, err := g.probe.Snapshot()
+	ok, failed := g.probe.Counts()
 	st.Probe = health.ProbeStatus{
-		Target: g.probe.target, OK: err == nil, LastSuccess: lastOK, RTTSeconds: rtt.Seconds(),
-		Successes: g.probe.successes.Load(), Failures: g.probe.failures.Load(),
+		Target: g.probe.Describe(), OK: err == nil, LastSuccess: lastOK, RTTSeconds: rtt.Seconds(),
+		Successes: ok, Failures: failed,
 	}
 	if err != nil {
 		st.Probe.Error = err.Error()
 	}
-	js := g.jit.stats()
+	js := g.admission.Stats()
 	st.ClientsConfigured, st.PeersLive = js.Configured, js.Live
 	views := g.liveClients()
 	if c := g.Cluster(); c != nil {
@@ -320,7 +265,7 @@ func (g *Gateway) Status() health.Status {
 			listed[v.cfg.PublicKey] = true
 		}
 		for _, rec := range c.Table().Snapshot() {
-			if p, ok := g.peer(rec.Client); ok && !listed[rec.Client] && !rec.Released() {
+			if p, ok := g.index.Peer(rec.Client); ok && !listed[rec.Client] && !rec.Released() {
 				views = append(views, clientView{cfg: p})
 			}
 		}
@@ -349,48 +294,6 @@ func (g *Gateway) Status() health.Status {
 		st.Clients = append(st.Clients, cs)
 	}
 	return st
-}
-
-// clusterStatus turns the membership into /status members and regions (a
-// region's prefixes are those its live members serve, less the refused).
-func clusterStatus(ms []cluster.Member, refused []refusal) ([]health.MemberStatus, []health.RegionStatus) {
-	skip := make(map[announcement]bool, len(refused))
-	for _, r := range refused {
-		skip[r.announcement] = true
-	}
-	var members []health.MemberStatus
-	regions := map[string]*health.RegionStatus{}
-	for _, m := range ms {
-		members = append(members, health.MemberStatus{
-			Name: m.Name, Region: m.Meta.Region, Address: m.Addr.String(), State: m.Status, Self: m.Self,
-			Ready: m.Meta.State == cluster.StateReady, ConfigDigest: m.Meta.ClientDigest,
-		})
-		r := regions[m.Meta.Region]
-		if r == nil {
-			r = &health.RegionStatus{Name: m.Meta.Region}
-			regions[m.Meta.Region] = r
-		}
-		if !m.Alive {
-			continue
-		}
-		r.Members++
-		for _, p := range m.Meta.Prefixes {
-			if skip[announcement{member: m.Name, region: m.Meta.Region, prefix: p}] {
-				continue
-			}
-			if s := p.String(); !slices.Contains(r.Prefixes, s) {
-				r.Prefixes = append(r.Prefixes, s)
-			}
-		}
-	}
-	slices.SortFunc(members, func(a, b health.MemberStatus) int { return strings.Compare(a.Name, b.Name) })
-	out := make([]health.RegionStatus, 0, len(regions))
-	for _, r := range regions {
-		slices.Sort(r.Prefixes)
-		out = append(out, *r)
-	}
-	slices.SortFunc(out, func(a, b health.RegionStatus) int { return strings.Compare(a.Name, b.Name) })
-	return members, out
 }
 
 func prefixStrings(ps []netip.Prefix) []string {
