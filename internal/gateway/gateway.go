@@ -1,7 +1,3 @@
-// Package gateway wires one anyguard gateway together from its parts: the
-// router, the client-facing WireGuard device on its in-memory port, the
-// egress (kernel TUN or netstack) and the UAPI socket. It turns the typed
-// configuration into each part's own settings.
 package gateway
 
 import (
