@@ -1,4 +1,4 @@
-package gateway
+package membership
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/anyguard/anyguard/cluster"
 	"github.com/anyguard/anyguard/internal/config"
+	"github.com/anyguard/anyguard/internal/gateway/probe"
 	"github.com/anyguard/anyguard/internal/keys"
 )
 
@@ -116,7 +117,7 @@ func TestVetAnnouncements(t *testing.T) {
 			want: []wantRefusal{{"x1", "192.168.50.7/32", "client", "overlaps a client's allowed IPs"}}},
 		{name: "around a client's routed network", prefix: []string{"192.168.0.0/16"},
 			want: []wantRefusal{{"x1", "192.168.0.0/16", "client", "overlaps a client's allowed IPs"}}},
-		{name: "the probe's source", prefix: []string{ProbeSource4.String() + "/32"},
+		{name: "the probe's source", prefix: []string{probe.Source4.String() + "/32"},
 			want: []wantRefusal{{"x1", "192.0.0.254/32", "client", "overlaps a client's allowed IPs"}}},
 		{name: "another region's /16", prefix: []string{"10.2.0.0/16"},
 			want: []wantRefusal{

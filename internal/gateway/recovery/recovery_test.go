@@ -1,4 +1,4 @@
-package gateway
+package recovery
 
 import (
 	"net/netip"
@@ -12,7 +12,7 @@ import (
 // TestRecoveryExpire: takeovers that waited longer than pendingTTL are
 // forgotten (and no longer counted), fresh ones stay; old retry times go.
 func TestRecoveryExpire(t *testing.T) {
-	r := newRecovery()
+	r := New(Config{})
 	now := time.Now()
 	var old, fresh keys.Key
 	old[0], fresh[0] = 1, 2

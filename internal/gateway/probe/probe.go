@@ -1,4 +1,7 @@
-package gateway
+// Package probe is the gateway's data-path probe: an internal WireGuard
+// peer that sends an ICMP echo through everything a client's packet
+// crosses, so readiness is proven with traffic rather than flags.
+package probe
 
 import (
 	"context"
@@ -39,40 +42,53 @@ import (
 // counted separately (anyguard_probes_total) but also in the router's
 // counters for the client and egress paths: about 2 packets per interval.
 const (
-	DefaultProbeInterval = 2 * time.Second
-	probeRetransmit      = 500 * time.Millisecond // resend once if no reply yet
-	probePayload         = "anyguard readiness probe"
+	DefaultInterval = 2 * time.Second
+	probeRetransmit = 500 * time.Millisecond // resend once if no reply yet
+	probePayload    = "anyguard readiness probe"
 )
 
 // Probe source addresses: outside any address a client or private network
 // is likely to use. 192.0.0.0/24 is the IETF protocol assignments block
 // (RFC 6890) and 100::/64 the IPv6 discard prefix (RFC 6666).
 var (
-	ProbeSource4 = netip.MustParseAddr("192.0.0.254")
-	ProbeSource6 = netip.MustParseAddr("100::fe")
+	Source4 = netip.MustParseAddr("192.0.0.254")
+	Source6 = netip.MustParseAddr("100::fe")
 )
 
-// probeAddrs returns the probe's source and its target, the gateway's own
+// addrs returns the probe's source and its target, the gateway's own
 // address in the same family (IPv4 preferred).
-func probeAddrs(cfg *config.Config) (src, dst netip.Addr) {
+func addrs(cfg *config.Config) (src, dst netip.Addr) {
 	for _, a := range cfg.Clients.Address {
 		if a.Addr().Is4() {
-			return ProbeSource4, a.Addr()
+			return Source4, a.Addr()
 		}
 	}
 	if len(cfg.Clients.Address) > 0 {
-		return ProbeSource6, cfg.Clients.Address[0].Addr()
+		return Source6, cfg.Clients.Address[0].Addr()
 	}
-	return ProbeSource4, netip.Addr{}
+	return Source4, netip.Addr{}
 }
 
-func probePrefix(cfg *config.Config) netip.Prefix {
-	src, _ := probeAddrs(cfg)
+// Prefix is the probe's source address as a prefix: routed to the client
+// port like a client's allowed IPs.
+func Prefix(cfg *config.Config) netip.Prefix {
+	src, _ := addrs(cfg)
 	return netip.PrefixFrom(src, src.BitLen())
 }
 
-// probe is the internal peer and its schedule.
-type probe struct {
+// ClientPrefixes are the prefixes routed to the client device: every
+// configured client's allowed IPs and the probe's source (Prefix), routed
+// like a client's.
+func ClientPrefixes(cfg *config.Config) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range cfg.Clients.Peers {
+		out = append(out, p.AllowedIPs...)
+	}
+	return append(out, Prefix(cfg))
+}
+
+// Probe is the internal peer and its schedule.
+type Probe struct {
 	key      keys.Key // private; never logged or exported
 	src, dst netip.Addr
 	target   string
@@ -98,23 +114,23 @@ type probe struct {
 	wg   sync.WaitGroup
 }
 
-// newProbe makes the probe's identity; start brings it up.
-func newProbe(cfg *config.Config, interval time.Duration) (*probe, error) {
+// New makes the probe's identity; start brings it up.
+func New(cfg *config.Config, interval time.Duration) (*Probe, error) {
 	k, err := keys.Generate()
 	if err != nil {
 		return nil, fmt.Errorf("probe key: %w", err)
 	}
 	if interval <= 0 {
-		interval = DefaultProbeInterval
+		interval = DefaultInterval
 	}
-	src, dst := probeAddrs(cfg)
+	src, dst := addrs(cfg)
 	target := dst.String() + " via " + cfg.Egress.Mode
 	if cfg.Egress.Mode == config.ModeTUN {
 		target += " " + cfg.Egress.TunName
 	}
 	var id [2]byte
 	copy(id[:], k[:2])
-	return &probe{
+	return &Probe{
 		key: k, src: src, dst: dst, target: target,
 		interval: interval, timeout: max(interval*3/4, time.Second),
 		id:      binary.BigEndian.Uint16(id[:]),
@@ -123,17 +139,17 @@ func newProbe(cfg *config.Config, interval time.Duration) (*probe, error) {
 	}, nil
 }
 
-// peer is the probe's entry on the client device.
-func (p *probe) peer() device.Peer {
+// Peer is the probe's entry on the client device.
+func (p *Probe) Peer() device.Peer {
 	return device.Peer{PublicKey: p.key.Public(), AllowedIPs: []netip.Prefix{netip.PrefixFrom(p.src, p.src.BitLen())}}
 }
 
-// isProbe reports whether k is the probe peer's public key.
-func (p *probe) isProbe(k keys.Key) bool { return p != nil && k == p.key.Public() }
+// IsProbe reports whether k is the probe peer's public key.
+func (p *Probe) IsProbe(k keys.Key) bool { return p != nil && k == p.key.Public() }
 
-// start brings up the probe's device toward the client device's UDP port
+// Start brings up the probe's device toward the client device's UDP port
 // on loopback and starts probing.
-func (p *probe) start(gateway keys.Key, listenPort uint16, mtu int) error {
+func (p *Probe) Start(gateway keys.Key, listenPort uint16, mtu int) error {
 	p.port = device.NewPort("probe", mtu, p.receive)
 	p.dev = wgdevice.NewDevice(p.port, conn.NewDefaultBind(), wgdevice.NewLogger(wgdevice.LogLevelSilent, ""))
 	loop := netip.MustParseAddr("127.0.0.1")
@@ -155,7 +171,7 @@ func (p *probe) start(gateway keys.Key, listenPort uint16, mtu int) error {
 	return nil
 }
 
-func (p *probe) loop() {
+func (p *Probe) loop() {
 	defer p.wg.Done()
 	t := time.NewTicker(p.interval)
 	defer t.Stop()
@@ -170,9 +186,9 @@ func (p *probe) loop() {
 }
 
 // round sends one echo (and one retransmission) and records the outcome.
-func (p *probe) round() {
+func (p *Probe) round() {
 	seq := uint16(p.seq.Add(1))
-	pkt := echoRequest(p.src, p.dst, p.id, seq)
+	pkt := EchoRequest(p.src, p.dst, p.id, seq)
 	start := time.Now()
 	deadline := time.NewTimer(p.timeout)
 	defer deadline.Stop()
@@ -207,7 +223,7 @@ func (p *probe) round() {
 	}
 }
 
-func (p *probe) await(seq uint16, start time.Time, deadline, resend <-chan time.Time, send func() error) error {
+func (p *Probe) await(seq uint16, start time.Time, deadline, resend <-chan time.Time, send func() error) error {
 	for {
 		select {
 		case got := <-p.replies:
@@ -227,7 +243,7 @@ func (p *probe) await(seq uint16, start time.Time, deadline, resend <-chan time.
 }
 
 // receive takes packets the client device sent to the probe peer.
-func (p *probe) receive(bufs [][]byte, offset int) {
+func (p *Probe) receive(bufs [][]byte, offset int) {
 	for _, b := range bufs {
 		if seq, ok := echoReplySeq(b[offset:], p.id); ok {
 			select {
@@ -238,9 +254,9 @@ func (p *probe) receive(bufs [][]byte, offset int) {
 	}
 }
 
-// check is the "dataplane" readiness check: the last round succeeded and
+// Check is the "dataplane" readiness check: the last round succeeded and
 // is recent.
-func (p *probe) check(context.Context) error {
+func (p *Probe) Check(context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
@@ -254,8 +270,8 @@ func (p *probe) check(context.Context) error {
 	return nil
 }
 
-// snapshot returns the latest outcome for /status and /metrics.
-func (p *probe) snapshot() (lastOK time.Time, rtt time.Duration, err error) {
+// Snapshot returns the latest outcome for /status and /metrics.
+func (p *Probe) Snapshot() (lastOK time.Time, rtt time.Duration, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.lastAt.IsZero() {
@@ -264,7 +280,9 @@ func (p *probe) snapshot() (lastOK time.Time, rtt time.Duration, err error) {
 	return p.lastOK, p.lastRTT, p.lastErr
 }
 
-func (p *probe) close() {
+// Close stops the probe and its device; it is safe on a nil probe and
+// more than once.
+func (p *Probe) Close() {
 	if p == nil {
 		return
 	}
@@ -283,79 +301,20 @@ func (p *probe) close() {
 	}
 }
 
-// echoRequest builds an ICMP or ICMPv6 echo request.
-func echoRequest(src, dst netip.Addr, id, seq uint16) []byte {
-	icmp := make([]byte, 8+len(probePayload))
-	icmp[4], icmp[5] = byte(id>>8), byte(id)
-	icmp[6], icmp[7] = byte(seq>>8), byte(seq)
-	copy(icmp[8:], probePayload)
-	if src.Is4() {
-		icmp[0] = 8
-		binary.BigEndian.PutUint16(icmp[2:], ^csum(0, icmp))
-		h := make([]byte, 20, 20+len(icmp))
-		h[0], h[8], h[9] = 0x45, 64, 1
-		binary.BigEndian.PutUint16(h[2:], uint16(20+len(icmp)))
-		s, d := src.As4(), dst.As4()
-		copy(h[12:], s[:])
-		copy(h[16:], d[:])
-		binary.BigEndian.PutUint16(h[10:], ^csum(0, h))
-		return append(h, icmp...)
-	}
-	icmp[0] = 128
-	s, d := src.As16(), dst.As16()
-	var pseudo [40]byte
-	copy(pseudo[:], s[:])
-	copy(pseudo[16:], d[:])
-	binary.BigEndian.PutUint32(pseudo[32:], uint32(len(icmp)))
-	pseudo[39] = 58
-	binary.BigEndian.PutUint16(icmp[2:], ^csum(uint32(csum(0, pseudo[:])), icmp))
-	h := make([]byte, 40, 40+len(icmp))
-	h[0], h[6], h[7] = 0x60, 58, 64
-	binary.BigEndian.PutUint16(h[4:], uint16(len(icmp)))
-	copy(h[8:], s[:])
-	copy(h[24:], d[:])
-	return append(h, icmp...)
-}
+// PublicKey is the probe peer's public key.
+func (p *Probe) PublicKey() keys.Key { return p.key.Public() }
 
-// echoReplySeq returns the sequence number of an echo reply with the
-// given id carrying the probe payload.
-func echoReplySeq(p []byte, id uint16) (uint16, bool) {
-	var icmp []byte
-	switch {
-	case len(p) >= 20 && p[0]>>4 == 4 && p[9] == 1:
-		ihl := int(p[0]&0xf) * 4
-		if ihl < 20 || len(p) < ihl+8 {
-			return 0, false
-		}
-		icmp = p[ihl:]
-		if icmp[0] != 0 {
-			return 0, false
-		}
-	case len(p) >= 48 && p[0]>>4 == 6 && p[6] == 58:
-		icmp = p[40:]
-		if icmp[0] != 129 {
-			return 0, false
-		}
-	default:
-		return 0, false
-	}
-	if binary.BigEndian.Uint16(icmp[4:]) != id || len(icmp) < 8+len(probePayload) || string(icmp[8:8+len(probePayload)]) != probePayload {
-		return 0, false
-	}
-	return binary.BigEndian.Uint16(icmp[6:]), true
-}
+// Source is the probe's source address (its allowed IP on the client
+// device) and Target the gateway address it sends its echoes to.
+func (p *Probe) Source() netip.Addr { return p.src }
 
-// csum adds b to a ones' complement sum.
-func csum(sum uint32, b []byte) uint16 {
-	for len(b) >= 2 {
-		sum += uint32(binary.BigEndian.Uint16(b))
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		sum += uint32(b[0]) << 8
-	}
-	for sum>>16 != 0 {
-		sum = sum&0xffff + sum>>16
-	}
-	return uint16(sum)
+// Target: see Source.
+func (p *Probe) Target() netip.Addr { return p.dst }
+
+// Describe names the target and the egress it crosses, for /status.
+func (p *Probe) Describe() string { return p.target }
+
+// Counts returns the rounds that succeeded and failed.
+func (p *Probe) Counts() (successes, failures uint64) {
+	return p.successes.Load(), p.failures.Load()
 }

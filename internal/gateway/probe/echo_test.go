@@ -1,4 +1,4 @@
-package gateway
+package probe
 
 import (
 	"encoding/binary"
@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// reply turns an echo request built by echoRequest into the reply a host
+// reply turns an echo request built by EchoRequest into the reply a host
 // would send (addresses swapped, type changed; checksums are not checked
 // by echoReplySeq).
 func reply(req []byte) []byte {
@@ -26,7 +26,7 @@ func reply(req []byte) []byte {
 func TestEchoRoundTrip(t *testing.T) {
 	for _, pair := range [][2]string{{"192.0.0.254", "10.99.0.1"}, {"100::fe", "fd00::1"}} {
 		src, dst := netip.MustParseAddr(pair[0]), netip.MustParseAddr(pair[1])
-		req := echoRequest(src, dst, 0xbeef, 7)
+		req := EchoRequest(src, dst, 0xbeef, 7)
 		if uint16(len(req)) != uint16(ipLen(req)) {
 			t.Errorf("%v: length field %d, packet %d", src, ipLen(req), len(req))
 		}
@@ -41,7 +41,7 @@ func TestEchoRoundTrip(t *testing.T) {
 		}
 	}
 	// The IPv4 header and ICMP checksums verify.
-	req := echoRequest(netip.MustParseAddr("192.0.0.254"), netip.MustParseAddr("10.99.0.1"), 1, 2)
+	req := EchoRequest(netip.MustParseAddr("192.0.0.254"), netip.MustParseAddr("10.99.0.1"), 1, 2)
 	if csum(0, req[:20]) != 0xffff || csum(0, req[20:]) != 0xffff {
 		t.Errorf("bad checksums: header %#x, icmp %#x", csum(0, req[:20]), csum(0, req[20:]))
 	}
@@ -58,8 +58,8 @@ func ipLen(p []byte) int {
 // it must never panic, and what it accepts must carry the probe's id and
 // payload.
 func FuzzEchoReplySeq(f *testing.F) {
-	f.Add(reply(echoRequest(netip.MustParseAddr("192.0.0.254"), netip.MustParseAddr("10.99.0.1"), 0x1234, 1)), uint16(0x1234))
-	f.Add(reply(echoRequest(netip.MustParseAddr("100::fe"), netip.MustParseAddr("fd00::1"), 0x1234, 2)), uint16(0x1234))
+	f.Add(reply(EchoRequest(netip.MustParseAddr("192.0.0.254"), netip.MustParseAddr("10.99.0.1"), 0x1234, 1)), uint16(0x1234))
+	f.Add(reply(EchoRequest(netip.MustParseAddr("100::fe"), netip.MustParseAddr("fd00::1"), 0x1234, 2)), uint16(0x1234))
 	f.Add([]byte{0x45, 0, 0, 20}, uint16(0))
 	f.Add([]byte{0x4f}, uint16(0))
 	f.Fuzz(func(t *testing.T, p []byte, id uint16) {

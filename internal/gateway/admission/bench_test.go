@@ -1,4 +1,4 @@
-package gateway
+package admission
 
 import (
 	"context"
@@ -58,41 +58,30 @@ func BenchmarkJITInitiation(b *testing.B) {
 	gwKey, _ := keys.Generate()
 	alice, _ := keys.Generate()
 	stranger, _ := keys.Generate()
-	cfg := config.Default()
-	cfg.Node.Name = "bench"
-	cfg.Clients.PrivateKey = gwKey
-	cfg.Clients.ListenPort = 0
-	cfg.Clients.UAPI = false
-	cfg.Clients.Address = []netip.Prefix{netip.MustParsePrefix("10.99.0.1/16")}
-	cfg.Clients.Peers = []config.Peer{{Name: "alice", PublicKey: alice.Public(), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.99.0.2/32")}}}
-	cfg.Egress.Mode = config.ModeNetstack
-	if err := cfg.Validate(); err != nil {
-		b.Fatal(err)
-	}
-	g, err := New(cfg, Options{ProbeInterval: time.Hour})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer g.Close()
+	index := mapIndex{alice.Public(): {Name: "alice", PublicKey: alice.Public(), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.99.0.2/32")}}}
+	dev := newClientDevice(b, gwKey)
 	msg := captureInitiation(b, alice, gwKey.Public())
 	unknown := captureInitiation(b, stranger, gwKey.Public())
 	from := &conn.StdNetEndpoint{AddrPort: netip.MustParseAddrPort("127.0.0.1:40000")}
 	// Keep the device from answering: released initiations queue up in
 	// the bind and are dropped once it is full, so the benchmark measures
-	// the gateway's work, not wireguard-go's.
-	if err := g.clients.Device().Down(); err != nil {
+	// the admission's work, not wireguard-go's.
+	if err := dev.Device().Down(); err != nil {
 		b.Fatal(err)
 	}
-	j := g.jit
+	a := New(Config{PrivateKey: gwKey, Index: index, Device: dev, Bind: dev.Bind(), Reply: dev.Bind().Bind})
+	a.Start()
+	defer a.Close()
 	// The benchmark is the worker from here on.
-	close(j.stop)
-	j.wg.Wait()
+	close(a.stop)
+	a.wg.Wait()
+	a.stop = make(chan struct{}) // for Close
 
 	b.Run("hook", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if j.onInitiation(msg, from) {
-				<-j.queue
+			if a.onInitiation(msg, from) {
+				<-a.queue
 			}
 		}
 	})
@@ -100,17 +89,17 @@ func BenchmarkJITInitiation(b *testing.B) {
 	var in device.Initiation
 	h := heldInitiation{from: from}
 	copy(h.msg[:], msg)
-	j.handle(&h, &in)
-	if !g.clients.HasPeer(alice.Public()) {
+	a.handle(&h, &in)
+	if !dev.HasPeer(alice.Public()) {
 		b.Fatal("alice was not added")
 	}
 	b.Run("worker/live", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			j.mu.Lock()
-			j.seen[alice.Public()].lastTS = device.Timestamp{} // accept the same initiation again
-			j.mu.Unlock()
-			j.handle(&h, &in)
+			a.mu.Lock()
+			a.seen[alice.Public()].lastTS = device.Timestamp{} // accept the same initiation again
+			a.mu.Unlock()
+			a.handle(&h, &in)
 		}
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	})
@@ -118,11 +107,34 @@ func BenchmarkJITInitiation(b *testing.B) {
 	b.Run("worker/unknown", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			j.handle(&h, &in)
+			a.handle(&h, &in)
 		}
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	})
-	if st := j.stats(); st.Initiations["not_authentic"] != 0 || st.Initiations["unreadable"] != 0 {
+	if st := a.Stats(); st.Initiations["not_authentic"] != 0 || st.Initiations["unreadable"] != 0 {
 		b.Fatalf("initiations: %v", st.Initiations)
 	}
+}
+
+// mapIndex is a fixed client index.
+type mapIndex map[keys.Key]config.Peer
+
+func (m mapIndex) Peer(k keys.Key) (config.Peer, bool) { p, ok := m[k]; return p, ok }
+func (m mapIndex) Len() int                            { return len(m) }
+
+// newClientDevice starts a client device on loopback with no peers,
+// closed when tb ends.
+func newClientDevice(tb testing.TB, priv keys.Key) *device.WireGuard {
+	tb.Helper()
+	port := device.NewPort("admission-bench", 1420, func([][]byte, int) {})
+	dev, err := device.NewWireGuard(device.WireGuardConfig{Name: "admission-bench", PrivateKey: priv}, port)
+	if err != nil {
+		port.Close()
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		dev.Close()
+		port.Close()
+	})
+	return dev
 }

@@ -1,4 +1,4 @@
-package gateway
+package membership
 
 import (
 	"cmp"
@@ -14,6 +14,7 @@ import (
 	"github.com/gaissmai/bart"
 
 	"github.com/anyguard/anyguard/internal/config"
+	"github.com/anyguard/anyguard/internal/gateway/probe"
 )
 
 // What a cluster member may announce.
@@ -124,7 +125,7 @@ func newProtectedNets(cfg *config.Config) *protectedNets {
 	// the usual configuration that is nothing, where inserting 100k
 	// clients' /32s would cost a third of a second at every reload.
 next:
-	for _, c := range clientPrefixes(cfg) {
+	for _, c := range probe.ClientPrefixes(cfg) {
 		for _, n := range p.clientNets {
 			if n.Bits() <= c.Bits() && n.Contains(c.Addr()) {
 				continue next
