@@ -78,65 +78,66 @@ type Header struct {
 // allowed and ignored. The error is one of ErrTruncated, ErrVersion,
 // ErrHeaderLen or ErrLength.
 func Parse(p []byte) (Header, error) {
+	var h Header
+	err := h.Decode(p)
+	return h, err
+}
+
+// Decode is Parse writing into h, for the packet path: it leaves h the zero
+// Header when it returns an error.
+func (h *Header) Decode(p []byte) error {
+	*h = Header{}
 	if len(p) == 0 {
-		return Header{}, ErrTruncated
+		return ErrTruncated
 	}
 	switch p[0] >> 4 {
 	case 4:
-		return parse4(p)
+		if len(p) < IPv4MinHeaderLen {
+			return ErrTruncated
+		}
+		ihl := int(p[0]&0x0f) * 4
+		total := int(binary.BigEndian.Uint16(p[2:4]))
+		switch {
+		case ihl < IPv4MinHeaderLen:
+			return ErrHeaderLen
+		case total < ihl:
+			return ErrLength
+		case len(p) < total: // total ≥ ihl: covers len(p) < ihl too
+			return ErrTruncated
+		}
+		h.Src = netip.AddrFrom4([4]byte(p[12:16]))
+		h.Dst = netip.AddrFrom4([4]byte(p[16:20]))
+		h.Payload = p[ihl:total:total]
+		h.Length = total
+		h.HeaderLen = ihl
+		h.Version = 4
+		h.TTL = p[8]
+		h.Proto = p[9]
+		h.Fragment = binary.BigEndian.Uint16(p[6:8])&0x3fff != 0 // MF or a fragment offset
+		return nil
 	case 6:
-		return parse6(p)
+		if len(p) < IPv6HeaderLen {
+			return ErrTruncated
+		}
+		payload := int(binary.BigEndian.Uint16(p[4:6]))
+		if payload == 0 && len(p) > IPv6HeaderLen {
+			return ErrLength
+		}
+		total := IPv6HeaderLen + payload
+		if len(p) < total {
+			return ErrTruncated
+		}
+		h.Src = netip.AddrFrom16([16]byte(p[8:24]))
+		h.Dst = netip.AddrFrom16([16]byte(p[24:40]))
+		h.Payload = p[IPv6HeaderLen:total:total]
+		h.Length = total
+		h.HeaderLen = IPv6HeaderLen
+		h.Version = 6
+		h.Proto = p[6]
+		h.TTL = p[7]
+		return nil
 	}
-	return Header{}, ErrVersion
-}
-
-func parse4(p []byte) (h Header, err error) {
-	if len(p) < IPv4MinHeaderLen {
-		return h, ErrTruncated
-	}
-	ihl := int(p[0]&0x0f) * 4
-	total := int(binary.BigEndian.Uint16(p[2:4]))
-	switch {
-	case ihl < IPv4MinHeaderLen:
-		return h, ErrHeaderLen
-	case total < ihl:
-		return h, ErrLength
-	case len(p) < total: // total ≥ ihl: covers len(p) < ihl too
-		return h, ErrTruncated
-	}
-	h.Version = 4
-	h.HeaderLen = ihl
-	h.Length = total
-	h.TTL = p[8]
-	h.Proto = p[9]
-	h.Fragment = binary.BigEndian.Uint16(p[6:8])&0x3fff != 0 // MF or a fragment offset
-	h.Src = netip.AddrFrom4([4]byte(p[12:16]))
-	h.Dst = netip.AddrFrom4([4]byte(p[16:20]))
-	h.Payload = p[ihl:total:total]
-	return h, nil
-}
-
-func parse6(p []byte) (h Header, err error) {
-	if len(p) < IPv6HeaderLen {
-		return h, ErrTruncated
-	}
-	payload := int(binary.BigEndian.Uint16(p[4:6]))
-	if payload == 0 && len(p) > IPv6HeaderLen {
-		return h, ErrLength
-	}
-	total := IPv6HeaderLen + payload
-	if len(p) < total {
-		return h, ErrTruncated
-	}
-	h.Version = 6
-	h.HeaderLen = IPv6HeaderLen
-	h.Length = total
-	h.Proto = p[6]
-	h.TTL = p[7]
-	h.Src = netip.AddrFrom16([16]byte(p[8:24]))
-	h.Dst = netip.AddrFrom16([16]byte(p[24:40]))
-	h.Payload = p[IPv6HeaderLen:total:total]
-	return h, nil
+	return ErrVersion
 }
 
 // DecrementTTL lowers the IPv4 TTL or IPv6 hop limit of p, a packet that
