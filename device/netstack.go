@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/anyguard/anyguard/packet"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -397,30 +398,18 @@ func (n *Netstack) Deliver(bufs [][]byte, offset int) error {
 		}
 		p := b[offset:]
 		n.bytesIn.Add(uint64(len(p)))
-		var proto tcpip.NetworkProtocolNumber
-		switch p[0] >> 4 {
-		case 4:
-			l, ok := ipv4Length(p)
-			if !ok {
-				n.drops[NetstackDropMalformed].Add(1)
-				continue
-			}
-			p = p[:l]
-			proto = ipv4.ProtocolNumber
-		case 6:
-			l, ok := ipv6Length(p)
-			if !ok {
-				n.drops[NetstackDropMalformed].Add(1)
-				continue
-			}
-			p = p[:l]
-			proto = ipv6.ProtocolNumber
-		default:
+		h, err := packet.Parse(p)
+		if err != nil {
 			n.drops[NetstackDropMalformed].Add(1)
 			continue
 		}
-		if e, ok := parseEchoRequest(p); ok && !n.isOwnAddr(e.dst) {
-			n.handleEcho(e)
+		p = p[:h.Length]
+		proto := ipv4.ProtocolNumber
+		if h.Version == 6 {
+			proto = ipv6.ProtocolNumber
+		}
+		if e, ok := packet.ParseEcho(h); ok && !e.Reply && e.Code == 0 && !n.isOwnAddr(h.Dst) {
+			n.handleEcho(h.Src, h.Dst, e)
 			continue
 		}
 		pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(p)})
@@ -428,33 +417,6 @@ func (n *Netstack) Deliver(bufs [][]byte, offset int) error {
 		pkt.DecRef()
 	}
 	return nil
-}
-
-// ipv4Length returns the total length of the IPv4 packet p after checking
-// its header against len(p).
-func ipv4Length(p []byte) (int, bool) {
-	if len(p) < header.IPv4MinimumSize {
-		return 0, false
-	}
-	ihl := int(p[0]&0xf) * 4
-	total := int(p[2])<<8 | int(p[3])
-	if ihl < header.IPv4MinimumSize || total < ihl || total > len(p) {
-		return 0, false
-	}
-	return total, true
-}
-
-// ipv6Length returns the total length of the IPv6 packet p (jumbograms are
-// not accepted).
-func ipv6Length(p []byte) (int, bool) {
-	if len(p) < header.IPv6MinimumSize {
-		return 0, false
-	}
-	total := header.IPv6MinimumSize + (int(p[4])<<8 | int(p[5]))
-	if total > len(p) {
-		return 0, false
-	}
-	return total, true
 }
 
 // WriteNotify implements channel.Notification: the stack queued a packet.
