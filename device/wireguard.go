@@ -17,7 +17,7 @@ import (
 	wgdevice "golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
 
-	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/wgkey"
 )
 
 // ErrPortInUse is returned when the UDP listen port is taken.
@@ -25,8 +25,8 @@ var ErrPortInUse = errors.New("UDP port already in use")
 
 // Peer is the desired configuration of one WireGuard peer.
 type Peer struct {
-	PublicKey    keys.Key
-	PresharedKey keys.Key // zero: none
+	PublicKey    wgkey.Key
+	PresharedKey wgkey.Key // zero: none
 	AllowedIPs   []netip.Prefix
 	Endpoint     netip.AddrPort // zero: learnt from the peer's handshake
 	Keepalive    time.Duration  // zero: off
@@ -40,7 +40,7 @@ func (p Peer) equal(o Peer) bool {
 // WireGuardConfig configures an embedded wireguard-go device.
 type WireGuardConfig struct {
 	Name       string // for logs and the UAPI socket
-	PrivateKey keys.Key
+	PrivateKey wgkey.Key
 	ListenPort uint16 // 0: a random port
 	Peers      []Peer
 	Bind       conn.Bind    // nil: the standard UDP bind (recvmmsg, GSO/GRO)
@@ -55,7 +55,7 @@ type WireGuard struct {
 	logger *slog.Logger
 
 	mu    sync.Mutex // serialises SetPeers
-	peers map[keys.Key]Peer
+	peers map[wgkey.Key]Peer
 
 	closeOnce sync.Once
 }
@@ -76,7 +76,7 @@ func NewWireGuard(cfg WireGuardConfig, port tun.Device) (*WireGuard, error) {
 		name:   cfg.Name,
 		bind:   NewClassifyingBind(b),
 		logger: logger,
-		peers:  make(map[keys.Key]Peer),
+		peers:  make(map[wgkey.Key]Peer),
 	}
 	w.dev = wgdevice.NewDevice(port, w.bind, wgLogger(logger, cfg.Name))
 	var sb strings.Builder
@@ -128,7 +128,7 @@ func writePeer(sb *strings.Builder, p Peer, update bool) {
 func (w *WireGuard) SetPeers(peers []Peer) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	want := make(map[keys.Key]Peer, len(peers))
+	want := make(map[wgkey.Key]Peer, len(peers))
 	for _, p := range peers {
 		want[p.PublicKey] = p
 	}
@@ -207,7 +207,7 @@ func (w *WireGuard) UpdatePeers(peers []Peer) error {
 
 // RemovePeers removes the named peers (with their sessions, timers and
 // queued packets) in one step, and returns how many the device had.
-func (w *WireGuard) RemovePeers(ks []keys.Key) (int, error) {
+func (w *WireGuard) RemovePeers(ks []wgkey.Key) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var sb strings.Builder
@@ -231,7 +231,7 @@ func (w *WireGuard) RemovePeers(ks []keys.Key) (int, error) {
 }
 
 // HasPeer reports whether the device has a peer with key k.
-func (w *WireGuard) HasPeer(k keys.Key) bool {
+func (w *WireGuard) HasPeer(k wgkey.Key) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	_, ok := w.peers[k]
@@ -239,10 +239,10 @@ func (w *WireGuard) HasPeer(k keys.Key) bool {
 }
 
 // PeerKeys returns the public keys of the device's peers, in no order.
-func (w *WireGuard) PeerKeys() []keys.Key {
+func (w *WireGuard) PeerKeys() []wgkey.Key {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	out := make([]keys.Key, 0, len(w.peers))
+	out := make([]wgkey.Key, 0, len(w.peers))
 	for k := range w.peers {
 		out = append(out, k)
 	}
@@ -258,7 +258,7 @@ func (w *WireGuard) PeerCount() int {
 
 // PeerStatus is what the device reports about one peer.
 type PeerStatus struct {
-	PublicKey     keys.Key
+	PublicKey     wgkey.Key
 	Endpoint      netip.AddrPort
 	LastHandshake time.Time // zero: never
 	RxBytes       uint64
@@ -327,15 +327,15 @@ func parseUAPIGet(text string) ([]PeerStatus, error) {
 	return out, sc.Err()
 }
 
-func parseHexKey(s string) (keys.Key, error) {
-	var k keys.Key
-	if len(s) != 2*keys.Len {
-		return k, keys.ErrBadKey
+func parseHexKey(s string) (wgkey.Key, error) {
+	var k wgkey.Key
+	if len(s) != 2*wgkey.Len {
+		return k, wgkey.ErrBadKey
 	}
 	for i := range k {
 		v, err := strconv.ParseUint(s[2*i:2*i+2], 16, 8)
 		if err != nil {
-			return keys.Key{}, keys.ErrBadKey
+			return wgkey.Key{}, wgkey.ErrBadKey
 		}
 		k[i] = byte(v)
 	}
@@ -400,7 +400,7 @@ func wgLogger(l *slog.Logger, name string) *wgdevice.Logger {
 // (keys, endpoint, timers, queued packets) and added back with the same
 // configuration and no session, so the device sends it nothing (no data,
 // keepalive or handshake retry) until the peer initiates a new handshake.
-func (w *WireGuard) ResetPeer(k keys.Key) error {
+func (w *WireGuard) ResetPeer(k wgkey.Key) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	p, ok := w.peers[k]
@@ -420,7 +420,7 @@ func (w *WireGuard) ResetPeer(k keys.Key) error {
 func (w *WireGuard) Bind() *ClassifyingBind { return w.bind }
 
 // SetEndpoint points the device at the peer's endpoint.
-func (w *WireGuard) SetEndpoint(k keys.Key, endpoint netip.AddrPort) error {
+func (w *WireGuard) SetEndpoint(k wgkey.Key, endpoint netip.AddrPort) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if _, ok := w.peers[k]; !ok {
@@ -439,7 +439,7 @@ func (w *WireGuard) SetEndpoint(k keys.Key, endpoint netip.AddrPort) error {
 // it answered a moment ago (perhaps a replayed initiation, whose answer
 // went to the replayer) would otherwise hold its own initiation back for
 // up to 5 s.
-func (w *WireGuard) ForgetHandshake(k keys.Key) {
+func (w *WireGuard) ForgetHandshake(k wgkey.Key) {
 	if p := w.dev.LookupPeer(wgdevice.NoisePublicKey(k)); p != nil {
 		p.ExpireCurrentKeypairs()
 	}
@@ -448,7 +448,7 @@ func (w *WireGuard) ForgetHandshake(k keys.Key) {
 // Initiate makes the device start a handshake with the peer at endpoint
 // now, instead of waiting for the peer to initiate: the way a gateway wins
 // back a client whose traffic a load balancer just moved to it.
-func (w *WireGuard) Initiate(k keys.Key, endpoint netip.AddrPort) error {
+func (w *WireGuard) Initiate(k wgkey.Key, endpoint netip.AddrPort) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if _, ok := w.peers[k]; !ok {
