@@ -20,6 +20,7 @@ import (
 
 	"github.com/anyguard/anyguard/cluster"
 	"github.com/anyguard/anyguard/device"
+	"github.com/anyguard/anyguard/device/netstack"
 	"github.com/anyguard/anyguard/health"
 	"github.com/anyguard/anyguard/internal/config"
 	"github.com/anyguard/anyguard/internal/keys"
@@ -71,7 +72,7 @@ type Gateway struct {
 	uapi     *device.UAPI
 	egress   egress
 	tun      *device.TUN
-	netstack *device.Netstack
+	netstack *netstack.Stack
 
 	clientPort, egressPort router.PortID
 
@@ -143,7 +144,7 @@ func New(cfg *config.Config, opts Options) (_ *Gateway, err error) {
 		}
 		g.egress = g.tun
 	case config.ModeNetstack:
-		g.netstack, err = device.NewNetstack(device.NetstackConfig{
+		g.netstack, err = netstack.New(netstack.Config{
 			Addresses: cfg.Clients.Address,
 			MTU:       cfg.Clients.MTU,
 			Dial:      opts.NetstackDial,
@@ -286,7 +287,7 @@ func (g *Gateway) Router() *router.Router { return g.router }
 func (g *Gateway) Clients() *device.WireGuard { return g.clients }
 
 // Netstack returns the netstack egress, or nil in tun mode.
-func (g *Gateway) Netstack() *device.Netstack { return g.netstack }
+func (g *Gateway) Netstack() *netstack.Stack { return g.netstack }
 
 // Close stops everything the gateway started, in reverse order.
 func (g *Gateway) Close() {

@@ -1,4 +1,4 @@
-package device
+package netstack
 
 import (
 	"context"
@@ -52,11 +52,11 @@ func TestNetstackBuiltinPing(t *testing.T) {
 }
 
 // TestNetstackBuiltinPingEndToEnd sends a client's echo request to
-// 127.0.0.1 through a Netstack with the built-in pinger and checks the
+// 127.0.0.1 through a Stack with the built-in pinger and checks the
 // synthesized reply.
 func TestNetstackBuiltinPingEndToEnd(t *testing.T) {
 	replies := make(chan []byte, 1)
-	ns, err := NewNetstack(NetstackConfig{Logger: slog.New(slog.DiscardHandler)}, func(bufs [][]byte, offset int) {
+	ns, err := New(Config{Logger: slog.New(slog.DiscardHandler)}, func(bufs [][]byte, offset int) {
 		for _, b := range bufs {
 			select {
 			case replies <- append([]byte(nil), b[offset:]...):
@@ -84,7 +84,7 @@ func TestNetstackBuiltinPingEndToEnd(t *testing.T) {
 		case <-deadline:
 			t.Fatalf("no echo reply; stats %+v", ns.Stats())
 		case <-time.After(10 * time.Millisecond):
-			if ns.Stats().Drops[NetstackDropPingUnavailable] > 0 {
+			if ns.Stats().Drops[DropPingUnavailable] > 0 {
 				skipUnlessPrivileged(t, "built-in ping needs a ping socket (net.ipv4.ping_group_range) or root/CAP_NET_RAW")
 			}
 		}

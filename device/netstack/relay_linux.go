@@ -1,4 +1,4 @@
-package device
+package netstack
 
 import (
 	"net"

@@ -1,4 +1,4 @@
-package device
+package netstack
 
 import (
 	"bytes"
@@ -25,7 +25,7 @@ func TestNetstackPing(t *testing.T) {
 		payload string
 	}
 	calls := make(chan call, 10)
-	e := newTestEnv(t, func(e *testEnv, cfg *NetstackConfig) {
+	e := newTestEnv(t, func(e *testEnv, cfg *Config) {
 		cfg.Ping = func(ctx context.Context, dst netip.Addr, id, seq uint16, payload []byte) ([]byte, error) {
 			calls <- call{dst, id, seq, string(payload)}
 			return payload, nil
@@ -51,7 +51,7 @@ func TestNetstackPing(t *testing.T) {
 }
 
 func TestNetstackPingOwnAddress(t *testing.T) {
-	e := newTestEnv(t, func(e *testEnv, cfg *NetstackConfig) {
+	e := newTestEnv(t, func(e *testEnv, cfg *Config) {
 		cfg.Ping = func(context.Context, netip.Addr, uint16, uint16, []byte) ([]byte, error) {
 			t.Error("Ping called for the gateway's own address")
 			return nil, errors.New("no")
@@ -85,7 +85,7 @@ func (s *syncBuffer) String() string {
 
 func TestNetstackPingUnavailable(t *testing.T) {
 	var logs syncBuffer
-	e := newTestEnv(t, func(e *testEnv, cfg *NetstackConfig) {
+	e := newTestEnv(t, func(e *testEnv, cfg *Config) {
 		cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 		cfg.Ping = func(context.Context, netip.Addr, uint16, uint16, []byte) ([]byte, error) {
 			return nil, fmt.Errorf("test: %w", ErrPingUnavailable)
@@ -97,7 +97,7 @@ func TestNetstackPingUnavailable(t *testing.T) {
 		}
 	}
 	st := e.ns.Stats()
-	if st.Drops[NetstackDropPingUnavailable] != 3 || st.ICMPEchoDropped != 3 || st.ICMPEchoSent != 0 {
+	if st.Drops[DropPingUnavailable] != 3 || st.ICMPEchoDropped != 3 || st.ICMPEchoSent != 0 {
 		t.Errorf("stats %+v", st)
 	}
 	if n := strings.Count(logs.String(), "level=WARN"); n != 1 {
@@ -106,7 +106,7 @@ func TestNetstackPingUnavailable(t *testing.T) {
 }
 
 func TestNetstackPingTimeout(t *testing.T) {
-	e := newTestEnv(t, func(e *testEnv, cfg *NetstackConfig) {
+	e := newTestEnv(t, func(e *testEnv, cfg *Config) {
 		cfg.PingTimeout = 50 * time.Millisecond
 		cfg.Ping = func(ctx context.Context, _ netip.Addr, _, _ uint16, _ []byte) ([]byte, error) {
 			<-ctx.Done()
@@ -116,10 +116,10 @@ func TestNetstackPingTimeout(t *testing.T) {
 	if _, err := e.ping(servedV4, 1, nil, 300*time.Millisecond); err == nil {
 		t.Fatal("got a reply")
 	}
-	waitFor(t, "echo to be dropped", func() bool { return e.ns.Stats().Drops[NetstackDropPingFailed] == 1 })
+	waitFor(t, "echo to be dropped", func() bool { return e.ns.Stats().Drops[DropPingFailed] == 1 })
 }
 
-// malformedPackets are packets the Netstack must drop without panicking.
+// malformedPackets are packets the Stack must drop without panicking.
 func malformedPackets() [][]byte {
 	v4 := appendEchoReply(nil, servedV4, clientV4, 1, 2, []byte("abc"))
 	v6 := appendEchoReply(nil, servedV6, clientV6, 1, 2, []byte("abc"))
@@ -131,7 +131,7 @@ func malformedPackets() [][]byte {
 	badV6Len[4], badV6Len[5] = 0xff, 0xff
 	// A zero IPv6 payload length before a payload announces a jumbogram:
 	// malformed, as the router counts it (before package packet, the
-	// Netstack cut it to its bare header and handed that to the stack).
+	// Stack cut it to its bare header and handed that to the stack).
 	jumbo := append([]byte(nil), v6...)
 	jumbo[4], jumbo[5] = 0, 0
 	return [][]byte{
@@ -154,13 +154,13 @@ func echoRequestPacket(src, dst netip.Addr, payload []byte) []byte {
 	return packet.AppendEcho(nil, src, dst, packet.Echo{ID: 1, Seq: 2, Data: payload})
 }
 
-// appendEchoReply appends the echo reply the Netstack synthesizes.
+// appendEchoReply appends the echo reply the Stack synthesizes.
 func appendEchoReply(b []byte, src, dst netip.Addr, id, seq uint16, payload []byte) []byte {
 	return packet.AppendEcho(b, src, dst, packet.Echo{Reply: true, ID: id, Seq: seq, Data: payload})
 }
 
 func TestNetstackMalformed(t *testing.T) {
-	e := newTestEnv(t, func(e *testEnv, cfg *NetstackConfig) {
+	e := newTestEnv(t, func(e *testEnv, cfg *Config) {
 		cfg.Ping = func(context.Context, netip.Addr, uint16, uint16, []byte) ([]byte, error) {
 			t.Error("Ping called for a malformed echo request")
 			return nil, errors.New("no")
@@ -181,7 +181,7 @@ func TestNetstackMalformed(t *testing.T) {
 	e.ns.Deliver([][]byte{req}, 0)
 
 	want := uint64(len(pkts) + 2)
-	if got := e.ns.Stats().Drops[NetstackDropMalformed]; got != want {
+	if got := e.ns.Stats().Drops[DropMalformed]; got != want {
 		t.Errorf("malformed drops %d, want %d", got, want)
 	}
 	// The stack still works.
@@ -191,7 +191,7 @@ func TestNetstackMalformed(t *testing.T) {
 }
 
 // TestNetstackEchoChecksums: the requests the tests send and the replies
-// the Netstack synthesizes (both built by packet.AppendEcho) carry
+// the Stack synthesizes (both built by packet.AppendEcho) carry
 // checksums that gVisor, an independent implementation, accepts.
 func TestNetstackEchoChecksums(t *testing.T) {
 	q4 := header.IPv4(echoRequestPacket(clientV4, servedV4, []byte("odd")))
@@ -226,7 +226,7 @@ func TestNetstackEchoChecksums(t *testing.T) {
 
 // Dropping a malformed packet allocates nothing.
 func TestNetstackMalformedNoAllocs(t *testing.T) {
-	ns, err := NewNetstack(NetstackConfig{}, func([][]byte, int) {})
+	ns, err := New(Config{}, func([][]byte, int) {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +244,7 @@ func FuzzNetstackDeliver(f *testing.F) {
 	f.Add(echoRequestPacket(clientV4, servedV4, []byte("x")))
 	f.Add(echoRequestPacket(clientV6, servedV6, []byte("x")))
 	f.Add(echoRequestPacket(clientV4, gatewayV4.Addr(), []byte("x")))
-	ns, err := NewNetstack(NetstackConfig{
+	ns, err := New(Config{
 		Addresses: []netip.Prefix{gatewayV4, gatewayV6},
 		Dial: func(context.Context, string, netip.AddrPort) (net.Conn, error) {
 			return nil, errors.New("fuzz: no dialing")

@@ -1,4 +1,4 @@
-package device
+package netstack
 
 import (
 	"context"
@@ -17,26 +17,26 @@ import (
 
 // handleEcho starts the host-side echo for a request that Deliver
 // intercepted, or drops it. It copies what it keeps of e.
-func (n *Netstack) handleEcho(src, dst netip.Addr, e packet.Echo) {
+func (n *Stack) handleEcho(src, dst netip.Addr, e packet.Echo) {
 	switch {
 	case !e.ChecksumOK || !src.IsValid() || src.IsUnspecified() || src.IsMulticast():
-		n.drop(NetstackDropMalformed)
+		n.drop(DropMalformed)
 		return
 	case n.pingUnavailable.Load():
 		n.echoDropped.Add(1)
-		n.drop(NetstackDropPingUnavailable)
+		n.drop(DropPingUnavailable)
 		return
 	}
 	select {
 	case n.pingSem <- struct{}{}:
 	default:
 		n.echoDropped.Add(1)
-		n.drop(NetstackDropPingOverload)
+		n.drop(DropPingOverload)
 		return
 	}
 	if !n.startGoroutine() {
 		<-n.pingSem
-		n.drop(NetstackDropClosed)
+		n.drop(DropClosed)
 		return
 	}
 	payload := append([]byte(nil), e.Data...)
@@ -44,7 +44,7 @@ func (n *Netstack) handleEcho(src, dst netip.Addr, e packet.Echo) {
 }
 
 // echo performs one echo from the host and queues the reply for emit.
-func (n *Netstack) echo(src, dst netip.Addr, id, seq uint16, payload []byte) {
+func (n *Stack) echo(src, dst netip.Addr, id, seq uint16, payload []byte) {
 	defer n.wg.Done()
 	defer func() { <-n.pingSem }()
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.PingTimeout)
@@ -53,14 +53,14 @@ func (n *Netstack) echo(src, dst netip.Addr, id, seq uint16, payload []byte) {
 	if err != nil {
 		n.echoDropped.Add(1)
 		if errors.Is(err, ErrPingUnavailable) {
-			n.drop(NetstackDropPingUnavailable)
+			n.drop(DropPingUnavailable)
 			if !n.pingUnavailable.Swap(true) {
 				n.log.Warn("netstack: ICMP echo toward served prefixes is unavailable; echo requests will be dropped", "err", err)
 			}
 			return
 		}
 		n.echoSent.Add(1)
-		n.drop(NetstackDropPingFailed)
+		n.drop(DropPingFailed)
 		if n.log.Enabled(ctx, slog.LevelDebug) {
 			n.log.Debug("netstack: echo failed", "client", src, "endpoint", dst, "err", err)
 		}
@@ -73,7 +73,7 @@ func (n *Netstack) echo(src, dst netip.Addr, id, seq uint16, payload []byte) {
 	}
 	if hdr+packet.EchoHeaderLen+len(reply) > n.cfg.MTU {
 		n.echoDropped.Add(1)
-		n.drop(NetstackDropEmitOverflow)
+		n.drop(DropEmitOverflow)
 		return
 	}
 	pkt := packet.AppendEcho(make([]byte, 0, hdr+packet.EchoHeaderLen+len(reply)), dst, src,
@@ -83,6 +83,6 @@ func (n *Netstack) echo(src, dst netip.Addr, id, seq uint16, payload []byte) {
 		n.echoAnswered.Add(1)
 	default:
 		n.echoDropped.Add(1)
-		n.drop(NetstackDropEmitOverflow)
+		n.drop(DropEmitOverflow)
 	}
 }

@@ -1,4 +1,4 @@
-package device
+package netstack
 
 import (
 	"context"
@@ -25,9 +25,9 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 )
 
-// NetstackConfig configures the unprivileged egress. The zero value of every
+// Config configures the unprivileged egress. The zero value of every
 // field but Addresses means its default.
-type NetstackConfig struct {
+type Config struct {
 	// Addresses are the gateway's own addresses (e.g. 10.99.0.1/16 on the
 	// client network): the stack answers ping and TCP RST/ICMP for them
 	// itself, like a host would.
@@ -68,9 +68,9 @@ type NetstackConfig struct {
 	Logger *slog.Logger
 }
 
-// Netstack defaults.
+// Stack defaults.
 const (
-	DefaultNetstackMTU       = 1420
+	DefaultMTU               = 1420
 	DefaultUDPIdleTimeout    = 60 * time.Second
 	DefaultMaxTCPInFlight    = 4096
 	DefaultMaxTCPFlows       = 16384
@@ -91,7 +91,7 @@ const (
 )
 
 // Validate reports the first invalid field.
-func (c *NetstackConfig) Validate() error {
+func (c *Config) Validate() error {
 	for _, p := range c.Addresses {
 		if !p.IsValid() || p.Addr().Zone() != "" {
 			return fmt.Errorf("netstack: invalid address %v", p)
@@ -110,9 +110,9 @@ func (c *NetstackConfig) Validate() error {
 	return nil
 }
 
-func (c NetstackConfig) withDefaults() NetstackConfig {
+func (c Config) withDefaults() Config {
 	if c.MTU == 0 {
-		c.MTU = DefaultNetstackMTU
+		c.MTU = DefaultMTU
 	}
 	if c.UDPIdleTimeout == 0 {
 		c.UDPIdleTimeout = DefaultUDPIdleTimeout
@@ -146,49 +146,49 @@ func (c NetstackConfig) withDefaults() NetstackConfig {
 
 // Errors returned by the netstack egress.
 var (
-	// ErrNetstackClosed is returned by Deliver after Close; the batch was dropped.
-	ErrNetstackClosed = errors.New("netstack: closed")
+	// ErrClosed is returned by Deliver after Close; the batch was dropped.
+	ErrClosed = errors.New("netstack: closed")
 	// ErrPingUnavailable means ICMP echo cannot be sent from this host: no
 	// ping socket (net.ipv4.ping_group_range) and no raw socket (CAP_NET_RAW).
 	ErrPingUnavailable = errors.New("icmp echo unavailable: no ping socket (net.ipv4.ping_group_range) and no raw socket (CAP_NET_RAW)")
 )
 
-// NetstackDrop is why the netstack egress dropped a packet. Each dropped
+// Drop is why the netstack egress dropped a packet. Each dropped
 // packet is counted under exactly one reason.
-type NetstackDrop uint8
+type Drop uint8
 
 const (
-	NetstackDropMalformed       NetstackDrop = iota // truncated, bad version, header or length
-	NetstackDropClosed                              // delivered after Close
-	NetstackDropPingUnavailable                     // echo request, but no way to send ICMP from the host
-	NetstackDropPingOverload                        // echo request beyond MaxPingsInFlight
-	NetstackDropPingFailed                          // echo request that got no reply in time or failed
-	NetstackDropEmitOverflow                        // reply that found the emit queue full or exceeds the MTU
-	NetstackDropStack                               // rejected by the stack (checksum, malformed L4)
+	DropMalformed       Drop = iota // truncated, bad version, header or length
+	DropClosed                      // delivered after Close
+	DropPingUnavailable             // echo request, but no way to send ICMP from the host
+	DropPingOverload                // echo request beyond MaxPingsInFlight
+	DropPingFailed                  // echo request that got no reply in time or failed
+	DropEmitOverflow                // reply that found the emit queue full or exceeds the MTU
+	DropStack                       // rejected by the stack (checksum, malformed L4)
 	numNetstackDrops
 )
 
 var netstackDropNames = [numNetstackDrops]string{
-	NetstackDropMalformed:       "malformed",
-	NetstackDropClosed:          "closed",
-	NetstackDropPingUnavailable: "ping_unavailable",
-	NetstackDropPingOverload:    "ping_overload",
-	NetstackDropPingFailed:      "ping_failed",
-	NetstackDropEmitOverflow:    "emit_overflow",
-	NetstackDropStack:           "stack",
+	DropMalformed:       "malformed",
+	DropClosed:          "closed",
+	DropPingUnavailable: "ping_unavailable",
+	DropPingOverload:    "ping_overload",
+	DropPingFailed:      "ping_failed",
+	DropEmitOverflow:    "emit_overflow",
+	DropStack:           "stack",
 }
 
 // String returns the metric label of the reason.
-func (d NetstackDrop) String() string {
+func (d Drop) String() string {
 	if d < numNetstackDrops {
 		return netstackDropNames[d]
 	}
 	return "unknown"
 }
 
-// NetstackStats is a snapshot of the egress's counters. "Active" fields are
-// gauges; every other field counts since NewNetstack.
-type NetstackStats struct {
+// Stats is a snapshot of the egress's counters. "Active" fields are
+// gauges; every other field counts since New.
+type Stats struct {
 	PacketsIn, BytesIn   uint64 // packets handed to Deliver (including dropped ones)
 	PacketsOut, BytesOut uint64 // packets passed to emit
 
@@ -206,16 +206,16 @@ type NetstackStats struct {
 	ICMPEchoAnswered uint64 // echo replies emitted toward clients
 	ICMPEchoDropped  uint64 // echo requests dropped (unavailable, overload, failed, no room)
 
-	Drops map[NetstackDrop]uint64
+	Drops map[Drop]uint64
 }
 
-// Netstack is an egress port: it terminates clients' TCP, UDP and ICMP echo
+// Stack is an egress port: it terminates clients' TCP, UDP and ICMP echo
 // in a gVisor network stack and re-originates them from ordinary host
 // sockets, so it needs no privileges and no TUN. Deliver takes packets from
-// the router; replies leave through the emit function given to NewNetstack;
+// the router; replies leave through the emit function given to New;
 // Close stops it and every flow.
-type Netstack struct {
-	cfg   NetstackConfig
+type Stack struct {
+	cfg   Config
 	log   *slog.Logger
 	emit  func(bufs [][]byte, offset int)
 	stack *stack.Stack
@@ -245,12 +245,12 @@ type Netstack struct {
 	drops                                       [numNetstackDrops]atomic.Uint64
 }
 
-// NewNetstack builds the stack and starts its emit goroutine. emit receives
+// New builds the stack and starts its emit goroutine. emit receives
 // batches of IP packets toward the clients, packet i in bufs[i][offset:],
 // with offset bytes of writable headroom before each; the buffers belong to
-// the Netstack and are reused once emit returns, so emit must copy what it
+// the Stack and are reused once emit returns, so emit must copy what it
 // keeps. emit is called from a single goroutine at a time.
-func NewNetstack(cfg NetstackConfig, emit func(bufs [][]byte, offset int)) (*Netstack, error) {
+func New(cfg Config, emit func(bufs [][]byte, offset int)) (*Stack, error) {
 	if emit == nil {
 		return nil, errors.New("netstack: nil emit")
 	}
@@ -258,7 +258,7 @@ func NewNetstack(cfg NetstackConfig, emit func(bufs [][]byte, offset int)) (*Net
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	n := &Netstack{
+	n := &Stack{
 		cfg:     cfg,
 		log:     cfg.Logger,
 		emit:    emit,
@@ -288,7 +288,7 @@ func NewNetstack(cfg NetstackConfig, emit func(bufs [][]byte, offset int)) (*Net
 	return n, nil
 }
 
-func (n *Netstack) initStack() error {
+func (n *Stack) initStack() error {
 	s := stack.New(stack.Options{
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
@@ -357,7 +357,7 @@ func (n *Netstack) initStack() error {
 }
 
 // isOwn reports whether a is one of the gateway's own addresses.
-func (n *Netstack) isOwn(a tcpip.Address) bool {
+func (n *Stack) isOwn(a tcpip.Address) bool {
 	var ip netip.Addr
 	switch a.Len() {
 	case 4:
@@ -370,7 +370,7 @@ func (n *Netstack) isOwn(a tcpip.Address) bool {
 	return n.isOwnAddr(ip)
 }
 
-func (n *Netstack) isOwnAddr(ip netip.Addr) bool {
+func (n *Stack) isOwnAddr(ip netip.Addr) bool {
 	for _, o := range n.own {
 		if o == ip {
 			return true
@@ -383,24 +383,24 @@ func (n *Netstack) isOwnAddr(ip netip.Addr) bool {
 // packet's end) destined for served prefixes or the gateway's own addresses.
 // It may be called concurrently from many goroutines, does not retain bufs
 // after it returns and does not block for long: packets it cannot handle are
-// dropped and counted. It returns ErrNetstackClosed (the whole batch dropped)
+// dropped and counted. It returns ErrClosed (the whole batch dropped)
 // after Close, nil otherwise.
-func (n *Netstack) Deliver(bufs [][]byte, offset int) error {
+func (n *Stack) Deliver(bufs [][]byte, offset int) error {
 	if n.done.Load() {
-		n.drops[NetstackDropClosed].Add(uint64(len(bufs)))
-		return ErrNetstackClosed
+		n.drops[DropClosed].Add(uint64(len(bufs)))
+		return ErrClosed
 	}
 	for _, b := range bufs {
 		n.packetsIn.Add(1)
 		if offset < 0 || offset >= len(b) {
-			n.drops[NetstackDropMalformed].Add(1)
+			n.drops[DropMalformed].Add(1)
 			continue
 		}
 		p := b[offset:]
 		n.bytesIn.Add(uint64(len(p)))
 		h, err := packet.Parse(p)
 		if err != nil {
-			n.drops[NetstackDropMalformed].Add(1)
+			n.drops[DropMalformed].Add(1)
 			continue
 		}
 		p = p[:h.Length]
@@ -421,7 +421,7 @@ func (n *Netstack) Deliver(bufs [][]byte, offset int) error {
 
 // WriteNotify implements channel.Notification: the stack queued a packet.
 // It runs on stack goroutines and never blocks.
-func (n *Netstack) WriteNotify() {
+func (n *Stack) WriteNotify() {
 	select {
 	case n.wake <- struct{}{}:
 	default:
@@ -430,7 +430,7 @@ func (n *Netstack) WriteNotify() {
 
 // emitLoop moves packets from the stack's queue and the echo reply queue to
 // emit, batching whatever is ready without waiting for more.
-func (n *Netstack) emitLoop() {
+func (n *Stack) emitLoop() {
 	defer n.wg.Done()
 	bufs := make([][]byte, netstackEmitBatch)
 	for i := range bufs {
@@ -491,13 +491,13 @@ func slot(bufs [][]byte, i, size int) []byte {
 	return bufs[i][:netstackEmitOffset+size]
 }
 
-func (n *Netstack) fill(bufs [][]byte, i int, p []byte) []byte {
+func (n *Stack) fill(bufs [][]byte, i int, p []byte) []byte {
 	b := slot(bufs, i, len(p))
 	copy(b[netstackEmitOffset:], p)
 	return b
 }
 
-func (n *Netstack) fillPacket(bufs [][]byte, i int, pkt *stack.PacketBuffer) []byte {
+func (n *Stack) fillPacket(bufs [][]byte, i int, pkt *stack.PacketBuffer) []byte {
 	b := slot(bufs, i, pkt.Size())
 	views, skip := pkt.AsViewList()
 	w := netstackEmitOffset
@@ -515,7 +515,7 @@ func (n *Netstack) fillPacket(bufs [][]byte, i int, pkt *stack.PacketBuffer) []b
 
 // startGoroutine registers a goroutine that Close waits for, or reports
 // false once Close has begun.
-func (n *Netstack) startGoroutine() bool {
+func (n *Stack) startGoroutine() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
@@ -528,7 +528,7 @@ func (n *Netstack) startGoroutine() bool {
 // Close stops the egress: it aborts every flow and pending echo, stops the
 // stack and waits for all of its goroutines. It is safe to call more than
 // once and concurrently with Deliver.
-func (n *Netstack) Close() error {
+func (n *Stack) Close() error {
 	n.once.Do(func() {
 		n.done.Store(true)
 		n.mu.Lock()
@@ -547,8 +547,8 @@ func (n *Netstack) Close() error {
 }
 
 // Stats returns a snapshot of the counters.
-func (n *Netstack) Stats() NetstackStats {
-	st := NetstackStats{
+func (n *Stack) Stats() Stats {
+	st := Stats{
 		PacketsIn: n.packetsIn.Load(), BytesIn: n.bytesIn.Load(),
 		PacketsOut: n.packetsOut.Load(), BytesOut: n.bytesOut.Load(),
 		TCPFlowsOpened: n.tcpOpened.Load(), TCPFlowsActive: n.tcpActive.Load(),
@@ -557,14 +557,14 @@ func (n *Netstack) Stats() NetstackStats {
 		UDPFlowsFailed: n.udpFailed.Load(), UDPFlowsRefused: n.udpRefused.Load(),
 		ICMPEchoSent: n.echoSent.Load(), ICMPEchoAnswered: n.echoAnswered.Load(),
 		ICMPEchoDropped: n.echoDropped.Load(),
-		Drops:           make(map[NetstackDrop]uint64, numNetstackDrops),
+		Drops:           make(map[Drop]uint64, numNetstackDrops),
 	}
 	ss := n.stack.Stats()
 	st.TCPFlowsRefused += ss.TCP.ForwardMaxInFlightDrop.Value()
 	for i := range n.drops {
-		st.Drops[NetstackDrop(i)] = n.drops[i].Load()
+		st.Drops[Drop(i)] = n.drops[i].Load()
 	}
-	st.Drops[NetstackDropStack] += ss.IP.MalformedPacketsReceived.Value() +
+	st.Drops[DropStack] += ss.IP.MalformedPacketsReceived.Value() +
 		ss.TCP.ChecksumErrors.Value() + ss.TCP.InvalidSegmentsReceived.Value() +
 		ss.UDP.ChecksumErrors.Value() + ss.UDP.MalformedPacketsReceived.Value() +
 		ss.ICMP.V4.PacketsReceived.Invalid.Value() + ss.ICMP.V6.PacketsReceived.Invalid.Value()
@@ -572,7 +572,7 @@ func (n *Netstack) Stats() NetstackStats {
 }
 
 // drop counts a dropped packet.
-func (n *Netstack) drop(d NetstackDrop) { n.drops[d].Add(1) }
+func (n *Stack) drop(d Drop) { n.drops[d].Add(1) }
 
 // addrPort converts a stack address and port.
 func addrPort(a tcpip.Address, port uint16) netip.AddrPort {

@@ -1,4 +1,4 @@
-package device
+package netstack
 
 import (
 	"bytes"
@@ -32,8 +32,8 @@ import (
 )
 
 // The tests put a second gVisor stack, the "client", in front of the
-// Netstack: the client's outbound packets are Delivered, and what the
-// Netstack emits is injected into the client. Served destinations are
+// Stack: the client's outbound packets are Delivered, and what the
+// Stack emits is injected into the client. Served destinations are
 // mapped onto loopback servers by an injected Dial, so nothing leaves the
 // machine.
 
@@ -48,7 +48,7 @@ var (
 
 type testEnv struct {
 	t      testing.TB
-	ns     *Netstack
+	ns     *Stack
 	client *stack.Stack
 	ep     *channel.Endpoint
 	cancel context.CancelFunc
@@ -70,12 +70,12 @@ func (e *testEnv) dialMap(m map[netip.AddrPort]string) func(context.Context, str
 	}
 }
 
-// newTestEnv builds a client stack and a Netstack; setup may fill cfg
+// newTestEnv builds a client stack and a Stack; setup may fill cfg
 // (it gets the env to reach dialMap).
-func newTestEnv(t testing.TB, setup func(e *testEnv, cfg *NetstackConfig)) *testEnv {
+func newTestEnv(t testing.TB, setup func(e *testEnv, cfg *Config)) *testEnv {
 	t.Helper()
 	e := &testEnv{t: t}
-	cfg := NetstackConfig{Addresses: []netip.Prefix{gatewayV4, gatewayV6}}
+	cfg := Config{Addresses: []netip.Prefix{gatewayV4, gatewayV6}}
 	cfg.Dial = e.dialMap(nil)
 	if setup != nil {
 		setup(e, &cfg)
@@ -104,7 +104,7 @@ func newTestEnv(t testing.TB, setup func(e *testEnv, cfg *NetstackConfig)) *test
 		{Destination: header.IPv6EmptySubnet, NIC: 1},
 	})
 
-	ns, err := NewNetstack(cfg, e.inject)
+	ns, err := New(cfg, e.inject)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func newTestEnv(t testing.TB, setup func(e *testEnv, cfg *NetstackConfig)) *test
 	return e
 }
 
-// inject is the Netstack's emit: packets go into the client stack.
+// inject is the Stack's emit: packets go into the client stack.
 func (e *testEnv) inject(bufs [][]byte, offset int) {
 	if offset < 16 {
 		e.t.Errorf("emit offset %d < 16", offset)
@@ -135,7 +135,7 @@ func (e *testEnv) inject(bufs [][]byte, offset int) {
 		pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(p)})
 		e.ep.InjectInbound(proto, pkt)
 		pkt.DecRef()
-		// Scribble over the buffer: the Netstack owns it again.
+		// Scribble over the buffer: the Stack owns it again.
 		for i := range p {
 			p[i] = 0xa5
 		}
@@ -236,7 +236,7 @@ func TestNetstackHTTP(t *testing.T) {
 	}))
 	defer srv.Close()
 	dst := netip.AddrPortFrom(servedV4, 8080)
-	e := newTestEnv(t, func(e *testEnv, cfg *NetstackConfig) {
+	e := newTestEnv(t, func(e *testEnv, cfg *Config) {
 		cfg.Dial = e.dialMap(map[netip.AddrPort]string{dst: srv.Listener.Addr().String()})
 	})
 	tr := &http.Transport{
@@ -293,7 +293,7 @@ func TestNetstackTCPv6(t *testing.T) {
 		io.Copy(c, c)
 	}()
 	dst := netip.AddrPortFrom(servedV6, 7)
-	e := newTestEnv(t, func(e *testEnv, cfg *NetstackConfig) {
+	e := newTestEnv(t, func(e *testEnv, cfg *Config) {
 		cfg.Dial = e.dialMap(map[netip.AddrPort]string{dst: ln.Addr().String()})
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -328,7 +328,7 @@ func TestNetstackTCPHalfClose(t *testing.T) {
 		fmt.Fprintf(c, "got %d bytes", n)
 	}()
 	dst := netip.AddrPortFrom(servedV4, 9000)
-	e := newTestEnv(t, func(e *testEnv, cfg *NetstackConfig) {
+	e := newTestEnv(t, func(e *testEnv, cfg *Config) {
 		cfg.Dial = e.dialMap(map[netip.AddrPort]string{dst: ln.Addr().String()})
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -360,7 +360,7 @@ func TestNetstackTCPRefused(t *testing.T) {
 	closed := ln.Addr().String()
 	ln.Close()
 	dst := netip.AddrPortFrom(servedV4, 9)
-	e := newTestEnv(t, func(e *testEnv, cfg *NetstackConfig) {
+	e := newTestEnv(t, func(e *testEnv, cfg *Config) {
 		cfg.Dial = e.dialMap(map[netip.AddrPort]string{dst: closed})
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -417,7 +417,7 @@ func TestNetstackUDP(t *testing.T) {
 		}
 	}()
 	dst := netip.AddrPortFrom(servedV4, 7)
-	e := newTestEnv(t, func(e *testEnv, cfg *NetstackConfig) {
+	e := newTestEnv(t, func(e *testEnv, cfg *Config) {
 		cfg.Dial = e.dialMap(map[netip.AddrPort]string{dst: pc.LocalAddr().String()})
 		cfg.UDPIdleTimeout = 300 * time.Millisecond
 	})
@@ -458,7 +458,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // BenchmarkNetstackTCP measures one TCP flow's throughput from a client
-// through the Netstack to a host socket that discards (upload) or sends
+// through the Stack to a host socket that discards (upload) or sends
 // (download).
 func BenchmarkNetstackTCP(b *testing.B) {
 	for _, dir := range []string{"upload", "download"} {
@@ -486,7 +486,7 @@ func BenchmarkNetstackTCP(b *testing.B) {
 				}
 			}()
 			dst := netip.AddrPortFrom(servedV4, 5201)
-			e := newTestEnv(b, func(e *testEnv, cfg *NetstackConfig) {
+			e := newTestEnv(b, func(e *testEnv, cfg *Config) {
 				cfg.Dial = e.dialMap(map[netip.AddrPort]string{dst: ln.Addr().String()})
 			})
 			c, err := e.dialTCP(context.Background(), dst)

@@ -1,4 +1,4 @@
-package device
+package netstack
 
 import (
 	"context"
@@ -19,7 +19,7 @@ import (
 // prefix. It runs on the packet path (inside Deliver), so it only creates
 // the stack-side endpoint, which queues the datagram, and leaves the host
 // side to a goroutine.
-func (n *Netstack) acceptUDP(r *udp.ForwarderRequest) {
+func (n *Stack) acceptUDP(r *udp.ForwarderRequest) {
 	if n.udpActive.Add(1) > uint64(n.cfg.MaxUDPFlows) {
 		n.udpActive.Add(^uint64(0))
 		n.udpRefused.Add(1)
@@ -42,9 +42,9 @@ func (n *Netstack) acceptUDP(r *udp.ForwarderRequest) {
 }
 
 // proxyUDP opens the host socket for a UDP flow and copies datagrams both
-// ways until the flow has been idle for UDPIdleTimeout or the Netstack
+// ways until the flow has been idle for UDPIdleTimeout or the Stack
 // closes.
-func (n *Netstack) proxyUDP(client *gonet.UDPConn, cr *stackReader, src, dst netip.AddrPort) {
+func (n *Stack) proxyUDP(client *gonet.UDPConn, cr *stackReader, src, dst netip.AddrPort) {
 	defer n.wg.Done()
 	defer n.udpActive.Add(^uint64(0))
 	defer client.Close()

@@ -1,4 +1,4 @@
-package device
+package netstack
 
 import (
 	"context"
@@ -20,32 +20,32 @@ import (
 )
 
 func TestNetstackConfigValidate(t *testing.T) {
-	for _, cfg := range []NetstackConfig{
+	for _, cfg := range []Config{
 		{MTU: 100},
 		{UDPIdleTimeout: -1},
 		{MaxUDPFlows: -1},
 		{Addresses: []netip.Prefix{{}}},
 	} {
-		if _, err := NewNetstack(cfg, func([][]byte, int) {}); err == nil {
+		if _, err := New(cfg, func([][]byte, int) {}); err == nil {
 			t.Errorf("%+v accepted", cfg)
 		}
 	}
-	if _, err := NewNetstack(NetstackConfig{}, nil); err == nil {
+	if _, err := New(Config{}, nil); err == nil {
 		t.Error("nil emit accepted")
 	}
 }
 
 func TestNetstackCloseTwiceAndDeliverAfter(t *testing.T) {
-	ns, err := NewNetstack(NetstackConfig{}, func([][]byte, int) {})
+	ns, err := New(Config{}, func([][]byte, int) {})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ns.Close()
 	ns.Close()
-	if err := ns.Deliver([][]byte{echoRequestPacket(clientV4, servedV4, nil)}, 0); !errors.Is(err, ErrNetstackClosed) {
+	if err := ns.Deliver([][]byte{echoRequestPacket(clientV4, servedV4, nil)}, 0); !errors.Is(err, ErrClosed) {
 		t.Errorf("Deliver after Close: %v", err)
 	}
-	if d := ns.Stats().Drops[NetstackDropClosed]; d != 1 {
+	if d := ns.Stats().Drops[DropClosed]; d != 1 {
 		t.Errorf("closed drops %d", d)
 	}
 }
@@ -74,7 +74,7 @@ func TestNetstackCloseNoLeak(t *testing.T) {
 		defer pc.Close()
 		tcpDst, udpDst := netip.AddrPortFrom(servedV4, 80), netip.AddrPortFrom(servedV4, 53)
 		pingStarted := make(chan struct{}, 1)
-		e := newTestEnv(t, func(e *testEnv, cfg *NetstackConfig) {
+		e := newTestEnv(t, func(e *testEnv, cfg *Config) {
 			cfg.Dial = e.dialMap(map[netip.AddrPort]string{tcpDst: ln.Addr().String(), udpDst: pc.LocalAddr().String()})
 			cfg.Ping = func(ctx context.Context, _ netip.Addr, _, _ uint16, _ []byte) ([]byte, error) {
 				pingStarted <- struct{}{}
@@ -162,7 +162,7 @@ func TestNetstackIdleFlowsHoldNoBuffers(t *testing.T) {
 		}
 	}()
 	udpDst, tcpDst := netip.AddrPortFrom(servedV4, 53), netip.AddrPortFrom(servedV4, 80)
-	e := newTestEnv(t, func(e *testEnv, cfg *NetstackConfig) {
+	e := newTestEnv(t, func(e *testEnv, cfg *Config) {
 		cfg.Dial = e.dialMap(map[netip.AddrPort]string{udpDst: pc.LocalAddr().String(), tcpDst: ln.Addr().String()})
 	})
 	heap := func() uint64 {
@@ -234,7 +234,7 @@ func udpPacket(src, dst netip.AddrPort, payload []byte) []byte {
 }
 
 // Close while many goroutines Deliver new flows and echoes: no race, no
-// panic, no goroutine left, and Deliver reports ErrNetstackClosed after.
+// panic, no goroutine left, and Deliver reports ErrClosed after.
 func TestNetstackCloseDuringDeliver(t *testing.T) {
 	before := runtime.NumGoroutine()
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
@@ -243,7 +243,7 @@ func TestNetstackCloseDuringDeliver(t *testing.T) {
 	}
 	defer pc.Close()
 	sink := pc.LocalAddr().String()
-	ns, err := NewNetstack(NetstackConfig{
+	ns, err := New(Config{
 		Addresses:   []netip.Prefix{gatewayV4},
 		MaxUDPFlows: 200,
 		Dial: func(ctx context.Context, network string, dst netip.AddrPort) (net.Conn, error) {
@@ -284,7 +284,7 @@ func TestNetstackCloseDuringDeliver(t *testing.T) {
 					echoRequestPacket(clientV4, servedV4, []byte("ping")),
 					{0x45, 0, 0},
 				}
-				if err := ns.Deliver(bufs, 0); errors.Is(err, ErrNetstackClosed) {
+				if err := ns.Deliver(bufs, 0); errors.Is(err, ErrClosed) {
 					closedSeen.Store(true)
 				}
 			}
@@ -296,7 +296,7 @@ func TestNetstackCloseDuringDeliver(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	if !closedSeen.Load() {
-		t.Error("Deliver never reported ErrNetstackClosed")
+		t.Error("Deliver never reported ErrClosed")
 	}
 	st := ns.Stats()
 	t.Logf("udp opened %d refused %d, echo answered %d dropped %d, drops %v",
@@ -339,7 +339,7 @@ func TestNetstackCloseDuringHandshake(t *testing.T) {
 	}()
 	dst := netip.AddrPortFrom(servedV4, 443)
 	var synAcks atomic.Int64
-	ns, err := NewNetstack(NetstackConfig{
+	ns, err := New(Config{
 		Dial: func(ctx context.Context, network string, _ netip.AddrPort) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, network, ln.Addr().String())

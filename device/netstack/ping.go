@@ -1,4 +1,4 @@
-package device
+package netstack
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 	"golang.org/x/net/ipv6"
 )
 
-// sysPinger is the built-in NetstackConfig.Ping: one ICMP socket per address
+// sysPinger is the built-in Config.Ping: one ICMP socket per address
 // family, opened on first use, shared by all echoes and read by one
 // goroutine that hands replies to the waiting callers. It prefers an
 // unprivileged ping socket (SOCK_DGRAM/IPPROTO_ICMP, allowed by
@@ -54,7 +54,7 @@ func newSysPinger(log *slog.Logger) *sysPinger {
 	return &sysPinger{log: log}
 }
 
-// Ping implements NetstackConfig.Ping. It ignores id and seq (the caller
+// Ping implements Config.Ping. It ignores id and seq (the caller
 // puts the client's back into the reply it synthesizes).
 func (p *sysPinger) Ping(ctx context.Context, dst netip.Addr, _, _ uint16, payload []byte) ([]byte, error) {
 	dst = dst.Unmap().WithZone("")
@@ -101,7 +101,7 @@ func (p *sysPinger) sock(v6 bool) (*pingSock, error) {
 	defer p.mu.Unlock()
 	switch {
 	case p.closed:
-		return nil, ErrNetstackClosed
+		return nil, ErrClosed
 	case p.socks[i] != nil:
 		return p.socks[i], nil
 	case p.errs[i] != nil:

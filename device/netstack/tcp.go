@@ -1,4 +1,4 @@
-package device
+package netstack
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 // acceptTCP handles a client's SYN toward a served prefix. The TCP forwarder
 // runs it on a goroutine of its own per connection attempt; it lasts as long
 // as the flow.
-func (n *Netstack) acceptTCP(r *tcp.ForwarderRequest) {
+func (n *Stack) acceptTCP(r *tcp.ForwarderRequest) {
 	if !n.startGoroutine() {
 		r.Complete(true)
 		return
@@ -71,7 +71,7 @@ type lingerer interface{ SetLinger(sec int) error }
 // the host's until both directions are done. A FIN in one direction is
 // passed on as a half-close; an error (reset) aborts both sides, so a reset
 // travels on as a reset.
-func (n *Netstack) proxyTCP(client *gonet.TCPConn, ep tcpip.Endpoint, wq *waiter.Queue, host net.Conn) {
+func (n *Stack) proxyTCP(client *gonet.TCPConn, ep tcpip.Endpoint, wq *waiter.Queue, host net.Conn) {
 	var abortOnce sync.Once
 	abort := func() {
 		abortOnce.Do(func() {
