@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
@@ -101,9 +103,9 @@ func NewWireGuard(cfg WireGuardConfig, port tun.Device) (*WireGuard, error) {
 	return w, nil
 }
 
-func isAddrInUse(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "address already in use")
-}
+// isAddrInUse reports whether err (wireguard-go wraps the socket's error
+// with %w all the way up) says the port is taken.
+func isAddrInUse(err error) bool { return errors.Is(err, syscall.EADDRINUSE) }
 
 func writePeer(sb *strings.Builder, p Peer, update bool) {
 	fmt.Fprintf(sb, "public_key=%s\n", p.PublicKey.Hex())
@@ -277,51 +279,55 @@ func (w *WireGuard) Status() ([]PeerStatus, error) {
 	return parseUAPIGet(text)
 }
 
-// parseUAPIGet parses the peer sections of a UAPI "get" reply.
+// parseUAPIGet parses the peer sections of a UAPI "get" reply. A value it
+// reads that does not parse is an error naming the line: the reply comes
+// from wireguard-go, and a field it cannot read means the two disagree.
 func parseUAPIGet(text string) ([]PeerStatus, error) {
 	var out []PeerStatus
 	var cur *PeerStatus
 	var sec int64
 	sc := bufio.NewScanner(strings.NewReader(text))
-	for sc.Scan() {
+	for line := 1; sc.Scan(); line++ {
 		k, v, ok := strings.Cut(sc.Text(), "=")
 		if !ok {
 			continue
 		}
+		var err error
 		switch k {
 		case "public_key":
 			out = append(out, PeerStatus{})
 			cur = &out[len(out)-1]
-			b, err := parseHexKey(v)
-			if err != nil {
-				return nil, err
-			}
-			cur.PublicKey = b
+			cur.PublicKey, err = parseHexKey(v)
 		case "endpoint":
 			if cur != nil {
-				cur.Endpoint, _ = netip.ParseAddrPort(v)
+				cur.Endpoint, err = netip.ParseAddrPort(v)
 			}
 		case "allowed_ip":
 			if cur != nil {
-				if p, err := netip.ParsePrefix(v); err == nil {
+				var p netip.Prefix
+				if p, err = netip.ParsePrefix(v); err == nil {
 					cur.AllowedIPs = append(cur.AllowedIPs, p)
 				}
 			}
 		case "rx_bytes":
 			if cur != nil {
-				cur.RxBytes, _ = strconv.ParseUint(v, 10, 64)
+				cur.RxBytes, err = strconv.ParseUint(v, 10, 64)
 			}
 		case "tx_bytes":
 			if cur != nil {
-				cur.TxBytes, _ = strconv.ParseUint(v, 10, 64)
+				cur.TxBytes, err = strconv.ParseUint(v, 10, 64)
 			}
 		case "last_handshake_time_sec":
-			sec, _ = strconv.ParseInt(v, 10, 64)
+			sec, err = strconv.ParseInt(v, 10, 64)
 		case "last_handshake_time_nsec":
-			nsec, _ := strconv.ParseInt(v, 10, 64)
-			if cur != nil && (sec != 0 || nsec != 0) {
+			var nsec int64
+			nsec, err = strconv.ParseInt(v, 10, 64)
+			if err == nil && cur != nil && (sec != 0 || nsec != 0) {
 				cur.LastHandshake = time.Unix(sec, nsec)
 			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("parse UAPI get: line %d (%s): %w", line, k, err)
 		}
 	}
 	return out, sc.Err()
@@ -467,3 +473,6 @@ func (w *WireGuard) Initiate(k wgkey.Key, endpoint netip.AddrPort) error {
 	}
 	return nil
 }
+
+// IpcHandle serves one UAPI connection (UAPIHandler).
+func (w *WireGuard) IpcHandle(c net.Conn) { w.dev.IpcHandle(c) }
