@@ -1,38 +1,12 @@
 package cluster
 
 import (
-	"go/build"
 	"net"
 	"net/netip"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 )
-
-// TestImportRules: cluster knows nothing of the data path or of HTTP
-// (the wiring connects them), and its fakes stay out of production code.
-func TestImportRules(t *testing.T) {
-	const module = "github.com/anyguard/anyguard/"
-	for _, dir := range []string{".", "clustertest"} {
-		pkg, err := build.ImportDir(dir, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, imp := range pkg.Imports {
-			rel, ok := strings.CutPrefix(imp, module)
-			if !ok {
-				continue
-			}
-			switch {
-			case rel == "router" || rel == "device" || rel == "health" || strings.HasPrefix(rel, "internal/gateway"):
-				t.Errorf("%s imports %s", pkg.ImportPath, imp)
-			case strings.HasSuffix(rel, "test") || rel == "internal/testutil":
-				t.Errorf("%s (production code) imports %s", pkg.ImportPath, imp)
-			}
-		}
-	}
-}
 
 // TestCloseStopsReconnecting: a member that went missing at an address
 // that takes connections and never answers is joined again and again, and

@@ -1,41 +1,11 @@
 package health
 
 import (
-	"go/build"
 	"net/http"
-	"path/filepath"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 )
-
-// TestImportRules: health reads the gateway through interfaces it declares
-// itself, so it imports no other anyguard package; and router and device
-// never import health.
-func TestImportRules(t *testing.T) {
-	const module = "github.com/anyguard/anyguard"
-	pkg, err := build.ImportDir(".", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, imp := range pkg.Imports {
-		if strings.HasPrefix(imp, module) {
-			t.Errorf("health imports %s", imp)
-		}
-	}
-	for _, dir := range []string{"router", "device"} {
-		p, err := build.ImportDir(filepath.Join("..", dir), 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, imp := range p.Imports {
-			if imp == module+"/health" {
-				t.Errorf("%s imports health", dir)
-			}
-		}
-	}
-}
 
 // TestCloseLeavesNoGoroutines: State and Server stop everything they
 // started.
