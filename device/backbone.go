@@ -2,7 +2,6 @@ package device
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -224,18 +223,21 @@ func (b *BackbonePort) checkOuter(p []byte) (hl, total int, reason backboneDrop)
 	if p[0]>>4 != 4 {
 		return 0, 0, dropNotIPIP
 	}
-	var h packet.Header
-	switch err := h.Decode(p); {
-	case errors.Is(err, packet.ErrHeaderLen):
+	// Not a whole packet.Header: this runs for every backbone packet, and
+	// the lengths, the protocol, the flags and the destination are all it
+	// needs.
+	hl, total, err := packet.IPv4Lengths(p)
+	switch {
+	case err == packet.ErrHeaderLen:
 		return 0, 0, dropNotIPIP
-	case err != nil, h.Length == h.HeaderLen: // ErrLength, ErrTruncated, or no inner packet
+	case err != nil, total == hl: // ErrLength, ErrTruncated, or no inner packet
 		return 0, 0, dropTruncated
-	case h.Proto != packet.ProtoIPIP || h.Fragment:
+	case p[9] != ipipProto || binary.BigEndian.Uint16(p[6:8])&0x3fff != 0: // MF or a fragment offset
 		return 0, 0, dropNotIPIP
-	case h.Dst != b.local:
+	case [4]byte(p[16:20]) != b.local4:
 		return 0, 0, dropWrongDestination
 	}
-	return h.HeaderLen, h.Length, dropNone
+	return hl, total, dropNone
 }
 
 func addNonZero(c *atomic.Uint64, n uint64) {

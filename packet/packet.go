@@ -86,58 +86,87 @@ func Parse(p []byte) (Header, error) {
 // Decode is Parse writing into h, for the packet path: it leaves h the zero
 // Header when it returns an error.
 func (h *Header) Decode(p []byte) error {
-	*h = Header{}
 	if len(p) == 0 {
+		*h = Header{}
 		return ErrTruncated
 	}
+	var err error
 	switch p[0] >> 4 {
 	case 4:
-		if len(p) < IPv4MinHeaderLen {
-			return ErrTruncated
+		if err = h.decode4(p); err == nil {
+			return nil
 		}
-		ihl := int(p[0]&0x0f) * 4
-		total := int(binary.BigEndian.Uint16(p[2:4]))
-		switch {
-		case ihl < IPv4MinHeaderLen:
-			return ErrHeaderLen
-		case total < ihl:
-			return ErrLength
-		case len(p) < total: // total ≥ ihl: covers len(p) < ihl too
-			return ErrTruncated
-		}
-		h.Src = netip.AddrFrom4([4]byte(p[12:16]))
-		h.Dst = netip.AddrFrom4([4]byte(p[16:20]))
-		h.Payload = p[ihl:total:total]
-		h.Length = total
-		h.HeaderLen = ihl
-		h.Version = 4
-		h.TTL = p[8]
-		h.Proto = p[9]
-		h.Fragment = binary.BigEndian.Uint16(p[6:8])&0x3fff != 0 // MF or a fragment offset
-		return nil
 	case 6:
-		if len(p) < IPv6HeaderLen {
-			return ErrTruncated
+		if err = h.decode6(p); err == nil {
+			return nil
 		}
-		payload := int(binary.BigEndian.Uint16(p[4:6]))
-		if payload == 0 && len(p) > IPv6HeaderLen {
-			return ErrLength
-		}
-		total := IPv6HeaderLen + payload
-		if len(p) < total {
-			return ErrTruncated
-		}
-		h.Src = netip.AddrFrom16([16]byte(p[8:24]))
-		h.Dst = netip.AddrFrom16([16]byte(p[24:40]))
-		h.Payload = p[IPv6HeaderLen:total:total]
-		h.Length = total
-		h.HeaderLen = IPv6HeaderLen
-		h.Version = 6
-		h.Proto = p[6]
-		h.TTL = p[7]
-		return nil
+	default:
+		err = ErrVersion
 	}
-	return ErrVersion
+	*h = Header{}
+	return err
+}
+
+func (h *Header) decode4(p []byte) error {
+	ihl, total, err := IPv4Lengths(p)
+	if err != nil {
+		return err
+	}
+	h.Src = netip.AddrFrom4([4]byte(p[12:16]))
+	h.Dst = netip.AddrFrom4([4]byte(p[16:20]))
+	h.Payload = p[ihl:total:total]
+	h.Length = total
+	h.HeaderLen = ihl
+	h.Version = 4
+	h.TTL = p[8]
+	h.Proto = p[9]
+	h.Fragment = p[6]&0x3f != 0 || p[7] != 0 // MF or a fragment offset
+	return nil
+}
+
+func (h *Header) decode6(p []byte) error {
+	if len(p) < IPv6HeaderLen {
+		return ErrTruncated
+	}
+	payload := int(binary.BigEndian.Uint16(p[4:6]))
+	if payload == 0 && len(p) > IPv6HeaderLen {
+		return ErrLength
+	}
+	total := IPv6HeaderLen + payload
+	if len(p) < total {
+		return ErrTruncated
+	}
+	h.Src = netip.AddrFrom16([16]byte(p[8:24]))
+	h.Dst = netip.AddrFrom16([16]byte(p[24:40]))
+	h.Payload = p[IPv6HeaderLen:total:total]
+	h.Length = total
+	h.HeaderLen = IPv6HeaderLen
+	h.Version = 6
+	h.TTL = p[7]
+	h.Proto = p[6]
+	h.Fragment = false
+	return nil
+}
+
+// IPv4Lengths makes Parse's checks of an IPv4 header's lengths against
+// len(p), without building a Header, and returns the header length (IHL×4)
+// and the total length. It does not look at the version. The error is one
+// of ErrTruncated, ErrHeaderLen or ErrLength.
+func IPv4Lengths(p []byte) (headerLen, total int, err error) {
+	if len(p) < IPv4MinHeaderLen {
+		return 0, 0, ErrTruncated
+	}
+	headerLen = int(p[0]&0x0f) * 4
+	total = int(binary.BigEndian.Uint16(p[2:4]))
+	switch {
+	case headerLen < IPv4MinHeaderLen:
+		return 0, 0, ErrHeaderLen
+	case total < headerLen:
+		return 0, 0, ErrLength
+	case len(p) < total: // total ≥ headerLen: covers len(p) < headerLen too
+		return 0, 0, ErrTruncated
+	}
+	return headerLen, total, nil
 }
 
 // DecrementTTL lowers the IPv4 TTL or IPv6 hop limit of p, a packet that

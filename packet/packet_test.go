@@ -63,6 +63,10 @@ func TestParseGood(t *testing.T) {
 		Payload: []byte("xy"), Length: 30, HeaderLen: 28, Version: 4, Proto: ProtoTCP, TTL: 64,
 	})
 
+	if hl, total, err := IPv4Lengths(opts); hl != 28 || total != 30 || err != nil {
+		t.Errorf("IPv4Lengths with options: %d, %d, %v", hl, total, err)
+	}
+
 	frag := with(v4, func(p []byte) []byte { p[6] = 0x20; return p }) // MF
 	if h, err := Parse(frag); err != nil || !h.Fragment {
 		t.Errorf("MF set: Fragment %v, err %v", h.Fragment, err)
@@ -144,6 +148,29 @@ func TestParseBad(t *testing.T) {
 		if h.Version != 0 || h.Payload != nil || h.Src.IsValid() {
 			t.Errorf("%s: a refused packet returned header %+v", tt.name, h)
 		}
+		if len(tt.p) > 0 && tt.p[0]>>4 == 4 {
+			if hl, total, err := IPv4Lengths(tt.p); !errors.Is(err, tt.want) || hl != 0 || total != 0 {
+				t.Errorf("%s: IPv4Lengths %d, %d, %v; want %v", tt.name, hl, total, err, tt.want)
+			}
+		}
+	}
+}
+
+// A Header reused for Decode (as the router does) holds nothing of the
+// previous packet after an error.
+func TestDecodeReuse(t *testing.T) {
+	var h Header
+	if err := h.Decode(ip6(ProtoUDP, "fd00::1", "fd00::2", []byte("x"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Decode([]byte{0x45, 0, 0, 10}); !errors.Is(err, ErrTruncated) {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(h, Header{}) {
+		t.Errorf("after an error: %+v", h)
+	}
+	if err := h.Decode(ip4(5, ProtoTCP, "10.0.0.1", "10.0.0.2", nil)); err != nil || h.Version != 4 || h.Fragment || len(h.Payload) != 0 {
+		t.Errorf("%+v, %v", h, err)
 	}
 }
 
