@@ -22,8 +22,8 @@ import (
 	"time"
 
 	"github.com/anyguard/anyguard/bench/netns"
-	"github.com/anyguard/anyguard/internal/keys"
 	"github.com/anyguard/anyguard/internal/wgclient"
+	"github.com/anyguard/anyguard/wgkey"
 )
 
 // HandshakeOptions configure RunHandshakes.
@@ -199,13 +199,13 @@ func RunHandshakes(ctx context.Context, opts HandshakeOptions) (_ *HandshakeRepo
 		}
 		defer os.RemoveAll(opts.Dir)
 	}
-	gwKey, err := keys.Generate()
+	gwKey, err := wgkey.Generate()
 	if err != nil {
 		return nil, err
 	}
-	privs := make([]keys.Key, opts.Clients)
+	privs := make([]wgkey.Key, opts.Clients)
 	for i := range privs {
-		if privs[i], err = keys.Generate(); err != nil {
+		if privs[i], err = wgkey.Generate(); err != nil {
 			return nil, err
 		}
 	}
@@ -228,7 +228,7 @@ func RunHandshakes(ctx context.Context, opts HandshakeOptions) (_ *HandshakeRepo
 	return rep, nil
 }
 
-func runHandshakeTarget(ctx context.Context, opts HandshakeOptions, target, path string, gwKey keys.Key, privs []keys.Key) (_ []HandshakeStep, err error) {
+func runHandshakeTarget(ctx context.Context, opts HandshakeOptions, target, path string, gwKey wgkey.Key, privs []wgkey.Key) (_ []HandshakeStep, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	args := []string{"--child", target, "--child-config", path}
@@ -384,7 +384,7 @@ func hsClientAddress(i int) netip.Addr {
 
 // writeHandshakeConfig writes a netstack-mode gateway with one peer per
 // private key in privs, serving 10.1.0.0/16 (the echo service).
-func writeHandshakeConfig(path string, gwKey keys.Key, privs []keys.Key) error {
+func writeHandshakeConfig(path string, gwKey wgkey.Key, privs []wgkey.Key) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, `node: {name: handshakes, region: bench}
 clients:

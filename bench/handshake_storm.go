@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/wgkey"
 )
 
 // hsCookieLife is how long an initiator uses a cookie for mac2: wireguard-go
@@ -73,7 +73,7 @@ func hsClientAddr(i int) netip.Addr {
 }
 
 // newStorm opens one socket per private key and starts its reader.
-func newStorm(responder keys.Key, gw netip.AddrPort, privs []keys.Key) (*storm, error) {
+func newStorm(responder wgkey.Key, gw netip.AddrPort, privs []wgkey.Key) (*storm, error) {
 	s := &storm{resp: newHSResponder(responder), gw: gw}
 	for i, priv := range privs {
 		in, err := newHSInitiator(s.resp, priv)

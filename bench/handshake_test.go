@@ -16,18 +16,18 @@ import (
 	wgdevice "golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun/netstack"
 
-	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/wgkey"
 )
 
 // TestInitiatorAcceptedByWireGuardGo sends the storm's initiations to a
 // real wireguard-go device and completes each handshake from the responses:
 // the device accepts them (it answers) and the answers decrypt.
 func TestInitiatorAcceptedByWireGuardGo(t *testing.T) {
-	srvKey, _ := keys.Generate()
-	clientKeys := make([]keys.Key, 3)
+	srvKey, _ := wgkey.Generate()
+	clientKeys := make([]wgkey.Key, 3)
 	conf := fmt.Sprintf("private_key=%s\nlisten_port=0\n", srvKey.Hex())
 	for i := range clientKeys {
-		clientKeys[i], _ = keys.Generate()
+		clientKeys[i], _ = wgkey.Generate()
 		conf += fmt.Sprintf("public_key=%s\nallowed_ip=10.64.0.%d/32\n", clientKeys[i].Public().Hex(), i+2)
 	}
 	tdev, _, err := netstack.CreateNetTUN([]netip.Addr{netip.MustParseAddr("10.64.0.1")}, nil, 1420)
@@ -88,8 +88,8 @@ func TestInitiatorAcceptedByWireGuardGo(t *testing.T) {
 // wireguard-go's own CookieChecker, and checks that the initiator opens it
 // and that the mac2 of its next initiation is what the checker accepts.
 func TestInitiatorCookie(t *testing.T) {
-	srvKey, _ := keys.Generate()
-	cliKey, _ := keys.Generate()
+	srvKey, _ := wgkey.Generate()
+	cliKey, _ := wgkey.Generate()
 	var checker wgdevice.CookieChecker
 	checker.Init(wgdevice.NoisePublicKey(srvKey.Public()))
 	resp := newHSResponder(srvKey.Public())

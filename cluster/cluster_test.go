@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/wgkey"
 )
 
 var testSecret = []byte("0123456789abcdef0123456789abcdef")
@@ -16,17 +16,17 @@ type testNode struct {
 	*Cluster
 	mu      sync.Mutex
 	members []Member
-	owners  map[keys.Key]Record
+	owners  map[wgkey.Key]Record
 }
 
-func startNode(t *testing.T, name string, join []string, secret []byte, skew time.Duration, clients []keys.Key) *testNode {
+func startNode(t *testing.T, name string, join []string, secret []byte, skew time.Duration, clients []wgkey.Key) *testNode {
 	t.Helper()
 	return startNodeWith(t, name, join, secret, skew, clients, nil)
 }
 
-func startNodeWith(t *testing.T, name string, join []string, secret []byte, skew time.Duration, clients []keys.Key, edit func(*Config)) *testNode {
+func startNodeWith(t *testing.T, name string, join []string, secret []byte, skew time.Duration, clients []wgkey.Key, edit func(*Config)) *testNode {
 	t.Helper()
-	n := &testNode{owners: make(map[keys.Key]Record)}
+	n := &testNode{owners: make(map[wgkey.Key]Record)}
 	cfg := Config{
 		Name:      name,
 		Bind:      netip.MustParseAddrPort("127.0.0.1:0"),
@@ -52,7 +52,7 @@ func startNodeWith(t *testing.T, name string, join []string, secret []byte, skew
 
 func (n *testNode) addr() string { return n.LocalAddr().String() }
 
-func (n *testNode) owner(k keys.Key) string {
+func (n *testNode) owner(k wgkey.Key) string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.owners[k].Owner
@@ -81,10 +81,10 @@ func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
 	}
 }
 
-func genClients(n int) []keys.Key {
-	out := make([]keys.Key, n)
+func genClients(n int) []wgkey.Key {
+	out := make([]wgkey.Key, n)
 	for i := range out {
-		k, _ := keys.Generate()
+		k, _ := wgkey.Generate()
 		out[i] = k.Public()
 	}
 	return out
@@ -257,7 +257,7 @@ func TestMalformedMessagesCounted(t *testing.T) {
 // keys while the announced sets differ, compact again once they match).
 func TestMixedClientSets(t *testing.T) {
 	clients := genClients(10)
-	more := append(append([]keys.Key(nil), clients...), genClients(1)...)
+	more := append(append([]wgkey.Key(nil), clients...), genClients(1)...)
 	a := startNode(t, "a", nil, testSecret, 0, clients)
 	b := startNode(t, "b", []string{a.addr()}, testSecret, 0, clients)
 	c := startNode(t, "c", []string{a.addr()}, testSecret, 0, more)
@@ -298,7 +298,7 @@ func TestMixedClientSets(t *testing.T) {
 // startFastPair starts gateways a and b, joined, with push/pull every
 // 200 ms (and the wan profile's failure detection, see
 // TestDigestRepairsMissedRecords).
-func startFastPair(t *testing.T, clients []keys.Key) (a, b *testNode) {
+func startFastPair(t *testing.T, clients []wgkey.Key) (a, b *testNode) {
 	t.Helper()
 	fast := func(c *Config) { c.PushPullInterval = 200 * time.Millisecond; c.Profile = ProfileWAN }
 	a = startNodeWith(t, "a", nil, testSecret, 0, clients, fast)

@@ -13,12 +13,12 @@ import (
 	"time"
 
 	"github.com/anyguard/anyguard/cluster/clustertest"
-	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/wgkey"
 )
 
 // startPartitioned starts a gateway on loopback whose gossip goes through
 // a partitionable transport in group of p.
-func startPartitioned(t *testing.T, name string, group int, p *clustertest.Partition, join []string, clients []keys.Key, edit func(*Config)) *testNode {
+func startPartitioned(t *testing.T, name string, group int, p *clustertest.Partition, join []string, clients []wgkey.Key, edit func(*Config)) *testNode {
 	t.Helper()
 	ft, _, err := p.Transport(group)
 	if err != nil {
@@ -38,7 +38,7 @@ func startPartitioned(t *testing.T, name string, group int, p *clustertest.Parti
 // fourGateways starts regions A (a1, a2) and B (b1, b2) in one cluster.
 // Each gateway's join addresses name only its own region, so that only
 // the members it remembers can bring the other region back.
-func fourGateways(t *testing.T, p *clustertest.Partition, clients []keys.Key, edit func(*Config)) []*testNode {
+func fourGateways(t *testing.T, p *clustertest.Partition, clients []wgkey.Key, edit func(*Config)) []*testNode {
 	t.Helper()
 	a1 := startPartitioned(t, "a1", 0, p, nil, clients, edit)
 	a2 := startPartitioned(t, "a2", 0, p, []string{a1.addr()}, clients, edit)
@@ -76,7 +76,7 @@ func cutFor(t *testing.T, p *clustertest.Partition, nodes []*testNode) {
 	time.Sleep(3 * time.Second) // nothing to await: memberlist's forgetting is not observable
 }
 
-func tablesAgree(nodes []*testNode, clients []keys.Key) error {
+func tablesAgree(nodes []*testNode, clients []wgkey.Key) error {
 	for _, k := range clients {
 		want, _ := nodes[0].Table().Get(k)
 		for _, n := range nodes[1:] {

@@ -17,9 +17,9 @@ import (
 	"golang.zx2c4.com/wireguard/conn/bindtest"
 	wgdevice "golang.zx2c4.com/wireguard/device"
 
-	"github.com/anyguard/anyguard/internal/keys"
 	"github.com/anyguard/anyguard/router"
 	"github.com/anyguard/anyguard/router/routertest"
+	"github.com/anyguard/anyguard/wgkey"
 )
 
 var _ router.ViaPort = (*BackbonePort)(nil)
@@ -336,7 +336,7 @@ type bbWireGuard struct {
 	port *BackbonePort
 	dev  *wgdevice.Device
 	rec  *bbRecorder
-	key  keys.Key
+	key  wgkey.Key
 }
 
 // TestBackboneOverWireGuard joins two real wireguard-go devices over an
@@ -350,7 +350,7 @@ func TestBackboneOverWireGuard(t *testing.T) {
 	gws := [2]*bbWireGuard{}
 	locals := [2]netip.Addr{bbA, bbB}
 	for i := range gws {
-		k, err := keys.Generate()
+		k, err := wgkey.Generate()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/anyguard/anyguard/cluster"
 	"github.com/anyguard/anyguard/device"
+	"github.com/anyguard/anyguard/device/netstack"
 	"github.com/anyguard/anyguard/internal/config"
 	"github.com/anyguard/anyguard/internal/gateway/admission"
 	"github.com/anyguard/anyguard/internal/gateway/membership"
@@ -71,7 +72,7 @@ type Gateway struct {
 	uapi     *device.UAPI
 	egress   egress
 	tun      *device.TUN
-	netstack *device.Netstack
+	netstack *netstack.Stack
 
 	clientPort, egressPort router.PortID
 
@@ -213,7 +214,7 @@ func (g *Gateway) openEgress(cfg *config.Config, opts Options) (err error) {
 		}
 		g.egress = g.tun
 	case config.ModeNetstack:
-		g.netstack, err = device.NewNetstack(device.NetstackConfig{
+		g.netstack, err = netstack.New(netstack.Config{
 			Addresses: cfg.Clients.Address,
 			MTU:       cfg.Clients.MTU,
 			Dial:      opts.NetstackDial,
@@ -267,7 +268,7 @@ func (g *Gateway) Router() *router.Router { return g.router }
 func (g *Gateway) Clients() *device.WireGuard { return g.clients }
 
 // Netstack returns the netstack egress, or nil in tun mode.
-func (g *Gateway) Netstack() *device.Netstack { return g.netstack }
+func (g *Gateway) Netstack() *netstack.Stack { return g.netstack }
 
 // Close stops everything the gateway started, in reverse order, leaving
 // the cluster gracefully first.

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/anyguard/anyguard/cluster"
-	"github.com/anyguard/anyguard/internal/config"
 	"github.com/anyguard/anyguard/health"
+	"github.com/anyguard/anyguard/internal/config"
 	"github.com/anyguard/anyguard/internal/keys"
 	"github.com/anyguard/anyguard/router"
 )

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"testing"
+
+	"github.com/anyguard/anyguard/packet"
 )
 
 // reply turns an echo request built by EchoRequest into the reply a host
@@ -42,8 +44,8 @@ func TestEchoRoundTrip(t *testing.T) {
 	}
 	// The IPv4 header and ICMP checksums verify.
 	req := EchoRequest(netip.MustParseAddr("192.0.0.254"), netip.MustParseAddr("10.99.0.1"), 1, 2)
-	if csum(0, req[:20]) != 0xffff || csum(0, req[20:]) != 0xffff {
-		t.Errorf("bad checksums: header %#x, icmp %#x", csum(0, req[:20]), csum(0, req[20:]))
+	if packet.Sum(req[:20], 0) != 0xffff || packet.Sum(req[20:], 0) != 0xffff {
+		t.Errorf("bad checksums: header %#x, icmp %#x", packet.Sum(req[:20], 0), packet.Sum(req[20:], 0))
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/anyguard/anyguard/internal/config"
 	"github.com/anyguard/anyguard/internal/gateway/probe"
 	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/packet"
 )
 
 // takeover initiates a handshake to a client whose flow arrived here.
@@ -141,13 +142,8 @@ const takeoverEchoID = 0x6167
 
 // sourceAddr returns the source address of an IP packet.
 func sourceAddr(p []byte) (netip.Addr, bool) {
-	switch {
-	case len(p) >= 20 && p[0]>>4 == 4:
-		return netip.AddrFrom4([4]byte(p[12:16])), true
-	case len(p) >= 40 && p[0]>>4 == 6:
-		return netip.AddrFrom16([16]byte(p[8:24])), true
-	}
-	return netip.Addr{}, false
+	h, err := packet.Parse(p)
+	return h.Src, err == nil
 }
 
 // OwnerChanged follows a change of a client's ownership record (or, with
