@@ -73,7 +73,7 @@ type clusterPart struct {
 	mu      sync.Mutex
 	members map[string]cluster.Member // the latest view, by name
 
-	resets chan keys.Key // clients whose sessions to drop
+	resets *resetQueue // clients whose sessions to drop, in order
 	rec    *recovery
 	stop   chan struct{}
 	done   sync.WaitGroup
@@ -108,10 +108,10 @@ func startCluster(g *Gateway, cfg *config.Config, opts Options) (_ *clusterPart,
 		pub:     pub,
 		members: make(map[string]cluster.Member),
 		rec:     newRecovery(),
-		resets:  make(chan keys.Key, 4096),
 		stop:    make(chan struct{}),
 		guard:   newPrefixGuard(g.logger, cfg.Node.Name),
 	}
+	cp.resets = newResetQueue(cp.reset)
 	g.cluster = cp // before any cluster goroutine that reads it starts
 	defer func() {
 		if err != nil {
@@ -193,9 +193,8 @@ func startCluster(g *Gateway, cfg *config.Config, opts Options) (_ *clusterPart,
 		cp.trackEndpoint(cluster.Record{}, rec)
 	}
 	cp.onMembers(nil)
-	cp.done.Add(2)
+	cp.done.Add(1)
 	go cp.claimLoop()
-	go cp.resetLoop()
 	g.clients.Bind().SetTransportHook(cp.onTransport)
 	g.clients.Bind().SetResponseHook(cp.onResponse)
 	g.clusterHot.Store(cp)
@@ -361,32 +360,15 @@ func (cp *clusterPart) onOwner(old, rec cluster.Record) {
 	if old.Owner == cp.self && rec.Owner != cp.self {
 		// Not inline: this may run on the device's own receive goroutine
 		// of that very peer, which removing the peer waits for.
-		select {
-		case cp.resets <- rec.Client:
-		default:
-			go cp.reset(rec.Client)
-		}
+		cp.resets.push(rec.Client)
 	}
 }
 
-// resetLoop drops the sessions of clients that moved away, in order.
-func (cp *clusterPart) resetLoop() {
-	defer cp.done.Done()
-	for {
-		select {
-		case <-cp.stop:
-			return
-		case k := <-cp.resets:
-			cp.reset(k)
-		}
-	}
-}
-
-// reset drops the session of a client that moved away by removing its
-// peer: the device then sends it nothing, and adds it again when the
-// client initiates a handshake here.
-func (cp *clusterPart) reset(k keys.Key) {
-	cp.g.jit.remove([]keys.Key{k}, removedMoved)
+// reset drops the sessions of clients that moved away by removing their
+// peers: the device then sends them nothing, and adds each again when the
+// client initiates a handshake here. It runs on cp.resets' goroutine.
+func (cp *clusterPart) reset(ks []keys.Key) {
+	cp.g.jit.remove(ks, removedMoved)
 }
 
 func ownerName(s string) string {
@@ -607,6 +589,7 @@ func (cp *clusterPart) close(leave bool) {
 		close(cp.stop)
 	}
 	cp.done.Wait()
+	cp.resets.close()
 	if cp.g.clients != nil {
 		cp.g.clients.Bind().SetTransportHook(nil)
 		cp.g.clients.Bind().SetResponseHook(nil)
