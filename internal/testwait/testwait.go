@@ -1,0 +1,56 @@
+// Package testwait is the one way tests here wait for a condition: Until
+// polls it and, when time runs out, fails the test naming what it waited
+// for. Use it instead of a fixed sleep whenever a condition can be
+// checked; keep sleeps for letting time pass on purpose (a timer that must
+// not fire, traffic that must keep flowing).
+//
+// It does not import package testing, so that it is no exception to the
+// rule that non-test code does not; *testing.T, *testing.B and
+// testing.TB satisfy T.
+package testwait
+
+import (
+	"runtime"
+	"time"
+)
+
+// T is the part of testing.TB that Until uses.
+type T interface {
+	Helper()
+	Fatalf(format string, args ...any)
+}
+
+// Interval is how often Until checks its condition.
+const Interval = 10 * time.Millisecond
+
+// Until calls cond every Interval until it returns true, and fails t with
+// "timed out after TIMEOUT waiting for WHAT" if it has not within timeout.
+// cond is called at least once, even with a timeout of zero or less. Like
+// t.Fatalf, Until must be called from the goroutine running the test.
+func Until(t T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	if !wait(timeout, cond) {
+		t.Fatalf("timed out after %s waiting for %s", timeout, what)
+	}
+}
+
+// UntilStacks is Until, and on time-out also prints every goroutine's
+// stack: for waits on goroutines that may be stuck.
+func UntilStacks(t T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	if !wait(timeout, cond) {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("timed out after %s waiting for %s\n%s", timeout, what, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+func wait(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if !time.Now().Before(deadline) {
+			return false
+		}
+		time.Sleep(Interval)
+	}
+	return true
+}

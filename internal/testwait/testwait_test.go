@@ -1,0 +1,60 @@
+package testwait
+
+import (
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fakeT records what Until reports instead of failing the test.
+type fakeT struct{ failed string }
+
+func (f *fakeT) Helper() {}
+func (f *fakeT) Fatalf(format string, args ...any) {
+	f.failed = fmt.Sprintf(format, args...)
+}
+
+func TestUntilReturnsOnceTrue(t *testing.T) {
+	var n atomic.Int32
+	go func() {
+		for range 3 {
+			time.Sleep(time.Millisecond)
+			n.Add(1)
+		}
+	}()
+	var f fakeT
+	Until(&f, 5*time.Second, "three ticks", func() bool { return n.Load() == 3 })
+	if f.failed != "" {
+		t.Fatalf("Until failed although the condition came true: %s", f.failed)
+	}
+}
+
+func TestUntilFailsNamingWhat(t *testing.T) {
+	var f fakeT
+	calls := 0
+	start := time.Now()
+	Until(&f, 50*time.Millisecond, "the impossible", func() bool { calls++; return false })
+	if took := time.Since(start); took < 50*time.Millisecond {
+		t.Errorf("gave up after %s, before the timeout", took)
+	}
+	if !strings.Contains(f.failed, "waiting for the impossible") || !strings.Contains(f.failed, "50ms") {
+		t.Errorf("failure %q does not name what it waited for and how long", f.failed)
+	}
+	if calls < 2 {
+		t.Errorf("condition checked %d times in 50ms", calls)
+	}
+}
+
+func TestUntilChecksOnceWithoutTime(t *testing.T) {
+	var f fakeT
+	Until(&f, 0, "already true", func() bool { return true })
+	if f.failed != "" {
+		t.Errorf("a condition true at once failed with no time left: %s", f.failed)
+	}
+	UntilStacks(&f, -time.Second, "never", func() bool { return false })
+	if !strings.Contains(f.failed, "waiting for never") || !strings.Contains(f.failed, "goroutine ") {
+		t.Errorf("UntilStacks failure %q lacks what or the stacks", f.failed[:min(len(f.failed), 200)])
+	}
+}
