@@ -13,6 +13,8 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/anyguard/anyguard/internal/e2etest"
+
+	"github.com/anyguard/anyguard/internal/testwait"
 )
 
 // netAdminOnlyEnv names, in the re-executed test, the namespace to move
@@ -98,10 +100,5 @@ func TestTUNWithNetAdminOnly(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("readers still running 5 s after Close")
 	}
-	for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > before; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines after Close, %d before\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
-		}
-	}
+	testwait.UntilStacks(t, 5*time.Second, fmt.Sprintf("goroutines back to %d after Close", before), func() bool { return runtime.NumGoroutine() <= before })
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/anyguard/anyguard/internal/testwait"
 )
 
 // TestImportRules: health reads the gateway through interfaces it declares
@@ -47,7 +49,7 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "ready", st.Ready)
+	testwait.Until(t, 5*time.Second, "ready", st.Ready)
 	resp, err := http.Get("http://" + s.Addr().String() + "/status")
 	if err != nil {
 		t.Fatal(err)
@@ -56,5 +58,5 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	http.DefaultClient.CloseIdleConnections()
 	s.Close()
 	st.Close()
-	waitFor(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
+	testwait.Until(t, 5*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
 }
