@@ -87,13 +87,12 @@ func TestTUNWithNetAdminOnly(t *testing.T) {
 	if err := netlink.LinkSetNsFd(link, int(away.Fd())); err != nil {
 		t.Fatalf("move the TUN with CAP_NET_ADMIN only: %v", err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(logs.String(), "probing it once a second") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no word of the fallback after a move out of reach; log:\n%s", logs.String())
+	testwait.NoError(t, 5*time.Second, "word of the fallback after a move out of reach", func() error {
+		if l := logs.String(); !strings.Contains(l, "probing it once a second") {
+			return fmt.Errorf("log:\n%s", l)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	tn.Close() // closing the last queue deletes the interface, wherever it is
 	select {
 	case <-tn.Stopped():

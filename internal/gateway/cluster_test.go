@@ -117,16 +117,13 @@ func fetch(c *wgclient.Client, svc netip.AddrPort) (string, error) {
 // converging, which is what the test measures, not a failure.
 func mustFetch(t *testing.T, c *wgclient.Client, r *region) {
 	t.Helper()
-	var last error
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	testwait.NoError(t, 10*time.Second, fmt.Sprintf("the client to reach %s's service %s", r.name, r.service), func() error {
 		body, err := fetch(c, r.service)
 		if err == nil && body == "hello from "+r.name {
-			return
+			return nil
 		}
-		last = fmt.Errorf("body %q, err %v", body, err)
-	}
-	t.Fatalf("client cannot reach %s's service %s: %v", r.name, r.service, last)
+		return fmt.Errorf("body %q, err %v", body, err)
+	})
 }
 
 func ownersAgree(e *clusterEnv, want string) bool {

@@ -44,6 +44,18 @@ func UntilStacks(t T, timeout time.Duration, what string, cond func() bool) {
 	}
 }
 
+// NoError calls f every Interval until it returns nil, and fails t with
+// "timed out after TIMEOUT waiting for WHAT: LAST ERROR" if it has not
+// within timeout: for waits whose failure is best explained by what the
+// last attempt saw (a status code, a log, an error).
+func NoError(t T, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	var last error
+	if !wait(timeout, func() bool { last = f(); return last == nil }) {
+		t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, last)
+	}
+}
+
 func wait(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for !cond() {

@@ -1,6 +1,7 @@
 package testwait
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -56,5 +57,24 @@ func TestUntilChecksOnceWithoutTime(t *testing.T) {
 	UntilStacks(&f, -time.Second, "never", func() bool { return false })
 	if !strings.Contains(f.failed, "waiting for never") || !strings.Contains(f.failed, "goroutine ") {
 		t.Errorf("UntilStacks failure %q lacks what or the stacks", f.failed[:min(len(f.failed), 200)])
+	}
+}
+
+func TestNoErrorReportsTheLastError(t *testing.T) {
+	var f fakeT
+	n := 0
+	NoError(&f, 5*time.Second, "the third try", func() error {
+		if n++; n < 3 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	if f.failed != "" || n != 3 {
+		t.Fatalf("NoError after %d tries: %q", n, f.failed)
+	}
+	n = 0
+	NoError(&f, 30*time.Millisecond, "a miracle", func() error { n++; return fmt.Errorf("try %d failed", n) })
+	if want := fmt.Sprintf("waiting for a miracle: try %d failed", n); !strings.HasSuffix(f.failed, want) {
+		t.Errorf("failure %q, want it to end in %q", f.failed, want)
 	}
 }
