@@ -10,6 +10,7 @@
 package testwait
 
 import (
+	"errors"
 	"runtime"
 	"time"
 )
@@ -48,13 +49,29 @@ func UntilStacks(t T, timeout time.Duration, what string, cond func() bool) {
 // "timed out after TIMEOUT waiting for WHAT: LAST ERROR" if it has not
 // within timeout: for waits whose failure is best explained by what the
 // last attempt saw (a status code, a log, an error).
+//
+// If f returns an error made by Stop, NoError fails at once with it: the
+// wait can no longer succeed (the process it watches exited).
 func NoError(t T, timeout time.Duration, what string, f func() error) {
 	t.Helper()
 	var last error
-	if !wait(timeout, func() bool { last = f(); return last == nil }) {
+	var stop *stopError
+	if !wait(timeout, func() bool { last = f(); return last == nil || errors.As(last, &stop) }) {
 		t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, last)
 	}
+	if stop != nil {
+		t.Fatalf("gave up waiting for %s: %v", what, stop.err)
+	}
 }
+
+// Stop wraps err so that NoError fails with it at once instead of trying
+// again until its timeout.
+func Stop(err error) error { return &stopError{err} }
+
+type stopError struct{ err error }
+
+func (e *stopError) Error() string { return e.err.Error() }
+func (e *stopError) Unwrap() error { return e.err }
 
 func wait(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)

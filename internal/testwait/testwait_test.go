@@ -78,3 +78,21 @@ func TestNoErrorReportsTheLastError(t *testing.T) {
 		t.Errorf("failure %q, want it to end in %q", f.failed, want)
 	}
 }
+
+func TestNoErrorStops(t *testing.T) {
+	var f fakeT
+	n := 0
+	start := time.Now()
+	NoError(&f, 5*time.Second, "a dead process", func() error {
+		if n++; n < 2 {
+			return errors.New("not yet")
+		}
+		return Stop(errors.New("it exited"))
+	})
+	if took := time.Since(start); took > time.Second || n != 2 {
+		t.Errorf("Stop did not end the wait at once: %d tries in %s", n, took)
+	}
+	if want := "gave up waiting for a dead process: it exited"; f.failed != want {
+		t.Errorf("failure %q, want %q", f.failed, want)
+	}
+}
