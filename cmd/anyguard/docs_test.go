@@ -276,3 +276,56 @@ func TestMakeBenchWritesBenchmarksDoc(t *testing.T) {
 		}
 	}
 }
+
+// TestNoPointersToSharedNotes: no file of the repository sends its reader
+// to the design notes kept beside it during development (../shared), which
+// a clone does not have.
+func TestNoPointersToSharedNotes(t *testing.T) {
+	root := repoRoot(t)
+	bad := regexp.MustCompile(`\.\./shared/|\bshared/notes/|/work/shared\b`)
+	self, err := filepath.Abs("docs_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := 0
+	err = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			switch d.Name() {
+			case ".git", "bin", "testdata", "node_modules":
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		switch filepath.Ext(path) {
+		case ".go", ".md", ".yaml", ".yml", ".sh", ".hcl", ".json", ".service":
+		default:
+			if filepath.Base(path) != "Makefile" && filepath.Base(path) != "Dockerfile" {
+				return nil
+			}
+		}
+		if path == self {
+			return nil
+		}
+		files++
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			if bad.MatchString(line) {
+				rel, _ := filepath.Rel(root, path)
+				t.Errorf("%s:%d points outside the repository: %s", rel, i+1, strings.TrimSpace(line))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files < 50 {
+		t.Errorf("looked at only %d files", files)
+	}
+}
