@@ -28,6 +28,8 @@ BENCH_PKGS  ?= $(patsubst %,./%/,$(wildcard router device))
 BENCH_DURATION ?= 10s
 BENCH_REPS     ?= 5
 BENCH_MAX_REPS ?= 11
+# The file whose <!-- bench:NAME:begin/end --> markers make bench rewrites.
+BENCH_DOC      ?= docs/benchmarks.md
 
 # Tools the end-to-end tests run, and the Debian packages that bring them.
 # The fault suite (e2e/faults*_test.go) adds nft and conntrack; the drop-in
@@ -114,24 +116,25 @@ test: deps
 fuzz:
 	GO="$(GO)" FUZZTIME="$(FUZZTIME)" scripts/fuzz.sh
 
-# Micro-benchmarks (table in README), then (as root) the throughput harness against stock
+# Micro-benchmarks, then (as root) the throughput harness against stock
 # wireguard-go built from the module proxy at the version go.mod embeds (never
 # a distribution's old build), then the scale benchmark, then the handshake
 # storm (unprivileged, about 2 minutes), then the cluster benchmark (gossip
 # between gateways in one process, about 5 minutes); each
-# refreshes its tables in README.md and leaves JSON in bin/.
+# refreshes its table in $(BENCH_DOC) (dated, naming the machine) and
+# leaves JSON in bin/.
 bench: build
 	$(GO) test -run='^$$' -bench=. -benchmem $(BENCH_PKGS) | tee bin/bench-micro.txt
-	bin/anyguard bench micro --json bin/bench-micro.json --readme README.md < bin/bench-micro.txt > /dev/null
+	bin/anyguard bench micro --json bin/bench-micro.json --doc $(BENCH_DOC) < bin/bench-micro.txt > /dev/null
 	GOBIN=$(CURDIR)/bin $(GO) install golang.zx2c4.com/wireguard@$$($(GO) list -m -f '{{.Version}}' golang.zx2c4.com/wireguard)
 	@if [ "$$(id -u)" -ne 0 ]; then echo "bench: throughput needs root (network namespaces); skipped"; else \
 		echo bin/anyguard bench throughput; \
 		bin/anyguard bench throughput --wireguard-go bin/wireguard --duration $(BENCH_DURATION) --reps $(BENCH_REPS) --max-reps $(BENCH_MAX_REPS) \
-			--json bin/bench-throughput.json --readme README.md; \
+			--json bin/bench-throughput.json --doc $(BENCH_DOC); \
 	fi
-	bin/anyguard bench scale --json bin/bench-scale.json --readme README.md
-	bin/anyguard bench handshakes --json bin/bench-handshakes.json --readme README.md
-	bin/anyguard bench cluster --json bin/bench-cluster.json --readme README.md
+	bin/anyguard bench scale --json bin/bench-scale.json --doc $(BENCH_DOC)
+	bin/anyguard bench handshakes --json bin/bench-handshakes.json --doc $(BENCH_DOC)
+	bin/anyguard bench cluster --json bin/bench-cluster.json --doc $(BENCH_DOC)
 
 lint:
 	@unformatted=$$(gofmt -l .); \

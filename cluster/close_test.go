@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/anyguard/anyguard/internal/testwait"
 )
 
 // TestCloseStopsReconnecting: a member that went missing at an address
@@ -32,11 +34,11 @@ func TestCloseStopsReconnecting(t *testing.T) {
 	silent := netip.MustParseAddrPort(ln.Addr().String())
 	a.memberSeen("silent", silent, true, false)
 	a.memberSeen("silent", silent, false, false) // went missing
-	waitFor(t, "a join in flight", 5*time.Second, func() bool { return a.Stats().ReconnectTries >= 1 })
+	testwait.Until(t, 5*time.Second, "a join in flight", func() bool { return a.Stats().ReconnectTries >= 1 })
 	start := time.Now()
 	a.Close()
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("Close took %s: it waited for the join in flight", d)
 	}
-	waitFor(t, "goroutines to end", 10*time.Second, func() bool { return runtime.NumGoroutine() <= before })
+	testwait.Until(t, 10*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
 }

@@ -272,8 +272,9 @@ func (c *Cluster) join() error {
 	return nil
 }
 
-// profileConfig returns memberlist timings for a profile: the presets
-// tuned as measured in shared/notes/memberlist.md.
+// profileConfig returns memberlist timings for a profile: memberlist's
+// presets tuned by measurement (anyguard bench cluster; the figures are in
+// docs/benchmarks.md).
 func profileConfig(profile string) *memberlist.Config {
 	if profile == ProfileWAN {
 		mc := memberlist.DefaultWANConfig()

@@ -19,6 +19,7 @@ import (
 
 	"github.com/anyguard/anyguard/router"
 	"github.com/anyguard/anyguard/router/routertest"
+	"github.com/anyguard/anyguard/internal/testwait"
 	"github.com/anyguard/anyguard/wgkey"
 )
 
@@ -419,14 +420,7 @@ func TestBackboneOverWireGuard(t *testing.T) {
 			t.Errorf("gateway %d stats %+v", i, st)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("goroutines left after Close: %d > %d\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.UntilStacks(t, 10*time.Second, fmt.Sprintf("goroutines back to %d after Close", before), func() bool { return runtime.NumGoroutine() <= before })
 }
 
 // raceBuild reports whether the test binary has the race detector, under

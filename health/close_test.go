@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/anyguard/anyguard/internal/testwait"
 )
 
 // TestCloseLeavesNoGoroutines: State and Server stop everything they
@@ -17,7 +19,7 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "ready", st.Ready)
+	testwait.Until(t, 5*time.Second, "ready", st.Ready)
 	resp, err := http.Get("http://" + s.Addr().String() + "/status")
 	if err != nil {
 		t.Fatal(err)
@@ -26,5 +28,5 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	http.DefaultClient.CloseIdleConnections()
 	s.Close()
 	st.Close()
-	waitFor(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
+	testwait.Until(t, 5*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
 }

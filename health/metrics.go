@@ -196,7 +196,7 @@ func (s HistogramSnapshot) Quantile(q float64) float64 {
 	return ConvergenceBuckets[len(ConvergenceBuckets)-1]
 }
 
-// metric descriptors; see README "Metrics" for the meaning of each.
+// metric descriptors; see docs/health.md "Metrics" for the meaning of each.
 var (
 	descBuildInfo   = gaugeDesc("anyguard_build_info", "Build of this gateway; always 1.", "version", "revision", "goversion")
 	descNodeInfo    = gaugeDesc("anyguard_node_info", "This gateway's node name and region; always 1.", "node", "region")

@@ -114,17 +114,22 @@ func cmdBenchThroughput(ctx context.Context, args []string, stdout, stderr io.Wr
 // reportFlags are the outputs every benchmark offers besides its markdown
 // on stdout.
 type reportFlags struct {
-	name                   string // the README markers' name
-	json, markdown, readme *string
+	name                string // the markers' name in the doc
+	json, markdown, doc *string
 }
 
+// benchDoc is where make bench keeps the tables (its BENCH_DOC).
+const benchDoc = "docs/benchmarks.md"
+
 func addReportFlags(fs *flag.FlagSet, name string) *reportFlags {
-	return &reportFlags{
+	o := &reportFlags{
 		name:     name,
 		json:     fs.String("json", "", "write the full results as JSON to `file`"),
 		markdown: fs.String("markdown", "", "write the markdown to `file` as well as stdout"),
-		readme:   fs.String("readme", "", "splice the markdown into `file` between <!-- bench:"+name+":begin/end --> markers"),
+		doc:      fs.String("doc", "", "splice the markdown into `file` (make bench: "+benchDoc+") between <!-- bench:"+name+":begin/end --> markers"),
 	}
+	fs.StringVar(o.doc, "readme", "", "the old name of --doc")
+	return o
 }
 
 // write prints md and writes the outputs asked for.
@@ -140,8 +145,8 @@ func (o *reportFlags) write(stdout io.Writer, v any, md string) error {
 			return err
 		}
 	}
-	if *o.readme != "" {
-		return bench.Splice(*o.readme, o.name, md)
+	if *o.doc != "" {
+		return bench.Splice(*o.doc, o.name, md)
 	}
 	return nil
 }

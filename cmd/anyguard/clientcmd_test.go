@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/anyguard/anyguard/internal/config"
 	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/internal/testwait"
 )
 
 // clientEnv sets up a gateway configured by the environment alone, with
@@ -264,25 +266,23 @@ func TestClientAddReloadsGateway(t *testing.T) {
 // waitFor waits until the output holds every one of want in one line.
 func waitFor(t *testing.T, out *syncBuffer, done <-chan struct{}, want ...string) {
 	t.Helper()
-	deadline := time.After(20 * time.Second)
-	for {
+	testwait.NoError(t, 20*time.Second, fmt.Sprintf("%q in the gateway's output", want), func() error {
 		for line := range strings.SplitSeq(out.String(), "\n") {
 			ok := true
 			for _, w := range want {
 				ok = ok && strings.Contains(line, w)
 			}
 			if ok {
-				return
+				return nil
 			}
 		}
 		select {
 		case <-done:
-			t.Fatalf("gateway exited before logging %q", want)
-		case <-deadline:
-			t.Fatalf("no %q in the gateway's output", want)
-		case <-time.After(20 * time.Millisecond):
+			return testwait.Stop(errors.New("the gateway exited"))
+		default:
+			return errors.New("not logged yet")
 		}
-	}
+	})
 }
 
 func TestCheckCommand(t *testing.T) {

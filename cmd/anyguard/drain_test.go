@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/anyguard/anyguard/internal/keys"
+
+	"github.com/anyguard/anyguard/internal/testwait"
 )
 
 // runMainEnv makes the test binary act as anyguard itself, so that the
@@ -138,13 +140,7 @@ func (p *gatewayProc) readyz() int {
 
 func (p *gatewayProc) waitReadyz(t *testing.T, want int, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for p.readyz() != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz did not answer %d within %v", want, within)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.Until(t, within, fmt.Sprintf("/readyz to answer %d", want), func() bool { return p.readyz() == want })
 }
 
 func (p *gatewayProc) tcpOpen() bool {

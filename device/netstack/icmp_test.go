@@ -16,6 +16,8 @@ import (
 	"github.com/anyguard/anyguard/packet"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/anyguard/anyguard/internal/testwait"
 )
 
 func TestNetstackPing(t *testing.T) {
@@ -116,7 +118,7 @@ func TestNetstackPingTimeout(t *testing.T) {
 	if _, err := e.ping(servedV4, 1, nil, 300*time.Millisecond); err == nil {
 		t.Fatal("got a reply")
 	}
-	waitFor(t, "echo to be dropped", func() bool { return e.ns.Stats().Drops[DropPingFailed] == 1 })
+	testwait.UntilStacks(t, 10*time.Second, "echo to be dropped", func() bool { return e.ns.Stats().Drops[DropPingFailed] == 1 })
 }
 
 // malformedPackets are packets the Stack must drop without panicking.

@@ -17,6 +17,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/anyguard/anyguard/internal/testwait"
 )
 
 func TestNetstackConfigValidate(t *testing.T) {
@@ -102,7 +104,11 @@ func TestNetstackCloseNoLeak(t *testing.T) {
 		if _, _, err := pc.ReadFrom(make([]byte, 10)); err != nil {
 			t.Fatal(err)
 		}
-		go e.ping(servedV4, 1, nil, 100*time.Millisecond)
+		pingDone := make(chan struct{})
+		go func() {
+			defer close(pingDone)
+			e.ping(servedV4, 1, nil, 100*time.Millisecond)
+		}()
 		<-pingStarted
 		if st := e.ns.Stats(); st.TCPFlowsActive != 1 || st.UDPFlowsActive != 1 {
 			t.Fatalf("stats %+v", st)
@@ -117,10 +123,10 @@ func TestNetstackCloseNoLeak(t *testing.T) {
 		if _, err := hostSide.Read(make([]byte, 1)); err == nil {
 			t.Error("host connection still open after Close")
 		}
-		time.Sleep(150 * time.Millisecond) // let the client's ping give up
+		<-pingDone // the client's ping gives up after its 100 ms
 		e.close()
 	}()
-	waitFor(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= before })
+	testwait.UntilStacks(t, 10*time.Second, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= before })
 }
 
 // Idle flows hold no copy buffers (64 KiB per UDP direction, 32 KiB per
@@ -290,21 +296,18 @@ func TestNetstackCloseDuringDeliver(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(200 * time.Millisecond)
+	testwait.Until(t, 5*time.Second, "the senders to open UDP flows", func() bool { return ns.Stats().UDPFlowsOpened > 0 })
 	ns.Close()
-	time.Sleep(20 * time.Millisecond)
+	testwait.Until(t, 5*time.Second, "a Deliver after Close to report ErrClosed", closedSeen.Load)
 	close(stop)
 	wg.Wait()
-	if !closedSeen.Load() {
-		t.Error("Deliver never reported ErrClosed")
-	}
 	st := ns.Stats()
 	t.Logf("udp opened %d refused %d, echo answered %d dropped %d, drops %v",
 		st.UDPFlowsOpened, st.UDPFlowsRefused, st.ICMPEchoAnswered, st.ICMPEchoDropped, st.Drops)
 	if st.UDPFlowsOpened == 0 || st.UDPFlowsActive != 0 {
 		t.Errorf("stats %+v", st)
 	}
-	waitFor(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= before })
+	testwait.UntilStacks(t, 10*time.Second, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= before })
 }
 
 // tcpSYN builds an IPv4 TCP SYN.
@@ -353,7 +356,7 @@ func TestNetstackCloseDuringHandshake(t *testing.T) {
 	}
 	host := <-accepted
 	defer host.Close()
-	waitFor(t, "SYN-ACK", func() bool { return synAcks.Load() > 0 })
+	testwait.UntilStacks(t, 10*time.Second, "SYN-ACK", func() bool { return synAcks.Load() > 0 })
 	start := time.Now()
 	ns.Close()
 	if d := time.Since(start); d > 2*time.Second {

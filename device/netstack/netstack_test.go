@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,6 +28,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/anyguard/anyguard/internal/testwait"
 )
 
 // The tests put a second gVisor stack, the "client", in front of the
@@ -349,7 +350,7 @@ func TestNetstackTCPHalfClose(t *testing.T) {
 	if err != nil || string(b) != "got 300000 bytes" {
 		t.Fatalf("got %q, %v", b, err)
 	}
-	waitFor(t, "flow to end", func() bool { return e.ns.Stats().TCPFlowsActive == 0 })
+	testwait.UntilStacks(t, 10*time.Second, "flow to end", func() bool { return e.ns.Stats().TCPFlowsActive == 0 })
 }
 
 func TestNetstackTCPRefused(t *testing.T) {
@@ -442,19 +443,7 @@ func TestNetstackUDP(t *testing.T) {
 	if st := e.ns.Stats(); st.UDPFlowsOpened != 1 || st.UDPFlowsActive != 1 {
 		t.Errorf("stats %+v", st)
 	}
-	waitFor(t, "idle UDP flow to close", func() bool { return e.ns.Stats().UDPFlowsActive == 0 })
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("timed out waiting for %s\n%s", what, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.UntilStacks(t, 10*time.Second, "idle UDP flow to close", func() bool { return e.ns.Stats().UDPFlowsActive == 0 })
 }
 
 // BenchmarkNetstackTCP measures one TCP flow's throughput from a client

@@ -23,6 +23,8 @@ import (
 	"github.com/anyguard/anyguard/internal/gateway"
 	"github.com/anyguard/anyguard/internal/keys"
 	"github.com/anyguard/anyguard/router"
+
+	"github.com/anyguard/anyguard/internal/testwait"
 )
 
 // breakableBind is the standard UDP bind with a switch that makes the
@@ -233,17 +235,16 @@ func (he *healthEnv) tcpOpen() bool {
 // waitReady waits until /readyz answers want and the TCP port agrees.
 func (he *healthEnv) waitReady(t *testing.T, want int, why string) string {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		code, body := he.readyz(t)
-		if code == want && he.tcpOpen() == (want == http.StatusOK) {
-			return body
+	var body string
+	testwait.NoError(t, 10*time.Second, fmt.Sprintf("%s: /readyz to answer %d", why, want), func() error {
+		var code int
+		code, body = he.readyz(t)
+		if open := he.tcpOpen(); code != want || open != (want == http.StatusOK) {
+			return fmt.Errorf("/readyz = %d (TCP port open: %v):\n%s", code, open, body)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: /readyz = %d (TCP port open: %v), want %d:\n%s", why, code, he.tcpOpen(), want, body)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
+	return body
 }
 
 func TestReadyzFollowsTheDataPath(t *testing.T) {

@@ -60,9 +60,8 @@ type Part struct {
 	mu      sync.Mutex
 	members map[string]cluster.Member // the latest view, by name
 
-	resets chan keys.Key // clients whose sessions to drop
+	resets *resetQueue // clients whose sessions to drop, in order
 	stop   chan struct{}
-	done   sync.WaitGroup
 
 	guard     *prefixGuard   // announced prefixes refused; see prefixes.go
 	protected *protectedNets // of the configuration Routes last saw (under the table's lock)
@@ -159,10 +158,10 @@ func New(c Config) (_ *Part, err error) {
 		addr:       backboneAddr(pub),
 		pub:        pub,
 		members:    make(map[string]cluster.Member),
-		resets:     make(chan keys.Key, 4096),
 		stop:       make(chan struct{}),
 		guard:      newPrefixGuard(logger, cfg.Node.Name),
 	}
+	cp.resets = newResetQueue(cp.reset)
 	defer func() {
 		if err != nil {
 			cp.Close(false)
@@ -258,8 +257,6 @@ func (cp *Part) Join(owners Owners, now func() time.Time, edit func(*cluster.Con
 		cp.owners.OwnerChanged(cluster.Record{}, rec)
 	}
 	cp.onMembers(nil)
-	cp.done.Add(1)
-	go cp.resetLoop()
 	return nil
 }
 
@@ -296,7 +293,7 @@ func (cp *Part) Close(leave bool) {
 	default:
 		close(cp.stop)
 	}
-	cp.done.Wait()
+	cp.resets.close()
 	if cp.wg != nil {
 		cp.wg.Close()
 	}

@@ -48,32 +48,33 @@ func (cp *Part) onOwner(old, rec cluster.Record) {
 	if old.Owner == cp.self && rec.Owner != cp.self {
 		// Not inline: this may run on the device's own receive goroutine
 		// of that very peer, which removing the peer waits for.
-		select {
-		case cp.resets <- rec.Client:
-		default:
-			go cp.reset(rec.Client)
-		}
+		cp.resets.push(rec.Client)
 	}
 }
 
-// resetLoop drops the sessions of clients that moved away, in order.
-func (cp *Part) resetLoop() {
-	defer cp.done.Done()
-	for {
-		select {
-		case <-cp.stop:
-			return
-		case k := <-cp.resets:
-			cp.reset(k)
-		}
-	}
+// reset drops the sessions of clients that moved away by removing their
+// peers: the device then sends them nothing, and adds each again when the
+// client initiates a handshake here. It runs on cp.resets' goroutine, so
+// a client may have come back by then: its peer carries the new session
+// and stays.
+func (cp *Part) reset(ks []keys.Key) {
+	cp.dropMoved(cp.c.Table(), ks)
 }
 
-// reset drops the session of a client that moved away by removing its
-// peer: the device then sends it nothing, and adds it again when the
-// client initiates a handshake here.
-func (cp *Part) reset(k keys.Key) {
-	cp.peers.Remove([]keys.Key{k}, admission.RemovedMoved)
+// dropMoved removes the peers of the clients in ks that table does not
+// (or no longer) say this gateway owns.
+func (cp *Part) dropMoved(table interface {
+	Get(keys.Key) (cluster.Record, bool)
+}, ks []keys.Key) {
+	gone := ks[:0]
+	for _, k := range ks {
+		if rec, ok := table.Get(k); !ok || rec.Owner != cp.self {
+			gone = append(gone, k)
+		}
+	}
+	if len(gone) > 0 {
+		cp.peers.Remove(gone, admission.RemovedMoved)
+	}
 }
 
 func ownerName(s string) string {
