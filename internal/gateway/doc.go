@@ -8,7 +8,7 @@
 //
 // Each part is a package of its own that declares the narrow interfaces it
 // needs and holds nothing of the Gateway (the import graph proves it: no
-// part imports this package; imports_test.go keeps it so):
+// part imports this package; the table in internal/archtest keeps it so):
 //
 //   - admission: adds configured clients to the client device when they
 //     send an authentic handshake initiation, removes idle ones. It sees
@@ -66,6 +66,8 @@
 //     protected networks (Part.Routes runs under it).
 //   - membership.Part.mu guards the latest member view; held only to copy
 //     or swap it.
+//   - resetQueue.mu (package membership) guards the clients queued for a
+//     reset; a leaf, held only to append or take them.
 //   - prefixGuard.mu (package membership) guards the refused
 //     announcements; a leaf.
 //   - admission.Admission.mu serialises changes of the client device's
