@@ -59,6 +59,7 @@ var rules = map[string]struct {
 	"internal/wgclient":      {may: []string{"internal/keys", "wgkey"}},
 	"internal/lbsim":         {},
 	"internal/sdnotify":      {},
+	"internal/testwait":      {}, // imports no testing: takes a TB-like interface
 	"internal/e2etest":       {},
 	"internal/archtest":      {},
 	"e2e":                    {}, // tests only
