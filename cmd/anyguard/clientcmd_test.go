@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -337,5 +338,30 @@ func TestRunWithoutConfig(t *testing.T) {
 	}
 	if _, err := os.Stat(state); err == nil {
 		t.Errorf("a failed start created the state directory")
+	}
+}
+
+// TestSIGHUPDuringStartReloads: `client add` signals the gateway as soon
+// as its pid file exists, which is before the gateway serves. That SIGHUP
+// must not end the gateway (SIGHUP's default action): it reloads once the
+// gateway serves.
+func TestSIGHUPDuringStartReloads(t *testing.T) {
+	state := clientEnv(t, "10.99.0.1/24")
+	t.Setenv("ANYGUARD_CLIENTS_LISTEN_PORT", "0")
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cmd, out, done := startChild(t, append(os.Environ(), runMainEnv+"=1"), "run")
+	pid := filepath.Join(state, pidFileName)
+	testwait.Until(t, 20*time.Second, "the pid file", func() bool {
+		b, err := os.ReadFile(pid)
+		return err == nil && strings.TrimSpace(string(b)) == fmt.Sprint(cmd.Process.Pid)
+	})
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, out, done, `msg="configuration reloaded" node=`)
+	if strings.Index(out.String(), `msg="gateway started"`) > strings.Index(out.String(), `msg="configuration reloaded"`) {
+		t.Errorf("reloaded before it started:\n%s", out)
 	}
 }
