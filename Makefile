@@ -15,11 +15,12 @@ TESTFLAGS   ?=
 # proxy does not resolve the calendar tag @2025.1.1.
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.6.1
 # Packages whose tests also run under the race detector in `make test`:
-# the lock-free router snapshot, the devices and ports, the gossip and
-# ownership code, the gateway's wiring, the health server and config
+# the packet parser, the lock-free router snapshot, the devices and ports
+# (netstack and the handshake reader included), the gossip and
+# ownership code, the gateway and its parts, the health server and config
 # (about a minute on 2 cores; bench and the demo's command are left out:
 # they spend their time in child processes and timed phases).
-RACE_PKGS   ?= ./router/ ./device/ ./cluster/ ./health/ ./internal/config/ ./internal/gateway/
+RACE_PKGS   ?= ./packet/ ./router/ ./device/... ./cluster/ ./health/ ./internal/config/ ./internal/gateway/...
 # Packages with Go micro-benchmarks.
 BENCH_PKGS  ?= $(patsubst %,./%/,$(wildcard router device))
 # anyguard bench throughput: length of each iperf3 run, repetitions of
