@@ -9,6 +9,8 @@
 //     work against it.
 //   - TUN is the Linux multi-queue TUN egress (IFF_MULTI_QUEUE, one queue
 //     and one goroutine per CPU, IFF_VNET_HDR offloads).
+//   - The subpackage handshake reads handshake initiations as the Noise
+//     responder would, before the device does (clients' admission).
 //   - Netstack is the unprivileged gVisor egress that terminates clients'
 //     TCP, UDP and ICMP echo and re-originates them from host sockets.
 //

@@ -14,6 +14,7 @@ import (
 	"golang.zx2c4.com/wireguard/ratelimiter"
 
 	"github.com/anyguard/anyguard/device"
+	"github.com/anyguard/anyguard/device/handshake"
 	"github.com/anyguard/anyguard/internal/config"
 	"github.com/anyguard/anyguard/internal/keys"
 )
@@ -102,7 +103,7 @@ const (
 type jit struct {
 	g      *Gateway
 	logger *slog.Logger
-	reader *device.InitiationReader
+	reader *handshake.InitiationReader
 	idle   time.Duration
 	queue  chan heldInitiation
 
@@ -135,10 +136,10 @@ type jit struct {
 // clientSeen is what the gateway keeps about a client that has sent it an
 // authentic initiation: 32 + 12 bytes of handshake state and two times.
 type clientSeen struct {
-	secret   [32]byte         // DH(gateway static, client static)
-	lastTS   device.Timestamp // newest initiation timestamp accepted
-	lastInit time.Time        // when that initiation arrived
-	added    time.Time        // when the peer was last added; zero: never here
+	secret   [32]byte            // DH(gateway static, client static)
+	lastTS   handshake.Timestamp // newest initiation timestamp accepted
+	lastInit time.Time           // when that initiation arrived
+	added    time.Time           // when the peer was last added; zero: never here
 }
 
 type heldInitiation struct {
@@ -153,7 +154,7 @@ func newJIT(g *Gateway, priv keys.Key, idle time.Duration) *jit {
 	j := &jit{
 		g:      g,
 		logger: g.logger,
-		reader: device.NewInitiationReader(priv),
+		reader: handshake.NewInitiationReader(priv),
 		idle:   idle,
 		queue:  make(chan heldInitiation, jitQueue),
 		seen:   make(map[keys.Key]*clientSeen),
@@ -254,7 +255,7 @@ func (j *jit) sendCookie(msg []byte, from conn.Endpoint, src []byte) {
 
 func (j *jit) work() {
 	defer j.wg.Done()
-	var in device.Initiation
+	var in handshake.Initiation
 	for {
 		select {
 		case <-j.stop:
@@ -267,7 +268,7 @@ func (j *jit) work() {
 
 // handle decides one held initiation: release it to the device (adding
 // the client's peer first if need be) or drop it.
-func (j *jit) handle(h *heldInitiation, in *device.Initiation) {
+func (j *jit) handle(h *heldInitiation, in *handshake.Initiation) {
 	if err := j.reader.Read(h.msg[:], in); err != nil {
 		// Not for this key, or not decryptable: the device would drop it.
 		j.unreadable.Add(1)

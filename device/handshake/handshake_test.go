@@ -1,4 +1,4 @@
-package device
+package handshake
 
 import (
 	"bytes"
@@ -28,6 +28,20 @@ import (
 
 	"github.com/anyguard/anyguard/internal/keys"
 )
+
+// Other WireGuard message types and sizes, for the tests of refusals.
+const (
+	msgResponse  = 2
+	msgTransport = 4
+	sizeResponse = 92
+)
+
+// typedMsg is a zeroed message of size bytes with the given type.
+func typedMsg(typ uint32, size int) []byte {
+	b := make([]byte, size)
+	binary.LittleEndian.PutUint32(b, typ)
+	return b
+}
 
 // Fixed test keys. The seed testdata/fuzz/FuzzInitiationStatic/wireguard-go
 // is an initiation that wireguard-go sent from fuzzInitiatorKey to
@@ -72,7 +86,7 @@ func (b *captureBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 		fns[i] = func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 			n, err := fn(packets, sizes, eps)
 			for j := range n {
-				if p := packets[j][:sizes[j]]; Classify(p) == msgInitiation {
+				if p := packets[j][:sizes[j]]; IsInitiation(p) {
 					select {
 					case b.got <- slices.Clone(p):
 					default:
@@ -391,8 +405,8 @@ func TestInitiationErrors(t *testing.T) {
 		"long":          append(slices.Clone(valid), 0),
 		"response type": retyped(msgResponse),
 		"reserved set":  retyped(msgInitiation | 1<<8),
-		"response":      msg(msgResponse, sizeResponse),
-		"transport":     msg(msgTransport, sizeInitiation),
+		"response":      typedMsg(msgResponse, sizeResponse),
+		"transport":     typedMsg(msgTransport, sizeInitiation),
 	} {
 		if k, err := r.Static(msg); !errors.Is(err, ErrNotInitiation) || k != (keys.Key{}) {
 			t.Errorf("%s: Static = %v, %v; want ErrNotInitiation", name, k, err)
@@ -510,12 +524,12 @@ func TestWriteFuzzSeed(t *testing.T) {
 // with its mac1 recomputed, to reach the curve and AEAD code behind it.
 func FuzzInitiationStatic(f *testing.F) {
 	r := NewInitiationReader(fuzzResponderKey)
-	f.Add(msg(msgInitiation, sizeInitiation))
-	f.Add(msg(msgResponse, sizeResponse))
+	f.Add(typedMsg(msgInitiation, sizeInitiation))
+	f.Add(typedMsg(msgResponse, sizeResponse))
 	f.Add([]byte{1})
 	f.Add(bytes.Repeat([]byte{0xff}, sizeInitiation))
 	f.Fuzz(func(t *testing.T, m []byte) {
-		if got, want := r.CheckMAC1(m), Classify(m) == msgInitiation && hsValidMAC1(m, r.PublicKey()); got != want {
+		if got, want := r.CheckMAC1(m), IsInitiation(m) && hsValidMAC1(m, r.PublicKey()); got != want {
 			t.Fatalf("CheckMAC1 = %v, want %v", got, want)
 		}
 		k, err := r.Static(m)
@@ -531,7 +545,7 @@ func FuzzInitiationStatic(f *testing.F) {
 		default:
 			t.Fatalf("unexpected error %v", err)
 		}
-		if Classify(m) != msgInitiation {
+		if !IsInitiation(m) {
 			return
 		}
 		m = slices.Clone(m)

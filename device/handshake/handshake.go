@@ -1,4 +1,13 @@
-package device
+// Package handshake reads WireGuard handshake initiations as the Noise
+// IKpsk2 responder would, before wireguard-go does: the mac1 check, the
+// initiator's static key (one X25519), and, with the static-static secret
+// the caller keeps per client, the initiator's authenticity and TAI64N
+// timestamp. The gateway uses it to admit clients that are not yet device
+// peers (just-in-time peers) and to refuse replayed initiations.
+//
+// It shares nothing with wireguard-go's device: it reads the message bytes
+// only, and never completes a handshake.
+package handshake
 
 import (
 	"bytes"
@@ -37,8 +46,12 @@ var (
 	ErrLowOrder = errors.New("handshake: low-order public key")
 )
 
-// Noise parameters of WireGuard (whitepaper section 5.4).
+// Noise parameters of WireGuard (whitepaper section 5.4), and the
+// initiation's type and size on the wire.
 const (
+	msgInitiation  = 1
+	sizeInitiation = 148
+
 	noiseConstruction = "Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s"
 	wgIdentifier      = "WireGuard v1 zx2c4 Jason@zx2c4.com"
 	labelMAC1         = "mac1----"
@@ -138,7 +151,7 @@ type Initiation struct {
 // Static. in is overwritten even on error; msg is not retained.
 func (r *InitiationReader) Read(msg []byte, in *Initiation) error {
 	*in = Initiation{}
-	if len(msg) != sizeInitiation || binary.LittleEndian.Uint32(msg) != msgInitiation {
+	if !IsInitiation(msg) {
 		return ErrNotInitiation
 	}
 	if !r.checkMAC1(msg) {
@@ -223,15 +236,18 @@ func (t Timestamp) Time() time.Time {
 	return time.Unix(int64(secs), int64(binary.BigEndian.Uint32(t[8:])))
 }
 
+// IsInitiation reports whether msg has the type and size of a handshake
+// initiation. It checks nothing else.
+func IsInitiation(msg []byte) bool {
+	return len(msg) == sizeInitiation && binary.LittleEndian.Uint32(msg) == msgInitiation
+}
+
 // CheckMAC1 reports whether msg is a handshake initiation addressed to
 // this key: the right type and size, and a valid mac1 (one keyed BLAKE2s,
 // no allocation; safe for concurrent use). It is the check a responder
 // makes before it answers anything, a cookie reply included.
 func (r *InitiationReader) CheckMAC1(msg []byte) bool {
-	if len(msg) != sizeInitiation || binary.LittleEndian.Uint32(msg) != msgInitiation {
-		return false
-	}
-	return r.checkMAC1(msg)
+	return IsInitiation(msg) && r.checkMAC1(msg)
 }
 
 // checkMAC1 reports whether msg (an initiation) carries a valid mac1:
