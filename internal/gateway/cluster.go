@@ -197,7 +197,6 @@ func startCluster(g *Gateway, cfg *config.Config, opts Options) (_ *clusterPart,
 	go cp.claimLoop()
 	go cp.resetLoop()
 	g.clients.Bind().SetTransportHook(cp.onTransport)
-	g.clients.Bind().SetResponseHook(cp.onResponse)
 	g.clusterHot.Store(cp)
 	return cp, nil
 }
@@ -609,7 +608,6 @@ func (cp *clusterPart) close(leave bool) {
 	cp.done.Wait()
 	if cp.g.clients != nil {
 		cp.g.clients.Bind().SetTransportHook(nil)
-		cp.g.clients.Bind().SetResponseHook(nil)
 	}
 	if cp.wg != nil {
 		cp.wg.Close()

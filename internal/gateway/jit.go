@@ -33,7 +33,9 @@ import (
 // ephemeral key, opening the initiator's static key), authenticates it
 // with the static-static secret (one X25519 per client, kept) and refuses
 // timestamps not newer than the last one seen here, so a replayed
-// initiation cannot re-create a peer. A configured client that is not a
+// initiation cannot re-create a peer. (An initiation of a client that is
+// already a device peer, from the endpoint where it was last read, skips
+// the read: jitfast.go.) A configured client that is not a
 // peer is then added, and the initiation is released to the device, which
 // completes the handshake on that very initiation. The worker then hands
 // the authenticated initiation to the cluster, which claims the client once
@@ -59,8 +61,9 @@ import (
 // The device itself must never be under load: it would demand cookies of
 // its own (another secret), a client's retry with one would fail the
 // gateway's check and get the gateway's cookie, and so on: nobody gets
-// through. The worker is faster than the device (one X25519 per
-// initiation against its seven), so it paces its releases: at most
+// through. The worker is faster than the device (at most one X25519
+// ladder per initiation, none for a live peer's, against its seven), so
+// it paces its releases: at most
 // releaseWindow released initiations unanswered by the device (which is
 // under load at 128 queued).
 //
@@ -104,6 +107,7 @@ type jit struct {
 	g      *Gateway
 	logger *slog.Logger
 	reader *handshake.InitiationReader
+	fast   *fastPath // live clients' endpoints (jitfast.go)
 	idle   time.Duration
 	queue  chan heldInitiation
 
@@ -119,6 +123,7 @@ type jit struct {
 	accepted, unknown, notAuthentic atomic.Uint64
 	replays, unreadable, overload   atomic.Uint64
 	cookiesSent, rateLimited        atomic.Uint64
+	fastReleased                    atomic.Uint64 // released without a read
 
 	cookies        wgdevice.CookieChecker // mac2 and cookie replies under load
 	limiter        ratelimiter.Ratelimiter
@@ -140,6 +145,10 @@ type clientSeen struct {
 	lastTS   handshake.Timestamp // newest initiation timestamp accepted
 	lastInit time.Time           // when that initiation arrived
 	added    time.Time           // when the peer was last added; zero: never here
+	// unread is the newest initiation the device answered while the fast
+	// path released the client's initiations unread (jitfast.go).
+	unread    [148]byte
+	hasUnread bool
 }
 
 type heldInitiation struct {
@@ -155,6 +164,7 @@ func newJIT(g *Gateway, priv keys.Key, idle time.Duration) *jit {
 		g:      g,
 		logger: g.logger,
 		reader: handshake.NewInitiationReader(priv),
+		fast:   newFastPath(),
 		idle:   idle,
 		queue:  make(chan heldInitiation, jitQueue),
 		seen:   make(map[keys.Key]*clientSeen),
@@ -171,6 +181,7 @@ func (j *jit) start() {
 	j.wg.Add(2)
 	go j.work()
 	go j.sweepLoop()
+	j.g.clients.Bind().SetResponseHook(j.onResponse)
 	j.g.clients.Bind().SetInitiationHook(j.onInitiation)
 }
 
@@ -180,6 +191,7 @@ func (j *jit) close() {
 	}
 	if j.g.clients != nil {
 		j.g.clients.Bind().SetInitiationHook(nil)
+		j.g.clients.Bind().SetResponseHook(nil)
 	}
 	select {
 	case <-j.stop:
@@ -269,6 +281,9 @@ func (j *jit) work() {
 // handle decides one held initiation: release it to the device (adding
 // the client's peer first if need be) or drop it.
 func (j *jit) handle(h *heldInitiation, in *handshake.Initiation) {
+	if j.tryFast(h) {
+		return
+	}
 	if err := j.reader.Read(h.msg[:], in); err != nil {
 		// Not for this key, or not decryptable: the device would drop it.
 		j.unreadable.Add(1)
@@ -293,6 +308,7 @@ func (j *jit) handle(h *heldInitiation, in *handshake.Initiation) {
 		j.notAuthentic.Add(1)
 		return
 	}
+	j.catchUpLocked(s)
 	ts, err := in.Authenticate(&s.secret)
 	if err != nil {
 		j.mu.Unlock()
@@ -313,6 +329,7 @@ func (j *jit) handle(h *heldInitiation, in *handshake.Initiation) {
 		j.logger.Error("cannot add a connecting client to the device", "client", peer.Name, "err", err)
 		return
 	}
+	j.fast.learn(endpointAddr(h.from), client, now)
 	if cp := j.g.clusterHot.Load(); cp != nil {
 		// Not a claim yet: the client must first prove its session with
 		// data (recovery.go). Registered before the release, which the
@@ -416,6 +433,14 @@ func (j *jit) remove(ks []keys.Key, reason string) {
 func (j *jit) removeLocked(ks []keys.Key, reason string) {
 	ks = slices.DeleteFunc(ks, j.g.probe.isProbe) // never the probe
 	n, err := j.g.clients.RemovePeers(ks)
+	for _, k := range ks {
+		// Even on error: a fast entry of a peer that may be gone is unsafe.
+		if msg, ok := j.fast.forget(k); ok {
+			if s := j.seen[k]; s != nil {
+				s.unread, s.hasUnread = msg, true
+			}
+		}
+	}
 	if err != nil {
 		j.logger.Error("cannot remove peers from the client device", "reason", reason, "err", err)
 		return
@@ -543,6 +568,10 @@ type JITStats struct {
 	Added            uint64
 	Removed          map[string]uint64 // by reason: idle, reload, moved
 	Initiations      map[string]uint64 // by result
+	// AcceptedUnread counts the accepted initiations of live peers that
+	// were released without a read (jitfast.go); they are in
+	// Initiations["accepted"] too.
+	AcceptedUnread uint64
 }
 
 func (j *jit) probeLive() int {
@@ -560,6 +589,7 @@ func (j *jit) stats() JITStats {
 		Removed: map[string]uint64{
 			removedIdle: j.removedIdle.Load(), removedReload: j.removedReload.Load(), removedMoved: j.removedMoved.Load(),
 		},
+		AcceptedUnread: j.fastReleased.Load(),
 		Initiations: map[string]uint64{
 			"accepted": j.accepted.Load(), "unknown_key": j.unknown.Load(), "not_authentic": j.notAuthentic.Load(),
 			"replay": j.replays.Load(), "unreadable": j.unreadable.Load(), "overload": j.overload.Load(),
