@@ -575,7 +575,7 @@ type JITStats struct {
 }
 
 func (j *jit) probeLive() int {
-	if j.g.clients.HasPeer(j.g.probe.key.Public()) {
+	if j.g.clients.HasPeer(j.g.probe.public) {
 		return 1
 	}
 	return 0

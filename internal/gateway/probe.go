@@ -74,6 +74,7 @@ func probePrefix(cfg *config.Config) netip.Prefix {
 // probe is the internal peer and its schedule.
 type probe struct {
 	key      keys.Key // private; never logged or exported
+	public   keys.Key // key's public key, derived once (an X25519)
 	src, dst netip.Addr
 	target   string
 	interval time.Duration
@@ -115,7 +116,7 @@ func newProbe(cfg *config.Config, interval time.Duration) (*probe, error) {
 	var id [2]byte
 	copy(id[:], k[:2])
 	return &probe{
-		key: k, src: src, dst: dst, target: target,
+		key: k, public: k.Public(), src: src, dst: dst, target: target,
 		interval: interval, timeout: max(interval*3/4, time.Second),
 		id:      binary.BigEndian.Uint16(id[:]),
 		replies: make(chan uint16, 16),
@@ -125,11 +126,12 @@ func newProbe(cfg *config.Config, interval time.Duration) (*probe, error) {
 
 // peer is the probe's entry on the client device.
 func (p *probe) peer() device.Peer {
-	return device.Peer{PublicKey: p.key.Public(), AllowedIPs: []netip.Prefix{netip.PrefixFrom(p.src, p.src.BitLen())}}
+	return device.Peer{PublicKey: p.public, AllowedIPs: []netip.Prefix{netip.PrefixFrom(p.src, p.src.BitLen())}}
 }
 
 // isProbe reports whether k is the probe peer's public key.
-func (p *probe) isProbe(k keys.Key) bool { return p != nil && k == p.key.Public() }
+// The idle sweep asks for every live peer: it must not derive the key.
+func (p *probe) isProbe(k keys.Key) bool { return p != nil && k == p.public }
 
 // start brings up the probe's device toward the client device's UDP port
 // on loopback and starts probing.
