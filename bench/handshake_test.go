@@ -162,10 +162,64 @@ func TestRunHandshakes(t *testing.T) {
 		}
 	}
 	md := rep.Markdown()
-	for _, want := range []string{"| stock wireguard-go | 100 |", "| anyguard gateway (netstack, no cluster) | 100 |", "handshakes per core-second"} {
+	for _, want := range []string{"| stock wireguard-go | mixed | 100 |", "| anyguard gateway (netstack, no cluster) | mixed | 100 |", "handshakes per core-second"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
+	}
+}
+
+// TestRunHandshakesContacts runs the live and first-contact modes small:
+// live warms every initiator up first, so the step's attempts all
+// complete; first makes at most one attempt per initiator, so the step
+// ends as soon as each has made it.
+func TestRunHandshakesContacts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts four gateways in child processes")
+	}
+	var progress strings.Builder
+	const clients = 30
+	rep, err := RunHandshakes(context.Background(), HandshakeOptions{
+		Command:  testChild(t),
+		Targets:  AllHSTargets,
+		Clients:  clients,
+		Rates:    []float64{200},
+		Duration: 2 * time.Second,
+		Progress: &progress,
+		Contacts: []string{HSContactLive, HSContactFirst},
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	kinds := map[string]int{}
+	for _, p := range rep.Steps {
+		kinds[p.Contact]++
+		if p.Offered == 0 {
+			continue
+		}
+		switch p.Contact {
+		case HSContactLive:
+			if p.Completed == 0 || p.Attempts < 100 {
+				t.Errorf("%s live: %+v", p.Target, p)
+			}
+		case HSContactFirst:
+			if p.Attempts != clients-1 || p.Seconds > 1 {
+				t.Errorf("%s first: %d attempts in %.2f s, want %d (one per initiator) well within the step", p.Target, p.Attempts, p.Seconds, clients-1)
+			}
+			if p.Completed == 0 {
+				t.Errorf("%s first: none completed: %+v", p.Target, p)
+			}
+		}
+	}
+	// live: the idle step and the storm per target; first: the storm.
+	if kinds[HSContactLive] != 4 || kinds[HSContactFirst] != 2 {
+		t.Fatalf("steps by kind: %v\n%s", kinds, progress.String())
+	}
+	if _, err := RunHandshakes(context.Background(), HandshakeOptions{
+		Command: testChild(t), Targets: AllHSTargets, Clients: clients, Rates: []float64{100},
+		Duration: time.Second, Contacts: []string{"warm"},
+	}); err == nil || !strings.Contains(err.Error(), `unknown kind of initiators "warm"`) {
+		t.Fatalf("unknown contact: %v", err)
 	}
 }
 
