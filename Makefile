@@ -119,7 +119,7 @@ bench: build
 			--json bin/bench-throughput.json --readme README.md; \
 	fi
 	bin/anyguard bench scale --json bin/bench-scale.json --readme README.md
-	bin/anyguard bench handshakes --json bin/bench-handshakes.json --readme README.md
+	bin/anyguard bench handshakes --repeat 2 --json bin/bench-handshakes.json --readme docs/handshakes.md
 	bin/anyguard bench cluster --json bin/bench-cluster.json --readme README.md
 
 lint:
