@@ -34,8 +34,8 @@ import (
 // with the static-static secret (one X25519 per client, kept) and refuses
 // timestamps not newer than the last one seen here, so a replayed
 // initiation cannot re-create a peer. (An initiation of a client that is
-// already a device peer, from the endpoint where it was last read, skips
-// the read: jitfast.go.) A configured client that is not a
+// already a device peer, from the endpoint where it was last read, is
+// neither held nor read: jitfast.go.) A configured client that is not a
 // peer is then added, and the initiation is released to the device, which
 // completes the handshake on that very initiation. The worker then hands
 // the authenticated initiation to the cluster, which claims the client once
@@ -221,6 +221,9 @@ func (j *jit) onInitiation(msg []byte, from conn.Endpoint) bool {
 			j.rateLimited.Add(1)
 			return true
 		}
+	}
+	if j.bypass(msg, from) {
+		return false // a live peer's: the device reads it in this batch
 	}
 	var h heldInitiation
 	copy(h.msg[:], msg)

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.zx2c4.com/wireguard/conn"
+
 	"github.com/anyguard/anyguard/device/handshake"
 	"github.com/anyguard/anyguard/internal/keys"
 )
@@ -36,6 +38,13 @@ import (
 //     bounds how long a mistaken entry (another client that is also a live
 //     peer here reusing the address and port) can last.
 //
+// The receive goroutine applies these rules itself (bypass), so such an
+// initiation is not even held: the device reads it in the batch it came
+// with, as stock wireguard-go would, while at most bypassLimit of them
+// await the device's answer (the device must never come under load). The
+// worker applies them too (tryFast), for initiations held before an
+// answer came.
+//
 // Replay safety across the peer's removal: while the fast path is used,
 // the worker does not see the client's timestamps. The newest initiation
 // the device answered is kept (148 bytes), and read and authenticated the
@@ -54,6 +63,9 @@ type fastPath struct {
 	byEndpoint map[netip.AddrPort]*fastEntry
 	byClient   map[keys.Key]netip.AddrPort
 	awaiting   map[uint32]netip.AddrPort // sender index → endpoint, one per entry at most
+	// inflight counts the entries waiting for the device's answer: the
+	// initiations released unread that the device may still hold.
+	inflight int
 }
 
 type fastEntry struct {
@@ -90,14 +102,16 @@ func (f *fastPath) lookup(ep netip.AddrPort, now time.Time) (keys.Key, bool) {
 
 // take records that msg from ep is released without a read, so that the
 // device's answer (answer) lets the next one through too. It reports false
-// if the entry changed since lookup.
-func (f *fastPath) take(ep netip.AddrPort, client keys.Key, msg []byte) bool {
+// if the entry changed since lookup, or if limit > 0 and limit initiations
+// released unread already wait for their answer.
+func (f *fastPath) take(ep netip.AddrPort, client keys.Key, msg []byte, limit int) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	e := f.byEndpoint[ep]
-	if e == nil || e.client != client || e.waiting {
+	if e == nil || e.client != client || e.waiting || (limit > 0 && f.inflight >= limit) {
 		return false
 	}
+	f.inflight++
 	e.waiting = true
 	e.sender = binary.LittleEndian.Uint32(msg[4:8])
 	copy(e.msg[:], msg)
@@ -117,6 +131,7 @@ func (f *fastPath) answer(receiver uint32) {
 	}
 	delete(f.awaiting, receiver)
 	if e := f.byEndpoint[ep]; e != nil && e.waiting && e.sender == receiver {
+		f.inflight--
 		e.waiting = false
 		e.answered, e.hasAnswered = e.msg, true
 	}
@@ -140,6 +155,7 @@ func (f *fastPath) learn(ep netip.AddrPort, client keys.Key, now time.Time) {
 		}
 		if e.waiting {
 			delete(f.awaiting, e.sender)
+			f.inflight--
 		}
 	}
 	f.byEndpoint[ep] = &fastEntry{client: client, learnt: now}
@@ -170,6 +186,7 @@ func (f *fastPath) dropLocked(ep netip.AddrPort) {
 	}
 	if e.waiting {
 		delete(f.awaiting, e.sender)
+		f.inflight--
 	}
 	delete(f.byClient, e.client)
 	delete(f.byEndpoint, ep)
@@ -217,7 +234,7 @@ func (j *jit) tryFast(h *heldInitiation) bool {
 	}
 	j.mu.Lock()
 	s := j.seen[client]
-	if s == nil || !j.fast.take(ep, client, h.msg[:]) {
+	if s == nil || !j.fast.take(ep, client, h.msg[:], 0) {
 		j.mu.Unlock()
 		return false
 	}
@@ -225,6 +242,38 @@ func (j *jit) tryFast(h *heldInitiation) bool {
 	j.mu.Unlock()
 	j.fastReleased.Add(1)
 	j.release(h)
+	return true
+}
+
+// bypassLimit bounds the initiations passed straight to the device
+// (bypass) that it has not answered yet. With the worker's releaseWindow
+// it keeps the device's handshake queue below wireguard-go's "under load"
+// mark (QueueHandshakeSize/8 = 128), which must never be reached (see the
+// top of jit.go).
+const bypassLimit = 56
+
+// bypass runs on the receive goroutine, after the checks under load: it
+// reports whether the initiation msg from from may go to the device at
+// once, in the batch it came with, neither held nor read. The same rules
+// as tryFast's, and at most bypassLimit unanswered. No allocation.
+func (j *jit) bypass(msg []byte, from conn.Endpoint) bool {
+	ep, ok := from.(*conn.StdNetEndpoint)
+	if !ok {
+		return false // only real sockets' endpoints are known
+	}
+	now := time.Now()
+	client, ok := j.fast.lookup(ep.AddrPort, now)
+	if !ok {
+		return false
+	}
+	if cp := j.g.clusterHot.Load(); cp != nil && !cp.ownsLive(client) {
+		return false
+	}
+	if !j.reader.CheckMAC1(msg) || !j.fast.take(ep.AddrPort, client, msg, bypassLimit) {
+		return false
+	}
+	j.fastReleased.Add(1)
+	j.accepted.Add(1)
 	return true
 }
 

@@ -38,10 +38,10 @@ func TestFastPathEntries(t *testing.T) {
 	if _, ok := f.lookup(e1, now.Add(fastTTL+time.Second)); ok {
 		t.Fatal("an entry older than fastTTL is fast")
 	}
-	if f.take(e1, bob, fastMsg(7)) {
+	if f.take(e1, bob, fastMsg(7), 0) {
 		t.Fatal("take for another client than the entry's")
 	}
-	if !f.take(e1, alice, fastMsg(7)) {
+	if !f.take(e1, alice, fastMsg(7), 0) {
 		t.Fatal("take refused")
 	}
 	if _, ok := f.lookup(e1, now); ok {
@@ -57,7 +57,7 @@ func TestFastPathEntries(t *testing.T) {
 	}
 	// Unanswered, then forgotten: nothing answered to hand back yet for
 	// the second release, but the first one's message is kept.
-	if !f.take(e1, alice, fastMsg(9)) {
+	if !f.take(e1, alice, fastMsg(9), 0) {
 		t.Fatal("second take refused")
 	}
 	msg, ok := f.forget(alice)
@@ -78,7 +78,7 @@ func TestFastPathEntries(t *testing.T) {
 	if _, ok := f.lookup(e1, now); ok {
 		t.Fatal("the client's old endpoint is still fast")
 	}
-	f.take(e2, alice, fastMsg(3))
+	f.take(e2, alice, fastMsg(3), 0)
 	f.learn(e2, bob, now)
 	if k, ok := f.lookup(e2, now); !ok || k != bob {
 		t.Fatalf("after bob was read at alice's endpoint: %v %v", k, ok)
@@ -89,6 +89,42 @@ func TestFastPathEntries(t *testing.T) {
 	f.answer(3) // late answer to a dropped entry: ignored
 	if k, _ := f.lookup(e2, now); k != bob {
 		t.Fatal("a late answer changed the entry")
+	}
+	if f.inflight != 0 {
+		t.Fatalf("in flight %d after every waiting entry went", f.inflight)
+	}
+}
+
+// TestFastPathInflightLimit: at most limit initiations released unread
+// wait for the device's answer; an answer, or the entry's end, frees one.
+func TestFastPathInflightLimit(t *testing.T) {
+	f := newFastPath()
+	now := time.Now()
+	eps := []netip.AddrPort{
+		netip.MustParseAddrPort("192.0.2.1:1"), netip.MustParseAddrPort("192.0.2.1:2"), netip.MustParseAddrPort("192.0.2.1:3"),
+	}
+	for i, ep := range eps {
+		f.learn(ep, keys.Key{byte(i + 1)}, now)
+	}
+	if !f.take(eps[0], keys.Key{1}, fastMsg(10), 2) || !f.take(eps[1], keys.Key{2}, fastMsg(11), 2) {
+		t.Fatal("take refused below the limit")
+	}
+	if f.take(eps[2], keys.Key{3}, fastMsg(12), 2) {
+		t.Fatal("take beyond the limit")
+	}
+	if !f.take(eps[2], keys.Key{3}, fastMsg(12), 0) {
+		t.Fatal("take without a limit refused")
+	}
+	f.answer(10)
+	if _, ok := f.forget(keys.Key{2}); ok {
+		t.Fatal("forget returned an unanswered initiation")
+	}
+	f.learn(eps[2], keys.Key{3}, now) // read again: its waiting release is dropped
+	if f.inflight != 0 {
+		t.Fatalf("in flight %d, want 0", f.inflight)
+	}
+	if !f.take(eps[1], keys.Key{3}, fastMsg(13), 1) && !f.take(eps[2], keys.Key{3}, fastMsg(13), 1) {
+		t.Fatal("take refused after the answers")
 	}
 }
 
@@ -154,6 +190,20 @@ func TestFastPathKeepsReplaySafety(t *testing.T) {
 	if st := j.stats(); st.AcceptedUnread != 1 {
 		t.Fatalf("the live client's second initiation was not released unread: %+v", st)
 	}
+	// On the receive goroutine, the live client's next initiation from
+	// the same endpoint is not even held: the device gets it at once (and
+	// refuses this one, a replay, by its own timestamp check). While the
+	// device has not answered it, the next one is held for the worker.
+	if j.onInitiation(second, from) {
+		t.Fatal("a live client's initiation from its endpoint was held")
+	}
+	if st := j.stats(); st.AcceptedUnread != 2 {
+		t.Fatalf("bypass not counted: %+v", st)
+	}
+	if !j.onInitiation(second, from) {
+		t.Fatal("not held while the previous unread one awaits its answer")
+	}
+	<-j.queue
 	j.remove([]keys.Key{alice.Public()}, removedIdle)
 	if g.clients.HasPeer(alice.Public()) || j.fast.len() != 0 {
 		t.Fatalf("after removal: peer %v, fast entries %d", g.clients.HasPeer(alice.Public()), j.fast.len())
