@@ -775,7 +775,11 @@ func (r *HandshakeReport) ratioSummary() string {
 	for _, k := range order {
 		xs := ratios[k]
 		slices.Sort(xs)
-		fmt.Fprintf(&b, "| %s | %.0f | %.2f× (%.2f–%.2f) | %d |\n", k.contact, k.offered, xs[len(xs)/2], xs[0], xs[len(xs)-1], len(xs))
+		med := xs[len(xs)/2]
+		if len(xs)%2 == 0 {
+			med = (xs[len(xs)/2-1] + med) / 2
+		}
+		fmt.Fprintf(&b, "| %s | %.0f | %.2f× (%.2f–%.2f) | %d |\n", k.contact, k.offered, med, xs[0], xs[len(xs)-1], len(xs))
 	}
 	return b.String()
 }

@@ -292,3 +292,31 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(m.Run())
 }
+
+// TestHandshakeRatioSummary: each gateway step is paired with stock's of
+// the same kind, rate and repetition; the median of an even count is the
+// mean of the middle two.
+func TestHandshakeRatioSummary(t *testing.T) {
+	r := &HandshakeReport{}
+	add := func(target, contact string, rep int, perCore float64) {
+		r.Steps = append(r.Steps, HandshakeStep{Target: target, Contact: contact, Repetition: rep, Offered: 1000, PerCoreSecond: perCore})
+	}
+	for rep, pair := range [][2]float64{{1000, 900}, {1000, 1100}, {2000, 1600}, {500, 600}} {
+		add(HSStock, HSContactLive, rep, pair[0])
+		add(HSGateway, HSContactLive, rep, pair[1])
+	}
+	add(HSStock, HSContactFirst, 0, 1000)
+	add(HSGateway, HSContactFirst, 0, 700)
+	got := r.ratioSummary()
+	for _, want := range []string{
+		"| live | 1000 | 1.00× (0.80–1.20) | 4 |", // 0.8, 0.9, 1.1, 1.2
+		"| first | 1000 | 0.70× (0.70–0.70) | 1 |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("summary lacks %q:\n%s", want, got)
+		}
+	}
+	if (&HandshakeReport{}).ratioSummary() != "" {
+		t.Error("a report without pairs has a summary")
+	}
+}
