@@ -354,12 +354,15 @@ func (j *jit) release(h *heldInitiation) {
 // has not answered, at most releaseStall.
 func (j *jit) pace() {
 	b := j.g.clients.Bind()
+	// The device's answers, less those to initiations the receive
+	// goroutine passed to it (jitfast.go), which are not paced here.
+	answered := func() uint64 { return b.Answered() - j.fast.bypassAnswered.Load() }
 	var since time.Time
 	for {
-		waiting := int64(j.released + j.answeredBase - b.Answered())
+		waiting := int64(j.released + j.answeredBase - answered())
 		if waiting < releaseWindow {
 			if waiting < 0 { // answers to initiations not released here
-				j.answeredBase = b.Answered() - j.released
+				j.answeredBase = answered() - j.released
 			}
 			return
 		}
@@ -367,7 +370,7 @@ func (j *jit) pace() {
 		if since.IsZero() {
 			since = now
 		} else if now.Sub(since) >= releaseStall {
-			j.answeredBase = b.Answered() - j.released // dropped by the device
+			j.answeredBase = answered() - j.released // dropped by the device
 			return
 		}
 		time.Sleep(100 * time.Microsecond)

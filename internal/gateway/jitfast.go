@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
@@ -63,15 +64,19 @@ type fastPath struct {
 	byEndpoint map[netip.AddrPort]*fastEntry
 	byClient   map[keys.Key]netip.AddrPort
 	awaiting   map[uint32]netip.AddrPort // sender index → endpoint, one per entry at most
-	// inflight counts the entries waiting for the device's answer: the
-	// initiations released unread that the device may still hold.
+	// inflight counts the bypassed initiations (passed to the device by
+	// the receive goroutine) waiting for the device's answer.
 	inflight int
+	// bypassAnswered counts the device's answers to bypassed initiations,
+	// which the worker's pacing must not take for answers to its own.
+	bypassAnswered atomic.Uint64
 }
 
 type fastEntry struct {
 	client  keys.Key
 	learnt  time.Time // the full read that named the client here
 	waiting bool      // a release from here awaits the device's answer
+	bypass  bool      // that release was a bypass (counted in inflight)
 	sender  uint32    // its sender index
 	msg     [148]byte // the release awaiting its answer
 	// answered is the newest initiation released from here that the
@@ -102,17 +107,20 @@ func (f *fastPath) lookup(ep netip.AddrPort, now time.Time) (keys.Key, bool) {
 
 // take records that msg from ep is released without a read, so that the
 // device's answer (answer) lets the next one through too. It reports false
-// if the entry changed since lookup, or if limit > 0 and limit initiations
-// released unread already wait for their answer.
-func (f *fastPath) take(ep netip.AddrPort, client keys.Key, msg []byte, limit int) bool {
+// if the entry changed since lookup. bypass: the release is the receive
+// goroutine's, refused if bypassLimit of those already wait for their
+// answer.
+func (f *fastPath) take(ep netip.AddrPort, client keys.Key, msg []byte, bypass bool) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	e := f.byEndpoint[ep]
-	if e == nil || e.client != client || e.waiting || (limit > 0 && f.inflight >= limit) {
+	if e == nil || e.client != client || e.waiting || (bypass && f.inflight >= bypassLimit) {
 		return false
 	}
-	f.inflight++
-	e.waiting = true
+	if bypass {
+		f.inflight++
+	}
+	e.waiting, e.bypass = true, bypass
 	e.sender = binary.LittleEndian.Uint32(msg[4:8])
 	copy(e.msg[:], msg)
 	f.awaiting[e.sender] = ep
@@ -131,7 +139,10 @@ func (f *fastPath) answer(receiver uint32) {
 	}
 	delete(f.awaiting, receiver)
 	if e := f.byEndpoint[ep]; e != nil && e.waiting && e.sender == receiver {
-		f.inflight--
+		if e.bypass {
+			f.inflight--
+			f.bypassAnswered.Add(1)
+		}
 		e.waiting = false
 		e.answered, e.hasAnswered = e.msg, true
 	}
@@ -155,7 +166,9 @@ func (f *fastPath) learn(ep netip.AddrPort, client keys.Key, now time.Time) {
 		}
 		if e.waiting {
 			delete(f.awaiting, e.sender)
-			f.inflight--
+			if e.bypass {
+				f.inflight--
+			}
 		}
 	}
 	f.byEndpoint[ep] = &fastEntry{client: client, learnt: now}
@@ -186,7 +199,9 @@ func (f *fastPath) dropLocked(ep netip.AddrPort) {
 	}
 	if e.waiting {
 		delete(f.awaiting, e.sender)
-		f.inflight--
+		if e.bypass {
+			f.inflight--
+		}
 	}
 	delete(f.byClient, e.client)
 	delete(f.byEndpoint, ep)
@@ -234,7 +249,7 @@ func (j *jit) tryFast(h *heldInitiation) bool {
 	}
 	j.mu.Lock()
 	s := j.seen[client]
-	if s == nil || !j.fast.take(ep, client, h.msg[:], 0) {
+	if s == nil || !j.fast.take(ep, client, h.msg[:], false) {
 		j.mu.Unlock()
 		return false
 	}
@@ -247,10 +262,11 @@ func (j *jit) tryFast(h *heldInitiation) bool {
 
 // bypassLimit bounds the initiations passed straight to the device
 // (bypass) that it has not answered yet. With the worker's releaseWindow
-// it keeps the device's handshake queue below wireguard-go's "under load"
-// mark (QueueHandshakeSize/8 = 128), which must never be reached (see the
-// top of jit.go).
-const bypassLimit = 56
+// (whose pacing does not count the answers to these) it keeps the
+// device's handshake queue below wireguard-go's "under load" mark
+// (QueueHandshakeSize/8 = 128), which must never be reached (see the top
+// of jit.go).
+const bypassLimit = 32
 
 // bypass runs on the receive goroutine, after the checks under load: it
 // reports whether the initiation msg from from may go to the device at
@@ -269,7 +285,7 @@ func (j *jit) bypass(msg []byte, from conn.Endpoint) bool {
 	if cp := j.g.clusterHot.Load(); cp != nil && !cp.ownsLive(client) {
 		return false
 	}
-	if !j.reader.CheckMAC1(msg) || !j.fast.take(ep.AddrPort, client, msg, bypassLimit) {
+	if !j.reader.CheckMAC1(msg) || !j.fast.take(ep.AddrPort, client, msg, true) {
 		return false
 	}
 	j.fastReleased.Add(1)

@@ -38,10 +38,10 @@ func TestFastPathEntries(t *testing.T) {
 	if _, ok := f.lookup(e1, now.Add(fastTTL+time.Second)); ok {
 		t.Fatal("an entry older than fastTTL is fast")
 	}
-	if f.take(e1, bob, fastMsg(7), 0) {
+	if f.take(e1, bob, fastMsg(7), false) {
 		t.Fatal("take for another client than the entry's")
 	}
-	if !f.take(e1, alice, fastMsg(7), 0) {
+	if !f.take(e1, alice, fastMsg(7), false) {
 		t.Fatal("take refused")
 	}
 	if _, ok := f.lookup(e1, now); ok {
@@ -57,7 +57,7 @@ func TestFastPathEntries(t *testing.T) {
 	}
 	// Unanswered, then forgotten: nothing answered to hand back yet for
 	// the second release, but the first one's message is kept.
-	if !f.take(e1, alice, fastMsg(9), 0) {
+	if !f.take(e1, alice, fastMsg(9), false) {
 		t.Fatal("second take refused")
 	}
 	msg, ok := f.forget(alice)
@@ -78,7 +78,7 @@ func TestFastPathEntries(t *testing.T) {
 	if _, ok := f.lookup(e1, now); ok {
 		t.Fatal("the client's old endpoint is still fast")
 	}
-	f.take(e2, alice, fastMsg(3), 0)
+	f.take(e2, alice, fastMsg(3), false)
 	f.learn(e2, bob, now)
 	if k, ok := f.lookup(e2, now); !ok || k != bob {
 		t.Fatalf("after bob was read at alice's endpoint: %v %v", k, ok)
@@ -95,36 +95,46 @@ func TestFastPathEntries(t *testing.T) {
 	}
 }
 
-// TestFastPathInflightLimit: at most limit initiations released unread
+// TestFastPathInflightLimit: at most bypassLimit bypassed initiations
 // wait for the device's answer; an answer, or the entry's end, frees one.
+// The worker's unread releases are not bypasses: they do not count, and
+// their answers are not counted as bypass answers (the worker paces them).
 func TestFastPathInflightLimit(t *testing.T) {
 	f := newFastPath()
 	now := time.Now()
-	eps := []netip.AddrPort{
-		netip.MustParseAddrPort("192.0.2.1:1"), netip.MustParseAddrPort("192.0.2.1:2"), netip.MustParseAddrPort("192.0.2.1:3"),
+	ep := func(i int) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), uint16(i+1)) }
+	client := func(i int) keys.Key { return keys.Key{byte(i), byte(i >> 8), 1} }
+	for i := range bypassLimit + 2 {
+		f.learn(ep(i), client(i), now)
 	}
-	for i, ep := range eps {
-		f.learn(ep, keys.Key{byte(i + 1)}, now)
+	for i := range bypassLimit {
+		if !f.take(ep(i), client(i), fastMsg(uint32(i)), true) {
+			t.Fatalf("bypass %d refused below the limit", i)
+		}
 	}
-	if !f.take(eps[0], keys.Key{1}, fastMsg(10), 2) || !f.take(eps[1], keys.Key{2}, fastMsg(11), 2) {
-		t.Fatal("take refused below the limit")
+	if f.take(ep(bypassLimit), client(bypassLimit), fastMsg(1000), true) {
+		t.Fatal("bypass beyond the limit")
 	}
-	if f.take(eps[2], keys.Key{3}, fastMsg(12), 2) {
-		t.Fatal("take beyond the limit")
+	if !f.take(ep(bypassLimit), client(bypassLimit), fastMsg(1000), false) {
+		t.Fatal("the worker's release refused at the bypass limit")
 	}
-	if !f.take(eps[2], keys.Key{3}, fastMsg(12), 0) {
-		t.Fatal("take without a limit refused")
+	f.answer(1000) // the worker's
+	if f.inflight != bypassLimit || f.bypassAnswered.Load() != 0 {
+		t.Fatalf("after the worker's answer: in flight %d, bypass answers %d", f.inflight, f.bypassAnswered.Load())
 	}
-	f.answer(10)
-	if _, ok := f.forget(keys.Key{2}); ok {
+	f.answer(0) // a bypass's
+	if f.inflight != bypassLimit-1 || f.bypassAnswered.Load() != 1 {
+		t.Fatalf("after a bypass answer: in flight %d, bypass answers %d", f.inflight, f.bypassAnswered.Load())
+	}
+	if !f.take(ep(bypassLimit+1), client(bypassLimit+1), fastMsg(1001), true) {
+		t.Fatal("bypass refused after an answer freed a place")
+	}
+	f.learn(ep(1), client(1), now)        // read again: its waiting bypass is dropped
+	if _, ok := f.forget(client(2)); ok { // removed: so is its
 		t.Fatal("forget returned an unanswered initiation")
 	}
-	f.learn(eps[2], keys.Key{3}, now) // read again: its waiting release is dropped
-	if f.inflight != 0 {
-		t.Fatalf("in flight %d, want 0", f.inflight)
-	}
-	if !f.take(eps[1], keys.Key{3}, fastMsg(13), 1) && !f.take(eps[2], keys.Key{3}, fastMsg(13), 1) {
-		t.Fatal("take refused after the answers")
+	if f.inflight != bypassLimit-2 {
+		t.Fatalf("in flight %d, want %d", f.inflight, bypassLimit-2)
 	}
 }
 
