@@ -34,8 +34,8 @@ import (
 // with the static-static secret (one X25519 per client, kept) and refuses
 // timestamps not newer than the last one seen here, so a replayed
 // initiation cannot re-create a peer. (An initiation of a client that is
-// already a device peer, from the endpoint where it was last read, is
-// neither held nor read: jitfast.go.) A configured client that is not a
+// already a device peer, from the endpoint where it was last read, skips
+// the read: jitfast.go.) A configured client that is not a
 // peer is then added, and the initiation is released to the device, which
 // completes the handshake on that very initiation. The worker then hands
 // the authenticated initiation to the cluster, which claims the client once
@@ -222,9 +222,6 @@ func (j *jit) onInitiation(msg []byte, from conn.Endpoint) bool {
 			return true
 		}
 	}
-	if j.bypass(msg, from) {
-		return false // a live peer's: the device reads it in this batch
-	}
 	var h heldInitiation
 	copy(h.msg[:], msg)
 	h.from = from
@@ -354,15 +351,12 @@ func (j *jit) release(h *heldInitiation) {
 // has not answered, at most releaseStall.
 func (j *jit) pace() {
 	b := j.g.clients.Bind()
-	// The device's answers, less those to initiations the receive
-	// goroutine passed to it (jitfast.go), which are not paced here.
-	answered := func() uint64 { return b.Answered() - j.fast.bypassAnswered.Load() }
 	var since time.Time
 	for {
-		waiting := int64(j.released + j.answeredBase - answered())
+		waiting := int64(j.released + j.answeredBase - b.Answered())
 		if waiting < releaseWindow {
 			if waiting < 0 { // answers to initiations not released here
-				j.answeredBase = answered() - j.released
+				j.answeredBase = b.Answered() - j.released
 			}
 			return
 		}
@@ -370,7 +364,7 @@ func (j *jit) pace() {
 		if since.IsZero() {
 			since = now
 		} else if now.Sub(since) >= releaseStall {
-			j.answeredBase = answered() - j.released // dropped by the device
+			j.answeredBase = b.Answered() - j.released // dropped by the device
 			return
 		}
 		time.Sleep(100 * time.Microsecond)

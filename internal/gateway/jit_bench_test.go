@@ -51,8 +51,7 @@ func captureInitiation(tb testing.TB, client, gw keys.Key) []byte {
 
 // BenchmarkJITInitiation measures what an initiation costs the gateway
 // before wireguard-go sees it. hook: the receive goroutine's part (a copy
-// and a channel send). hook/live: the same for a live client at its known
-// endpoint, passed to the device in its batch (jitfast.go, bypass). worker/live-unread: the worker's part for a client
+// and a channel send). worker/live-unread: the worker's part for a client
 // that is a device peer at the endpoint it was read at (mac1, the fast
 // path's lookup, release; jitfast.go). worker/live-read: the same client
 // at an endpoint not known (mac1, one X25519, opening the static key and
@@ -124,15 +123,6 @@ func BenchmarkJITInitiation(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 		if j.stats().AcceptedUnread == 0 {
 			b.Fatal("the fast path was not taken")
-		}
-	})
-	b.Run("hook/live", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			j.fast.answer(sender)
-			if j.onInitiation(msg, from) {
-				b.Fatal("a live client's initiation was held")
-			}
 		}
 	})
 	b.Run("worker/live-read", func(b *testing.B) {

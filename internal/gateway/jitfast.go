@@ -4,10 +4,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/anyguard/anyguard/device/handshake"
 	"github.com/anyguard/anyguard/internal/keys"
@@ -39,13 +36,6 @@ import (
 //     bounds how long a mistaken entry (another client that is also a live
 //     peer here reusing the address and port) can last.
 //
-// The receive goroutine applies these rules itself (bypass), so such an
-// initiation is not even held: the device reads it in the batch it came
-// with, as stock wireguard-go would, while at most bypassLimit of them
-// await the device's answer (the device must never come under load). The
-// worker applies them too (tryFast), for initiations held before an
-// answer came.
-//
 // Replay safety across the peer's removal: while the fast path is used,
 // the worker does not see the client's timestamps. The newest initiation
 // the device answered is kept (148 bytes), and read and authenticated the
@@ -64,19 +54,12 @@ type fastPath struct {
 	byEndpoint map[netip.AddrPort]*fastEntry
 	byClient   map[keys.Key]netip.AddrPort
 	awaiting   map[uint32]netip.AddrPort // sender index → endpoint, one per entry at most
-	// inflight counts the bypassed initiations (passed to the device by
-	// the receive goroutine) waiting for the device's answer.
-	inflight int
-	// bypassAnswered counts the device's answers to bypassed initiations,
-	// which the worker's pacing must not take for answers to its own.
-	bypassAnswered atomic.Uint64
 }
 
 type fastEntry struct {
 	client  keys.Key
 	learnt  time.Time // the full read that named the client here
 	waiting bool      // a release from here awaits the device's answer
-	bypass  bool      // that release was a bypass (counted in inflight)
 	sender  uint32    // its sender index
 	msg     [148]byte // the release awaiting its answer
 	// answered is the newest initiation released from here that the
@@ -107,20 +90,15 @@ func (f *fastPath) lookup(ep netip.AddrPort, now time.Time) (keys.Key, bool) {
 
 // take records that msg from ep is released without a read, so that the
 // device's answer (answer) lets the next one through too. It reports false
-// if the entry changed since lookup. bypass: the release is the receive
-// goroutine's, refused if bypassLimit of those already wait for their
-// answer.
-func (f *fastPath) take(ep netip.AddrPort, client keys.Key, msg []byte, bypass bool) bool {
+// if the entry changed since lookup.
+func (f *fastPath) take(ep netip.AddrPort, client keys.Key, msg []byte) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	e := f.byEndpoint[ep]
-	if e == nil || e.client != client || e.waiting || (bypass && f.inflight >= bypassLimit) {
+	if e == nil || e.client != client || e.waiting {
 		return false
 	}
-	if bypass {
-		f.inflight++
-	}
-	e.waiting, e.bypass = true, bypass
+	e.waiting = true
 	e.sender = binary.LittleEndian.Uint32(msg[4:8])
 	copy(e.msg[:], msg)
 	f.awaiting[e.sender] = ep
@@ -139,10 +117,6 @@ func (f *fastPath) answer(receiver uint32) {
 	}
 	delete(f.awaiting, receiver)
 	if e := f.byEndpoint[ep]; e != nil && e.waiting && e.sender == receiver {
-		if e.bypass {
-			f.inflight--
-			f.bypassAnswered.Add(1)
-		}
 		e.waiting = false
 		e.answered, e.hasAnswered = e.msg, true
 	}
@@ -166,9 +140,6 @@ func (f *fastPath) learn(ep netip.AddrPort, client keys.Key, now time.Time) {
 		}
 		if e.waiting {
 			delete(f.awaiting, e.sender)
-			if e.bypass {
-				f.inflight--
-			}
 		}
 	}
 	f.byEndpoint[ep] = &fastEntry{client: client, learnt: now}
@@ -199,9 +170,6 @@ func (f *fastPath) dropLocked(ep netip.AddrPort) {
 	}
 	if e.waiting {
 		delete(f.awaiting, e.sender)
-		if e.bypass {
-			f.inflight--
-		}
 	}
 	delete(f.byClient, e.client)
 	delete(f.byEndpoint, ep)
@@ -249,7 +217,7 @@ func (j *jit) tryFast(h *heldInitiation) bool {
 	}
 	j.mu.Lock()
 	s := j.seen[client]
-	if s == nil || !j.fast.take(ep, client, h.msg[:], false) {
+	if s == nil || !j.fast.take(ep, client, h.msg[:]) {
 		j.mu.Unlock()
 		return false
 	}
@@ -257,39 +225,6 @@ func (j *jit) tryFast(h *heldInitiation) bool {
 	j.mu.Unlock()
 	j.fastReleased.Add(1)
 	j.release(h)
-	return true
-}
-
-// bypassLimit bounds the initiations passed straight to the device
-// (bypass) that it has not answered yet. With the worker's releaseWindow
-// (whose pacing does not count the answers to these) it keeps the
-// device's handshake queue below wireguard-go's "under load" mark
-// (QueueHandshakeSize/8 = 128), which must never be reached (see the top
-// of jit.go).
-const bypassLimit = 32
-
-// bypass runs on the receive goroutine, after the checks under load: it
-// reports whether the initiation msg from from may go to the device at
-// once, in the batch it came with, neither held nor read. The same rules
-// as tryFast's, and at most bypassLimit unanswered. No allocation.
-func (j *jit) bypass(msg []byte, from conn.Endpoint) bool {
-	ep, ok := from.(*conn.StdNetEndpoint)
-	if !ok {
-		return false // only real sockets' endpoints are known
-	}
-	now := time.Now()
-	client, ok := j.fast.lookup(ep.AddrPort, now)
-	if !ok {
-		return false
-	}
-	if cp := j.g.clusterHot.Load(); cp != nil && !cp.ownsLive(client) {
-		return false
-	}
-	if !j.reader.CheckMAC1(msg) || !j.fast.take(ep.AddrPort, client, msg, true) {
-		return false
-	}
-	j.fastReleased.Add(1)
-	j.accepted.Add(1)
 	return true
 }
 

@@ -38,10 +38,10 @@ func TestFastPathEntries(t *testing.T) {
 	if _, ok := f.lookup(e1, now.Add(fastTTL+time.Second)); ok {
 		t.Fatal("an entry older than fastTTL is fast")
 	}
-	if f.take(e1, bob, fastMsg(7), false) {
+	if f.take(e1, bob, fastMsg(7)) {
 		t.Fatal("take for another client than the entry's")
 	}
-	if !f.take(e1, alice, fastMsg(7), false) {
+	if !f.take(e1, alice, fastMsg(7)) {
 		t.Fatal("take refused")
 	}
 	if _, ok := f.lookup(e1, now); ok {
@@ -57,7 +57,7 @@ func TestFastPathEntries(t *testing.T) {
 	}
 	// Unanswered, then forgotten: nothing answered to hand back yet for
 	// the second release, but the first one's message is kept.
-	if !f.take(e1, alice, fastMsg(9), false) {
+	if !f.take(e1, alice, fastMsg(9)) {
 		t.Fatal("second take refused")
 	}
 	msg, ok := f.forget(alice)
@@ -78,7 +78,7 @@ func TestFastPathEntries(t *testing.T) {
 	if _, ok := f.lookup(e1, now); ok {
 		t.Fatal("the client's old endpoint is still fast")
 	}
-	f.take(e2, alice, fastMsg(3), false)
+	f.take(e2, alice, fastMsg(3))
 	f.learn(e2, bob, now)
 	if k, ok := f.lookup(e2, now); !ok || k != bob {
 		t.Fatalf("after bob was read at alice's endpoint: %v %v", k, ok)
@@ -89,52 +89,6 @@ func TestFastPathEntries(t *testing.T) {
 	f.answer(3) // late answer to a dropped entry: ignored
 	if k, _ := f.lookup(e2, now); k != bob {
 		t.Fatal("a late answer changed the entry")
-	}
-	if f.inflight != 0 {
-		t.Fatalf("in flight %d after every waiting entry went", f.inflight)
-	}
-}
-
-// TestFastPathInflightLimit: at most bypassLimit bypassed initiations
-// wait for the device's answer; an answer, or the entry's end, frees one.
-// The worker's unread releases are not bypasses: they do not count, and
-// their answers are not counted as bypass answers (the worker paces them).
-func TestFastPathInflightLimit(t *testing.T) {
-	f := newFastPath()
-	now := time.Now()
-	ep := func(i int) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), uint16(i+1)) }
-	client := func(i int) keys.Key { return keys.Key{byte(i), byte(i >> 8), 1} }
-	for i := range bypassLimit + 2 {
-		f.learn(ep(i), client(i), now)
-	}
-	for i := range bypassLimit {
-		if !f.take(ep(i), client(i), fastMsg(uint32(i)), true) {
-			t.Fatalf("bypass %d refused below the limit", i)
-		}
-	}
-	if f.take(ep(bypassLimit), client(bypassLimit), fastMsg(1000), true) {
-		t.Fatal("bypass beyond the limit")
-	}
-	if !f.take(ep(bypassLimit), client(bypassLimit), fastMsg(1000), false) {
-		t.Fatal("the worker's release refused at the bypass limit")
-	}
-	f.answer(1000) // the worker's
-	if f.inflight != bypassLimit || f.bypassAnswered.Load() != 0 {
-		t.Fatalf("after the worker's answer: in flight %d, bypass answers %d", f.inflight, f.bypassAnswered.Load())
-	}
-	f.answer(0) // a bypass's
-	if f.inflight != bypassLimit-1 || f.bypassAnswered.Load() != 1 {
-		t.Fatalf("after a bypass answer: in flight %d, bypass answers %d", f.inflight, f.bypassAnswered.Load())
-	}
-	if !f.take(ep(bypassLimit+1), client(bypassLimit+1), fastMsg(1001), true) {
-		t.Fatal("bypass refused after an answer freed a place")
-	}
-	f.learn(ep(1), client(1), now)        // read again: its waiting bypass is dropped
-	if _, ok := f.forget(client(2)); ok { // removed: so is its
-		t.Fatal("forget returned an unanswered initiation")
-	}
-	if f.inflight != bypassLimit-2 {
-		t.Fatalf("in flight %d, want %d", f.inflight, bypassLimit-2)
 	}
 }
 
@@ -200,20 +154,6 @@ func TestFastPathKeepsReplaySafety(t *testing.T) {
 	if st := j.stats(); st.AcceptedUnread != 1 {
 		t.Fatalf("the live client's second initiation was not released unread: %+v", st)
 	}
-	// On the receive goroutine, the live client's next initiation from
-	// the same endpoint is not even held: the device gets it at once (and
-	// refuses this one, a replay, by its own timestamp check). While the
-	// device has not answered it, the next one is held for the worker.
-	if j.onInitiation(second, from) {
-		t.Fatal("a live client's initiation from its endpoint was held")
-	}
-	if st := j.stats(); st.AcceptedUnread != 2 {
-		t.Fatalf("bypass not counted: %+v", st)
-	}
-	if !j.onInitiation(second, from) {
-		t.Fatal("not held while the previous unread one awaits its answer")
-	}
-	<-j.queue
 	j.remove([]keys.Key{alice.Public()}, removedIdle)
 	if g.clients.HasPeer(alice.Public()) || j.fast.len() != 0 {
 		t.Fatalf("after removal: peer %v, fast entries %d", g.clients.HasPeer(alice.Public()), j.fast.len())
