@@ -134,7 +134,7 @@ bench: build
 			--json bin/bench-throughput.json --doc $(BENCH_DOC); \
 	fi
 	bin/anyguard bench scale --json bin/bench-scale.json --doc $(BENCH_DOC)
-	bin/anyguard bench handshakes --json bin/bench-handshakes.json --doc $(BENCH_DOC)
+	bin/anyguard bench handshakes --repeat 2 --json bin/bench-handshakes.json --doc $(BENCH_DOC)
 	bin/anyguard bench cluster --json bin/bench-cluster.json --doc $(BENCH_DOC)
 
 lint:

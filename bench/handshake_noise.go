@@ -16,7 +16,7 @@ import (
 )
 
 // The initiator side of WireGuard's Noise_IKpsk2 handshake, the mirror image
-// of device/handshake.go (which reads initiations), after wireguard-go's
+// of device/handshake (which reads initiations), after wireguard-go's
 // device/noise-protocol.go and cookie.go. It exists to generate a handshake
 // storm cheaply: each initiator keeps ONE ephemeral key for all its attempts,
 // so both of its Diffie-Hellman results are computed once and an initiation

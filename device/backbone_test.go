@@ -17,9 +17,9 @@ import (
 	"golang.zx2c4.com/wireguard/conn/bindtest"
 	wgdevice "golang.zx2c4.com/wireguard/device"
 
+	"github.com/anyguard/anyguard/internal/testwait"
 	"github.com/anyguard/anyguard/router"
 	"github.com/anyguard/anyguard/router/routertest"
-	"github.com/anyguard/anyguard/internal/testwait"
 	"github.com/anyguard/anyguard/wgkey"
 )
 

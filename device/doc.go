@@ -1,7 +1,9 @@
 // Package device owns anyguard's packet devices: the embedded wireguard-go
 // devices and the tun.Devices that connect them to the router. It links no
 // gVisor: the unprivileged netstack egress is the sub-package
-// device/netstack, and a test (TestNoGVisor) keeps it so.
+// device/netstack, and a test (TestNoGVisor) keeps it so. The sub-package
+// device/handshake reads handshake initiations as the Noise responder
+// would, before the device does (for the gateway's admission of clients).
 //
 // The types that remain, by job:
 //
@@ -20,8 +22,6 @@
 //     (BindStats, Classify) and drops junk before the device sees it, and
 //     calls the TransportHook, ResponseHook and InitiationHook that the
 //     gateway's fast recovery and admission set.
-//   - InitiationReader reads the initiator's static key from a Noise
-//     handshake initiation (Initiation, Timestamp), for admission.
 //   - UAPI serves the WireGuard UAPI socket, so that stock `wg show` and
 //     `wg set` work against the embedded device.
 //

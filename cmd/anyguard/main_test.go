@@ -75,6 +75,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"demo", "--log-level", "loud"}, 2, `log level "loud"`},
 		{[]string{"run", "--config", "/nonexistent/anyguard.yaml"}, 1, "no such file"},
 		{[]string{"help", "nope"}, 2, `unknown command "nope"`},
+		{[]string{"bench", "handshakes", "--contact", "warm"}, 2, `--contact: unknown "warm"`},
+		{[]string{"bench", "handshakes", "--contact", " , "}, 2, "--contact: empty"},
+		{[]string{"bench", "handshakes", "--repeat", "0"}, 2, "--repeat 1..100"},
 	}
 	for _, tc := range tests {
 		code, _, errOut := runCLI(t, "", tc.args...)

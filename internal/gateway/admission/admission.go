@@ -23,6 +23,7 @@ import (
 	"golang.zx2c4.com/wireguard/ratelimiter"
 
 	"github.com/anyguard/anyguard/device"
+	"github.com/anyguard/anyguard/device/handshake"
 	"github.com/anyguard/anyguard/internal/config"
 	"github.com/anyguard/anyguard/internal/keys"
 )
@@ -175,7 +176,7 @@ type Config struct {
 // hook, the worker that admits clients and the idle sweep.
 type Admission struct {
 	logger   *slog.Logger
-	reader   *device.InitiationReader
+	reader   *handshake.InitiationReader
 	idle     time.Duration
 	queue    chan heldInitiation
 	index    Index
@@ -214,10 +215,10 @@ type Admission struct {
 // clientSeen is what the gateway keeps about a client that has sent it an
 // authentic initiation: 32 + 12 bytes of handshake state and two times.
 type clientSeen struct {
-	secret   [32]byte         // DH(gateway static, client static)
-	lastTS   device.Timestamp // newest initiation timestamp accepted
-	lastInit time.Time        // when that initiation arrived
-	added    time.Time        // when the peer was last added; zero: never here
+	secret   [32]byte            // DH(gateway static, client static)
+	lastTS   handshake.Timestamp // newest initiation timestamp accepted
+	lastInit time.Time           // when that initiation arrived
+	added    time.Time           // when the peer was last added; zero: never here
 }
 
 type heldInitiation struct {
@@ -237,7 +238,7 @@ func New(cfg Config) *Admission {
 	}
 	a := &Admission{
 		logger:   logger,
-		reader:   device.NewInitiationReader(cfg.PrivateKey),
+		reader:   handshake.NewInitiationReader(cfg.PrivateKey),
 		idle:     idle,
 		queue:    make(chan heldInitiation, queueLen),
 		index:    cfg.Index,

@@ -10,6 +10,7 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/anyguard/anyguard/device"
+	"github.com/anyguard/anyguard/device/handshake"
 	"github.com/anyguard/anyguard/internal/config"
 	"github.com/anyguard/anyguard/internal/keys"
 	"github.com/anyguard/anyguard/internal/wgclient"
@@ -86,7 +87,7 @@ func BenchmarkJITInitiation(b *testing.B) {
 		}
 	})
 	// The first initiation adds alice; later ones find her live.
-	var in device.Initiation
+	var in handshake.Initiation
 	h := heldInitiation{from: from}
 	copy(h.msg[:], msg)
 	a.handle(&h, &in)
@@ -97,7 +98,7 @@ func BenchmarkJITInitiation(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			a.mu.Lock()
-			a.seen[alice.Public()].lastTS = device.Timestamp{} // accept the same initiation again
+			a.seen[alice.Public()].lastTS = handshake.Timestamp{} // accept the same initiation again
 			a.mu.Unlock()
 			a.handle(&h, &in)
 		}

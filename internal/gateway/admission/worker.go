@@ -3,14 +3,14 @@ package admission
 import (
 	"time"
 
-	"github.com/anyguard/anyguard/device"
+	"github.com/anyguard/anyguard/device/handshake"
 	"github.com/anyguard/anyguard/internal/config"
 	"github.com/anyguard/anyguard/internal/keys"
 )
 
 func (a *Admission) work() {
 	defer a.wg.Done()
-	var in device.Initiation
+	var in handshake.Initiation
 	for {
 		select {
 		case <-a.stop:
@@ -23,7 +23,7 @@ func (a *Admission) work() {
 
 // handle decides one held initiation: release it to the device (adding
 // the client's peer first if need be) or drop it.
-func (a *Admission) handle(h *heldInitiation, in *device.Initiation) {
+func (a *Admission) handle(h *heldInitiation, in *handshake.Initiation) {
 	if err := a.reader.Read(h.msg[:], in); err != nil {
 		// Not for this key, or not decryptable: the device would drop it.
 		a.unreadable.Add(1)

@@ -90,6 +90,7 @@ func ClientPrefixes(cfg *config.Config) []netip.Prefix {
 // Probe is the internal peer and its schedule.
 type Probe struct {
 	key      keys.Key // private; never logged or exported
+	public   keys.Key // key's public key, derived once (an X25519)
 	src, dst netip.Addr
 	target   string
 	interval time.Duration
@@ -131,7 +132,7 @@ func New(cfg *config.Config, interval time.Duration) (*Probe, error) {
 	var id [2]byte
 	copy(id[:], k[:2])
 	return &Probe{
-		key: k, src: src, dst: dst, target: target,
+		key: k, public: k.Public(), src: src, dst: dst, target: target,
 		interval: interval, timeout: max(interval*3/4, time.Second),
 		id:      binary.BigEndian.Uint16(id[:]),
 		replies: make(chan uint16, 16),
@@ -141,11 +142,12 @@ func New(cfg *config.Config, interval time.Duration) (*Probe, error) {
 
 // Peer is the probe's entry on the client device.
 func (p *Probe) Peer() device.Peer {
-	return device.Peer{PublicKey: p.key.Public(), AllowedIPs: []netip.Prefix{netip.PrefixFrom(p.src, p.src.BitLen())}}
+	return device.Peer{PublicKey: p.public, AllowedIPs: []netip.Prefix{netip.PrefixFrom(p.src, p.src.BitLen())}}
 }
 
 // IsProbe reports whether k is the probe peer's public key.
-func (p *Probe) IsProbe(k keys.Key) bool { return p != nil && k == p.key.Public() }
+// The idle sweep asks for every live peer: it must not derive the key.
+func (p *Probe) IsProbe(k keys.Key) bool { return p != nil && k == p.public }
 
 // Start brings up the probe's device toward the client device's UDP port
 // on loopback and starts probing.

@@ -1,4 +1,4 @@
-package device
+package handshake
 
 import (
 	"bytes"
@@ -26,8 +26,22 @@ import (
 	wgdevice "golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun/tuntest"
 
-	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/wgkey"
 )
+
+// Other WireGuard message types and sizes, for the tests of refusals.
+const (
+	msgResponse  = 2
+	msgTransport = 4
+	sizeResponse = 92
+)
+
+// typedMsg is a zeroed message of size bytes with the given type.
+func typedMsg(typ uint32, size int) []byte {
+	b := make([]byte, size)
+	binary.LittleEndian.PutUint32(b, typ)
+	return b
+}
 
 // Fixed test keys. The seed testdata/fuzz/FuzzInitiationStatic/wireguard-go
 // is an initiation that wireguard-go sent from fuzzInitiatorKey to
@@ -39,17 +53,17 @@ var (
 
 const hsSeedPath = "testdata/fuzz/FuzzInitiationStatic/wireguard-go"
 
-func hsMustKey(s string) keys.Key {
-	k, err := keys.Parse(s)
+func hsMustKey(s string) wgkey.Key {
+	k, err := wgkey.Parse(s)
 	if err != nil {
 		panic(err)
 	}
 	return k
 }
 
-func hsNewKey(t testing.TB) keys.Key {
+func hsNewKey(t testing.TB) wgkey.Key {
 	t.Helper()
-	k, err := keys.Generate()
+	k, err := wgkey.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +86,7 @@ func (b *captureBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 		fns[i] = func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 			n, err := fn(packets, sizes, eps)
 			for j := range n {
-				if p := packets[j][:sizes[j]]; Classify(p) == msgInitiation {
+				if p := packets[j][:sizes[j]]; IsInitiation(p) {
 					select {
 					case b.got <- slices.Clone(p):
 					default:
@@ -89,7 +103,7 @@ func (b *captureBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 // and TUNs, makes the initiator send a packet, and returns the first
 // handshake initiation the responder received. It waits until the packet
 // came through, so wireguard-go accepted that handshake.
-func captureInitiation(t testing.TB, initiator, responder, psk keys.Key) []byte {
+func captureInitiation(t testing.TB, initiator, responder, psk wgkey.Key) []byte {
 	t.Helper()
 	binds := bindtest.NewChannelBinds()
 	capture := &captureBind{Bind: binds[1], got: make(chan []byte, 16)}
@@ -152,7 +166,7 @@ func TestInitiationStaticWireGuard(t *testing.T) {
 	for _, withPSK := range []bool{false, true} {
 		t.Run(fmt.Sprintf("psk=%v", withPSK), func(t *testing.T) {
 			initiator, responder := hsNewKey(t), hsNewKey(t)
-			var psk keys.Key
+			var psk wgkey.Key
 			if withPSK {
 				psk = hsNewKey(t)
 			}
@@ -242,7 +256,7 @@ func checkTampering(t *testing.T, r *InitiationReader, msg []byte, ss *[32]byte)
 			continue
 		}
 		if err != nil {
-			if in.Static != (keys.Key{}) {
+			if in.Static != (wgkey.Key{}) {
 				t.Errorf("%s: a key came back with the error", tc.name)
 			}
 			continue
@@ -255,14 +269,14 @@ func checkTampering(t *testing.T, r *InitiationReader, msg []byte, ss *[32]byte)
 
 // hsSetMAC1 recomputes the mac1 of an initiation for the responder pub, with
 // x/crypto's keyed BLAKE2s.
-func hsSetMAC1(msg []byte, pub keys.Key) {
+func hsSetMAC1(msg []byte, pub wgkey.Key) {
 	key := blake2s.Sum256(append([]byte("mac1----"), pub[:]...))
 	h, _ := blake2s.New128(key[:])
 	h.Write(msg[:initOffMAC1])
 	h.Sum(msg[initOffMAC1:initOffMAC1])
 }
 
-func hsValidMAC1(msg []byte, pub keys.Key) bool {
+func hsValidMAC1(msg []byte, pub wgkey.Key) bool {
 	m := slices.Clone(msg)
 	hsSetMAC1(m, pub)
 	return bytes.Equal(m, msg)
@@ -272,7 +286,7 @@ func hsValidMAC1(msg []byte, pub keys.Key) bool {
 // 5.4.2) with x/crypto's X25519 and crypto/hmac, independently of the code
 // under test. It names static as the initiator's key but proves it with
 // initiatorPriv, so static != initiatorPriv.Public() forges a claim.
-func sealInitiation(t testing.TB, initiatorPriv, static, ephemeralPriv, responderPub keys.Key, ts Timestamp, sender uint32) []byte {
+func sealInitiation(t testing.TB, initiatorPriv, static, ephemeralPriv, responderPub wgkey.Key, ts Timestamp, sender uint32) []byte {
 	t.Helper()
 	newHash := func() hash.Hash { h, _ := blake2s.New256(nil); return h }
 	hashOf := func(parts ...[]byte) []byte {
@@ -292,7 +306,7 @@ func sealInitiation(t testing.TB, initiatorPriv, static, ephemeralPriv, responde
 		t1 = mac(t0, []byte{1})
 		return t1, mac(t0, append(slices.Clone(t1), 2))
 	}
-	dh := func(priv, pub keys.Key) []byte {
+	dh := func(priv, pub wgkey.Key) []byte {
 		out, err := curve25519.X25519(priv[:], pub[:])
 		if err != nil {
 			t.Fatal(err)
@@ -391,10 +405,10 @@ func TestInitiationErrors(t *testing.T) {
 		"long":          append(slices.Clone(valid), 0),
 		"response type": retyped(msgResponse),
 		"reserved set":  retyped(msgInitiation | 1<<8),
-		"response":      msg(msgResponse, sizeResponse),
-		"transport":     msg(msgTransport, sizeInitiation),
+		"response":      typedMsg(msgResponse, sizeResponse),
+		"transport":     typedMsg(msgTransport, sizeInitiation),
 	} {
-		if k, err := r.Static(msg); !errors.Is(err, ErrNotInitiation) || k != (keys.Key{}) {
+		if k, err := r.Static(msg); !errors.Is(err, ErrNotInitiation) || k != (wgkey.Key{}) {
 			t.Errorf("%s: Static = %v, %v; want ErrNotInitiation", name, k, err)
 		}
 	}
@@ -424,8 +438,8 @@ func TestInitiationErrors(t *testing.T) {
 // lowOrderPoints returns u-coordinates whose products with any clamped
 // scalar are zero: 0, 1, the order-8 points and p-1, p, p+1, and the same
 // with bit 255 set (which X25519 ignores).
-func lowOrderPoints(t testing.TB) []keys.Key {
-	var pts []keys.Key
+func lowOrderPoints(t testing.TB) []wgkey.Key {
+	var pts []wgkey.Key
 	for _, h := range []string{
 		"0000000000000000000000000000000000000000000000000000000000000000",
 		"0100000000000000000000000000000000000000000000000000000000000000",
@@ -435,7 +449,7 @@ func lowOrderPoints(t testing.TB) []keys.Key {
 		"edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
 		"eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
 	} {
-		var k keys.Key
+		var k wgkey.Key
 		if _, err := hex.Decode(k[:], []byte(h)); err != nil {
 			t.Fatal(err)
 		}
@@ -488,7 +502,7 @@ func TestWriteFuzzSeed(t *testing.T) {
 	if os.Getenv("ANYGUARD_WRITE_SEEDS") != "1" {
 		t.Skip("set ANYGUARD_WRITE_SEEDS=1 to regenerate " + hsSeedPath)
 	}
-	msg := captureInitiation(t, fuzzInitiatorKey, fuzzResponderKey, keys.Key{})
+	msg := captureInitiation(t, fuzzInitiatorKey, fuzzResponderKey, wgkey.Key{})
 	flipped := slices.Clone(msg)
 	flipped[initOffStatic] ^= 1
 	dir := filepath.Dir(hsSeedPath)
@@ -510,12 +524,12 @@ func TestWriteFuzzSeed(t *testing.T) {
 // with its mac1 recomputed, to reach the curve and AEAD code behind it.
 func FuzzInitiationStatic(f *testing.F) {
 	r := NewInitiationReader(fuzzResponderKey)
-	f.Add(msg(msgInitiation, sizeInitiation))
-	f.Add(msg(msgResponse, sizeResponse))
+	f.Add(typedMsg(msgInitiation, sizeInitiation))
+	f.Add(typedMsg(msgResponse, sizeResponse))
 	f.Add([]byte{1})
 	f.Add(bytes.Repeat([]byte{0xff}, sizeInitiation))
 	f.Fuzz(func(t *testing.T, m []byte) {
-		if got, want := r.CheckMAC1(m), Classify(m) == msgInitiation && hsValidMAC1(m, r.PublicKey()); got != want {
+		if got, want := r.CheckMAC1(m), IsInitiation(m) && hsValidMAC1(m, r.PublicKey()); got != want {
 			t.Fatalf("CheckMAC1 = %v, want %v", got, want)
 		}
 		k, err := r.Static(m)
@@ -525,13 +539,13 @@ func FuzzInitiationStatic(f *testing.F) {
 				t.Fatal("key returned for a message with a bad mac1")
 			}
 		case errors.Is(err, ErrNotInitiation), errors.Is(err, ErrBadMAC1), errors.Is(err, ErrDecrypt):
-			if k != (keys.Key{}) {
+			if k != (wgkey.Key{}) {
 				t.Fatalf("key returned with %v", err)
 			}
 		default:
 			t.Fatalf("unexpected error %v", err)
 		}
-		if Classify(m) != msgInitiation {
+		if !IsInitiation(m) {
 			return
 		}
 		m = slices.Clone(m)

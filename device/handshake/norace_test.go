@@ -1,5 +1,5 @@
 //go:build !race
 
-package device
+package handshake
 
 const handshakeRaceEnabled = false

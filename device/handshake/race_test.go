@@ -1,6 +1,6 @@
 //go:build race
 
-package device
+package handshake
 
 // The race detector's sync.Pool drops items at random, so allocation counts
 // are meaningless under it.
