@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/anyguard/anyguard/cluster"
-	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/wgkey"
 )
 
 // ClusterOptions configure RunCluster. Zero fields take the defaults in
@@ -177,7 +177,7 @@ func loadAvg() float64 {
 // gateway is seen down everywhere.
 func RunCluster(ctx context.Context, opts ClusterOptions) (*ClusterReport, error) {
 	opts.defaults()
-	clients := make([]keys.Key, opts.Clients)
+	clients := make([]wgkey.Key, opts.Clients)
 	for i := range clients {
 		rand.Read(clients[i][:]) // stand-ins for public keys, as in RunScale
 	}
@@ -243,7 +243,7 @@ func RunCluster(ctx context.Context, opts ClusterOptions) (*ClusterReport, error
 // claimKey names one record: a claim is applied when a gateway's table
 // takes exactly this record.
 type claimKey struct {
-	client  keys.Key
+	client  wgkey.Key
 	version uint64
 	time    cluster.Timestamp
 	owner   string
@@ -265,7 +265,7 @@ type claimTrack struct {
 type benchCluster struct {
 	profile string
 	wan     bool
-	clients []keys.Key
+	clients []wgkey.Key
 	nodes   []*benchNode
 
 	mu     sync.Mutex
@@ -290,7 +290,7 @@ func (c *benchCluster) label() string {
 	return c.profile
 }
 
-func startBenchCluster(ctx context.Context, n int, profile string, clients []keys.Key, opts ClusterOptions) (_ *benchCluster, err error) {
+func startBenchCluster(ctx context.Context, n int, profile string, clients []wgkey.Key, opts ClusterOptions) (_ *benchCluster, err error) {
 	c := &benchCluster{profile: profile, wan: profile == cluster.ProfileWAN, clients: clients, claims: make(map[claimKey]*claimTrack)}
 	var delays [][]time.Duration
 	if c.wan {
@@ -299,7 +299,7 @@ func startBenchCluster(ctx context.Context, n int, profile string, clients []key
 	w := newWANNet(delays)
 	secret := make([]byte, 32)
 	rand.Read(secret)
-	var set []keys.Key
+	var set []wgkey.Key
 	if !opts.FullKeys {
 		set = clients // as internal/gateway passes its whole client set
 	}
@@ -435,7 +435,7 @@ func (n *benchNode) onMembers(ms []cluster.Member) {
 
 // claim makes node i claim client at a random endpoint and returns the
 // record key, or false when the claim changed nothing.
-func (c *benchCluster) claim(i int, client keys.Key, timed bool) (claimKey, bool) {
+func (c *benchCluster) claim(i int, client wgkey.Key, timed bool) (claimKey, bool) {
 	ep := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(mrand.IntN(250) + 1)}), uint16(1024+mrand.IntN(60000)))
 	start := time.Now()
 	r, ok := c.nodes[i].Claim(client, ep, cluster.ReasonHandshake)
@@ -615,7 +615,7 @@ func (c *benchCluster) load(ctx context.Context, rate float64, d, timeout time.D
 // so of two concurrent claims the later one): only those can reach every
 // gateway.
 func (c *benchCluster) unsuperseded(ks []claimKey) []claimKey {
-	latest := make(map[keys.Key]claimKey)
+	latest := make(map[wgkey.Key]claimKey)
 	for _, k := range ks {
 		if l, ok := latest[k.client]; !ok || k.record().Newer(l.record()) {
 			latest[k.client] = k

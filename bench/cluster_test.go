@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/wgkey"
 )
 
 // TestClusterSmoke runs the cluster benchmark on 3 gateways with a few
@@ -82,7 +82,7 @@ func TestWANDelays(t *testing.T) {
 // same version, the one with the later HLC time wins in every table, so
 // the benchmark must wait for that one, whatever the owners' names.
 func TestUnsupersededFollowsTableOrder(t *testing.T) {
-	var client keys.Key
+	var client wgkey.Key
 	client[0] = 1
 	early := claimKey{client: client, version: 3, time: 100, owner: "z"}
 	late := claimKey{client: client, version: 3, time: 200, owner: "a"}

@@ -4,7 +4,7 @@
 // handshakes per second and per CPU-second under a storm of initiators
 // (RunHandshakes), and
 // renders each as JSON and a markdown table that `make bench` splices into
-// the README (Splice).
+// docs/benchmarks.md (Splice).
 //
 // The throughput harness interleaves the gateways it compares within every
 // repetition and reports medians, so that a machine that speeds up or slows

@@ -17,13 +17,14 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/anyguard/anyguard/bench/netns"
-	"github.com/anyguard/anyguard/internal/keys"
 	"github.com/anyguard/anyguard/internal/wgclient"
+	"github.com/anyguard/anyguard/wgkey"
 )
 
 // HandshakeOptions configure RunHandshakes.
@@ -43,16 +44,50 @@ type HandshakeOptions struct {
 	Progress     io.Writer // one line per step; nil: none
 	Dir          string    // the configuration file; "" a temporary directory
 	// ProfileDir, when set, receives a CPU profile of each gateway child
-	// (TARGET.pprof) covering all its steps.
+	// (TARGET-CONTACT.pprof, or TARGET-first-RATE.pprof) covering all its
+	// steps.
 	ProfileDir string
+	// Contacts lists the kinds of initiators to measure, from
+	// AllHSContacts (default: HSContactMixed).
+	Contacts []string
+	// Repeat runs every step this many times (default 1), the targets
+	// taking turns at each, so that ratios can be paired.
+	Repeat int
 }
+
+// Kinds of initiators: what the responder knows of them when their
+// initiations arrive.
+const (
+	// HSContactLive: every initiator completed a handshake with this very
+	// gateway process before the steps (a warm-up), so each is a live
+	// device peer, as clients re-handshaking every two minutes are.
+	HSContactLive = "live"
+	// HSContactFirst: each initiator offers one attempt only, to a gateway
+	// process started afresh for each step, so every initiation is the
+	// first the gateway sees from that client, as after a region failure.
+	// A step ends early when every initiator has started its attempt.
+	HSContactFirst = "first"
+	// HSContactMixed: one gateway process for all steps, initiators round
+	// robin: first contact until each initiator had its first attempt,
+	// live peers after.
+	HSContactMixed = "mixed"
+)
+
+// AllHSContacts lists the kinds of initiators.
+var AllHSContacts = []string{HSContactLive, HSContactFirst, HSContactMixed}
+
+// hsWarmRate is the rate of the live mode's warm-up: well below either
+// gateway's capacity, so that it is not the warm-up that is measured.
+const hsWarmRate = 1000
 
 // HandshakeStep is one gateway under one offered rate (Offered 0: no
 // storm, the established session alone).
 type HandshakeStep struct {
-	Target  string  `json:"target"`
-	Offered float64 `json:"offered_per_s"`
-	Seconds float64 `json:"seconds"` // the storm; counts include a drain after it
+	Target     string  `json:"target"`
+	Contact    string  `json:"contact"`    // HSContactLive, HSContactFirst or HSContactMixed
+	Repetition int     `json:"repetition"` // of Repeat, from 0
+	Offered    float64 `json:"offered_per_s"`
+	Seconds    float64 `json:"seconds"` // the storm; counts include a drain after it
 
 	Attempts   uint64 `json:"attempts"`    // new handshake attempts started
 	Sent       uint64 `json:"initiations"` // initiations sent, retries included
@@ -173,6 +208,11 @@ func RunHandshakes(ctx context.Context, opts HandshakeOptions) (_ *HandshakeRepo
 	if opts.Clients < 2 {
 		return nil, errors.New("handshakes: need at least 2 clients")
 	}
+	for _, c := range opts.Contacts {
+		if !slices.Contains(AllHSContacts, c) {
+			return nil, fmt.Errorf("handshakes: unknown kind of initiators %q", c)
+		}
+	}
 	if opts.Senders == 0 {
 		opts.Senders = 2
 	}
@@ -199,13 +239,13 @@ func RunHandshakes(ctx context.Context, opts HandshakeOptions) (_ *HandshakeRepo
 		}
 		defer os.RemoveAll(opts.Dir)
 	}
-	gwKey, err := keys.Generate()
+	gwKey, err := wgkey.Generate()
 	if err != nil {
 		return nil, err
 	}
-	privs := make([]keys.Key, opts.Clients)
+	privs := make([]wgkey.Key, opts.Clients)
 	for i := range privs {
-		if privs[i], err = keys.Generate(); err != nil {
+		if privs[i], err = wgkey.Generate(); err != nil {
 			return nil, err
 		}
 	}
@@ -218,24 +258,153 @@ func RunHandshakes(ctx context.Context, opts HandshakeOptions) (_ *HandshakeRepo
 		Duration: opts.Duration.String(), Senders: opts.Senders,
 	}
 	rep.X25519PerSec = X25519Rate(2 * time.Second)
-	for _, target := range opts.Targets {
-		steps, err := runHandshakeTarget(ctx, opts, target, path, gwKey, privs)
+	contacts := opts.Contacts
+	if len(contacts) == 0 {
+		contacts = []string{HSContactMixed}
+	}
+	for _, contact := range contacts {
+		var steps []HandshakeStep
+		if contact == HSContactFirst {
+			steps, err = runHandshakeFirst(ctx, opts, path, gwKey, privs)
+		} else {
+			steps, err = runHandshakeInterleaved(ctx, opts, contact, path, gwKey, privs)
+		}
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", target, err)
+			return nil, fmt.Errorf("%s: %w", contact, err)
 		}
 		rep.Steps = append(rep.Steps, steps...)
 	}
 	return rep, nil
 }
 
-func runHandshakeTarget(ctx context.Context, opts HandshakeOptions, target, path string, gwKey keys.Key, privs []keys.Key) (_ []HandshakeStep, err error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+// hsOrder is the order of the targets in repetition rep: forwards, then
+// backwards (ABBA), so that neither always runs first after a pause.
+func hsOrder(targets []string, rep int) []string {
+	if rep%2 == 0 {
+		return targets
+	}
+	r := slices.Clone(targets)
+	slices.Reverse(r)
+	return r
+}
+
+// runHandshakeInterleaved runs contact (live or mixed) against one child
+// per target, all started first: the idle step of each, then each rate
+// in turn on each target, Repeat times, so that the steps compared with
+// each other ran seconds apart on a machine whose load changes.
+func runHandshakeInterleaved(ctx context.Context, opts HandshakeOptions, contact, path string, gwKey wgkey.Key, privs []wgkey.Key) (steps []HandshakeStep, err error) {
+	sessions := map[string]*hsSession{}
+	defer func() {
+		for _, h := range sessions {
+			if cerr := h.close(); cerr != nil && err == nil {
+				err = cerr
+			}
+		}
+	}()
+	for _, target := range opts.Targets {
+		h, err := startHSSession(ctx, opts, hsRun{target: target, contact: contact, profile: target + "-" + contact}, path, gwKey, privs)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", target, err)
+		}
+		sessions[target] = h
+	}
+	for _, target := range opts.Targets {
+		steps = append(steps, sessions[target].step(ctx, opts, 0))
+	}
+	for rep := range max(1, opts.Repeat) {
+		for _, rate := range opts.Rates {
+			for _, target := range hsOrder(opts.Targets, rep) {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				p := sessions[target].step(ctx, opts, rate)
+				p.Repetition = rep
+				steps = append(steps, p)
+			}
+		}
+	}
+	return steps, nil
+}
+
+// runHandshakeFirst runs first contact: a fresh child per target, rate and
+// repetition, the targets in turn.
+func runHandshakeFirst(ctx context.Context, opts HandshakeOptions, path string, gwKey wgkey.Key, privs []wgkey.Key) (steps []HandshakeStep, err error) {
+	for rep := range max(1, opts.Repeat) {
+		for _, rate := range opts.Rates {
+			for _, target := range hsOrder(opts.Targets, rep) {
+				run := hsRun{target: target, contact: HSContactFirst, rates: []float64{rate},
+					profile: fmt.Sprintf("%s-first-%.0f-%d", target, rate, rep)}
+				st, err := runHandshakeTarget(ctx, opts, run, path, gwKey, privs)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", target, err)
+				}
+				for _, p := range st {
+					p.Repetition = rep
+					steps = append(steps, p)
+				}
+			}
+		}
+	}
+	return steps, nil
+}
+
+// hsRun is one gateway child process and the steps run against it.
+type hsRun struct {
+	target, contact string
+	rates           []float64 // 0: the established session alone
+	profile         string    // the CPU profile's name, without .pprof
+}
+
+func runHandshakeTarget(ctx context.Context, opts HandshakeOptions, run hsRun, path string, gwKey wgkey.Key, privs []wgkey.Key) (_ []HandshakeStep, err error) {
+	h, err := startHSSession(ctx, opts, run, path, gwKey, privs)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := h.close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	var steps []HandshakeStep
+	for _, rate := range run.rates {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		steps = append(steps, h.step(ctx, opts, rate))
+	}
+	return steps, nil
+}
+
+// hsSession is one gateway child process with its established client and
+// its storm of initiators, ready for steps.
+type hsSession struct {
+	run     hsRun
+	ctx     context.Context
+	cancel  context.CancelFunc
+	cmd     *exec.Cmd
+	echo    *echoProbe
+	storm   *storm
+	cleanup []func() // in reverse order
+}
+
+// startHSSession starts the child for run.target, establishes the echo
+// session and the storm's sockets, and (HSContactLive) warms every
+// initiator up.
+func startHSSession(ctx context.Context, opts HandshakeOptions, run hsRun, path string, gwKey wgkey.Key, privs []wgkey.Key) (_ *hsSession, err error) {
+	h := &hsSession{run: run, echo: &echoProbe{}}
+	h.ctx, h.cancel = context.WithCancel(ctx)
+	h.cleanup = append(h.cleanup, h.cancel)
+	defer func() {
+		if err != nil {
+			h.close()
+		}
+	}()
+	target := run.target
 	args := []string{"--child", target, "--child-config", path}
 	if opts.ProfileDir != "" {
-		args = append(args, "--child-profile", filepath.Join(opts.ProfileDir, target+".pprof"))
+		args = append(args, "--child-profile", filepath.Join(opts.ProfileDir, run.profile+".pprof"))
 	}
-	cmd := opts.Command(ctx, args...)
+	cmd := opts.Command(h.ctx, args...)
 	cmd.Stderr = opts.Progress
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -248,12 +417,8 @@ func runHandshakeTarget(ctx context.Context, opts HandshakeOptions, target, path
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	defer func() {
-		stdin.Close()
-		if werr := cmd.Wait(); werr != nil && err == nil && ctx.Err() == nil {
-			err = fmt.Errorf("gateway child: %w", werr)
-		}
-	}()
+	h.cmd = cmd
+	h.cleanup = append(h.cleanup, func() { stdin.Close() })
 	hello, err := readHello(stdout, 60*time.Second)
 	if err != nil {
 		return nil, err
@@ -270,82 +435,103 @@ func runHandshakeTarget(ctx context.Context, opts HandshakeOptions, target, path
 	if err != nil {
 		return nil, err
 	}
-	defer client.Close()
+	h.cleanup = append(h.cleanup, func() { client.Close() })
 	uc, err := client.DialUDPAddrPort(netip.AddrPort{}, hello.Echo)
 	if err != nil {
 		return nil, err
 	}
-	defer uc.Close()
-	echo := &echoProbe{}
+	h.cleanup = append(h.cleanup, func() { uc.Close() })
 	var wg sync.WaitGroup
-	defer wg.Wait()
-	echoCtx, stopEcho := context.WithCancel(ctx)
-	defer stopEcho()
+	echoCtx, stopEcho := context.WithCancel(h.ctx)
+	h.cleanup = append(h.cleanup, wg.Wait, stopEcho)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		echo.run(echoCtx, uc, opts.EchoInterval)
+		h.echo.run(echoCtx, uc, opts.EchoInterval)
 	}()
-	if err := echo.waitFirst(ctx, 15*time.Second); err != nil {
+	if err := h.echo.waitFirst(h.ctx, 15*time.Second); err != nil {
 		return nil, fmt.Errorf("established session: %w", err)
 	}
 
-	s, err := newStorm(gwKey.Public(), gw, privs[1:])
-	if err != nil {
+	if h.storm, err = newStorm(gwKey.Public(), gw, privs[1:]); err != nil {
 		return nil, err
 	}
-	defer s.close()
-	pid := cmd.Process.Pid
-
-	var steps []HandshakeStep
-	for _, rate := range append([]float64{0}, opts.Rates...) {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+	h.cleanup = append(h.cleanup, h.storm.close)
+	if run.contact == HSContactLive {
+		if n := h.storm.warm(h.ctx, hsWarmRate, opts.Senders); n > 0 {
+			fmt.Fprintf(opts.Progress, "%-8s warm-up: %d of %d initiators never completed a handshake\n", target, n, len(h.storm.clients))
 		}
-		s.forget()
-		s.stats()
-		echo.take()
-		gw0, _ := netns.ProcessCPU(pid)
-		me0, _ := netns.ProcessCPU(os.Getpid())
-		t0 := time.Now()
-		if rate > 0 {
-			s.offer(ctx, rate, opts.Duration, opts.Senders)
-		} else {
-			sleepCtx(ctx, opts.Duration)
-		}
-		stormTime := time.Since(t0)
-		rtts, sent, lost := echo.take()
-		if rate > 0 {
-			sleepCtx(ctx, hsDrain)
-		}
-		window := time.Since(t0)
-		gw1, _ := netns.ProcessCPU(pid)
-		me1, _ := netns.ProcessCPU(os.Getpid())
-		st := s.stats()
-		p := HandshakeStep{
-			Target: target, Offered: rate, Seconds: stormTime.Seconds(),
-			Attempts: st.Attempts, Sent: st.Sent, Completed: st.Completed, Cookies: st.Cookies,
-			Retries: st.Retries, Superseded: st.Superseded, Stale: st.Stale, Busy: st.Busy, Lost: st.Attempts - min(st.Attempts, st.Completed),
-			CompletedPerSec: float64(st.Completed) / stormTime.Seconds(),
-			OfferedPerSec:   float64(st.Attempts) / stormTime.Seconds(),
-			CookiesPerSec:   float64(st.Cookies) / stormTime.Seconds(),
-			GatewayCPUSec:   (gw1 - gw0).Seconds(),
-			GatewayCores:    (gw1 - gw0).Seconds() / window.Seconds(),
-			GeneratorCPUSec: (me1 - me0).Seconds(),
-			HandshakeP50Ms:  ms(quantile(st.Latency, 0.5)),
-			HandshakeP99Ms:  ms(quantile(st.Latency, 0.99)),
-			EchoSent:        sent, EchoLost: lost,
-			EchoP50Ms: ms(quantile(rtts, 0.5)), EchoP99Ms: ms(quantile(rtts, 0.99)), EchoMaxMs: ms(quantile(rtts, 1)),
-		}
-		if p.GatewayCPUSec > 0 && st.Completed > 0 {
-			p.PerCoreSecond = float64(st.Completed) / p.GatewayCPUSec
-		}
-		fmt.Fprintf(opts.Progress, "%-8s offered %6.0f/s (%6.0f/s): completed %7.0f/s, cookies %6.0f/s, gateway %.2f cores, %5.0f handshakes per core-s, session echo p50 %.1f ms p99 %.1f ms lost %d/%d\n",
-			target, rate, p.OfferedPerSec, p.CompletedPerSec, p.CookiesPerSec, p.GatewayCores, p.PerCoreSecond, p.EchoP50Ms, p.EchoP99Ms, lost, sent)
-		steps = append(steps, p)
-		sleepCtx(ctx, hsSettle)
+		sleepCtx(h.ctx, hsSettle)
 	}
-	return steps, nil
+	return h, nil
+}
+
+// close stops the session and waits for the child.
+func (h *hsSession) close() error {
+	for i := len(h.cleanup) - 1; i >= 0; i-- {
+		if i == 0 && h.cmd != nil {
+			// Everything but the context is closed: the child sees its
+			// stdin end and exits.
+			err := h.cmd.Wait()
+			ctxErr := h.ctx.Err()
+			h.cleanup[0]()
+			if err != nil && ctxErr == nil {
+				return fmt.Errorf("gateway child: %w", err)
+			}
+			return nil
+		}
+		h.cleanup[i]()
+	}
+	return nil
+}
+
+// step offers rate (0: none, the established session alone) for
+// opts.Duration and measures it.
+func (h *hsSession) step(ctx context.Context, opts HandshakeOptions, rate float64) HandshakeStep {
+	s, target, pid := h.storm, h.run.target, h.cmd.Process.Pid
+	once := h.run.contact == HSContactFirst
+	s.forget()
+	s.stats()
+	h.echo.take()
+	gw0, _ := netns.ProcessCPU(pid)
+	me0, _ := netns.ProcessCPU(os.Getpid())
+	t0 := time.Now()
+	if rate > 0 {
+		s.offerTo(ctx, s.clients, rate, opts.Duration, opts.Senders, once)
+	} else {
+		sleepCtx(ctx, opts.Duration)
+	}
+	stormTime := time.Since(t0)
+	rtts, sent, lost := h.echo.take()
+	if rate > 0 {
+		sleepCtx(ctx, hsDrain)
+	}
+	window := time.Since(t0)
+	gw1, _ := netns.ProcessCPU(pid)
+	me1, _ := netns.ProcessCPU(os.Getpid())
+	st := s.stats()
+	p := HandshakeStep{
+		Target: target, Contact: h.run.contact, Offered: rate, Seconds: stormTime.Seconds(),
+		Attempts: st.Attempts, Sent: st.Sent, Completed: st.Completed, Cookies: st.Cookies,
+		Retries: st.Retries, Superseded: st.Superseded, Stale: st.Stale, Busy: st.Busy, Lost: st.Attempts - min(st.Attempts, st.Completed),
+		CompletedPerSec: float64(st.Completed) / stormTime.Seconds(),
+		OfferedPerSec:   float64(st.Attempts) / stormTime.Seconds(),
+		CookiesPerSec:   float64(st.Cookies) / stormTime.Seconds(),
+		GatewayCPUSec:   (gw1 - gw0).Seconds(),
+		GatewayCores:    (gw1 - gw0).Seconds() / window.Seconds(),
+		GeneratorCPUSec: (me1 - me0).Seconds(),
+		HandshakeP50Ms:  ms(quantile(st.Latency, 0.5)),
+		HandshakeP99Ms:  ms(quantile(st.Latency, 0.99)),
+		EchoSent:        sent, EchoLost: lost,
+		EchoP50Ms: ms(quantile(rtts, 0.5)), EchoP99Ms: ms(quantile(rtts, 0.99)), EchoMaxMs: ms(quantile(rtts, 1)),
+	}
+	if p.GatewayCPUSec > 0 && st.Completed > 0 {
+		p.PerCoreSecond = float64(st.Completed) / p.GatewayCPUSec
+	}
+	fmt.Fprintf(opts.Progress, "%-8s %-5s offered %6.0f/s (%6.0f/s): completed %7.0f/s, cookies %6.0f/s, gateway %.2f cores, %5.0f handshakes per core-s, session echo p50 %.1f ms p99 %.1f ms lost %d/%d\n",
+		target, h.run.contact, rate, p.OfferedPerSec, p.CompletedPerSec, p.CookiesPerSec, p.GatewayCores, p.PerCoreSecond, p.EchoP50Ms, p.EchoP99Ms, lost, sent)
+	sleepCtx(ctx, hsSettle)
+	return p
 }
 
 // readHello reads the child's first line.
@@ -384,7 +570,7 @@ func hsClientAddress(i int) netip.Addr {
 
 // writeHandshakeConfig writes a netstack-mode gateway with one peer per
 // private key in privs, serving 10.1.0.0/16 (the echo service).
-func writeHandshakeConfig(path string, gwKey keys.Key, privs []keys.Key) error {
+func writeHandshakeConfig(path string, gwKey wgkey.Key, privs []wgkey.Key) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, `node: {name: handshakes, region: bench}
 clients:
@@ -517,35 +703,84 @@ func (r *HandshakeReport) Markdown() string {
 	fmt.Fprintf(&b, "%d configured clients; each gateway in a child process of its own; %s per step, attempts offered open loop by %d sender goroutines\n",
 		r.Clients, r.Duration, r.Senders)
 	fmt.Fprintf(&b, "from %d initiators, one socket and 127.x.y.z address each; one more client keeps an echo request outstanding through the gateway.\n\n", r.Clients-1)
-	b.WriteString("| gateway | offered/s | completed/s | cookie replies/s | not completed | gateway CPU | handshakes per core-second | × stock | handshake p50 / p99 | session echo p50 / p99 / max | echo lost |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| gateway | initiators | offered/s | completed/s | cookie replies/s | not completed | gateway CPU | handshakes per core-second | × stock | handshake p50 / p99 | session echo p50 / p99 / max | echo lost |\n")
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, p := range r.Steps {
 		name := nameOr(hsTargetNames, p.Target)
 		echo := fmt.Sprintf("%.1f / %.1f / %.0f ms", p.EchoP50Ms, p.EchoP99Ms, p.EchoMaxMs)
 		echoLost := fmt.Sprintf("%d/%d", p.EchoLost, p.EchoSent)
 		if p.Offered == 0 {
-			fmt.Fprintf(&b, "| %s | none | | | | %.2f cores | | | | %s | %s |\n", name, p.GatewayCores, echo, echoLost)
+			fmt.Fprintf(&b, "| %s | %s | none | | | | %.2f cores | | | | %s | %s |\n", name, p.Contact, p.GatewayCores, echo, echoLost)
 			continue
 		}
 		offered := fmt.Sprintf("%.0f", p.Offered)
 		if p.OfferedPerSec < 0.95*p.Offered {
 			offered = fmt.Sprintf("%.0f (reached %.0f)", p.Offered, p.OfferedPerSec)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.0f | %.0f | %.1f %% | %.2f cores | %.0f | %s | %.1f / %.0f ms | %s | %s |\n",
-			name, offered, p.CompletedPerSec, p.CookiesPerSec, 100*float64(p.Lost)/float64(max(1, p.Attempts)),
+		fmt.Fprintf(&b, "| %s | %s | %s | %.0f | %.0f | %.1f %% | %.2f cores | %.0f | %s | %.1f / %.0f ms | %s | %s |\n",
+			name, p.Contact, offered, p.CompletedPerSec, p.CookiesPerSec, 100*float64(p.Lost)/float64(max(1, p.Attempts)),
 			p.GatewayCores, p.PerCoreSecond, times(r.ratio(p)), p.HandshakeP50Ms, p.HandshakeP99Ms, echo, echoLost)
+	}
+	if sum := r.ratioSummary(); sum != "" {
+		b.WriteString("\n" + sum)
 	}
 	fmt.Fprintf(&b, "\nCeiling: one core here does %.0f X25519 per CPU-second. A wireguard-go responder does %d per handshake (the protocol needs %d;\n",
 		r.X25519PerSec, X25519PerHandshake, X25519PerHandshakeProtocol)
 	fmt.Fprintf(&b, "x/crypto's curve25519.X25519 also derives an unused public key on each of its three DH), so at most %.0f handshakes per\n",
 		r.X25519PerSec/X25519PerHandshake)
 	fmt.Fprintf(&b, "core-second (%.0f with the protocol's %d) ", r.X25519PerSec/X25519PerHandshakeProtocol, X25519PerHandshakeProtocol)
-	b.WriteString("before any other work. Completed: attempts answered by a response to their latest initiation (type, size and receiver index;\n")
+	b.WriteString("before any other work. The gateway adds nothing to that for a live peer (its initiation from the endpoint it was\n")
+	b.WriteString("last read at goes to wireguard-go unread) and, for a first contact, one ladder to read the initiation, one for the\n")
+	b.WriteString("client's static-static secret, and wireguard-go's two for the new peer (NewPeer's precomputation, through x/crypto).\n")
+	b.WriteString("Initiators: live, every one completed a handshake with this gateway process before the steps; first, a fresh gateway\n")
+	b.WriteString("process per step and one attempt per initiator (the step ends when each has made it); mixed, one process, round robin.\n")
+	b.WriteString("Completed: attempts answered by a response to their latest initiation (type, size and receiver index;\n")
 	b.WriteString("the test decrypts them in full), counted until 1 s after the step. Handshakes per core-second: completed ÷ the gateway\n")
 	b.WriteString("process's CPU seconds (/proc, user + system) over the step and that second. × stock: the same ratio against stock at the\n")
 	b.WriteString("same offered rate. Cookie replies: answers the responder sends instead of a handshake while it is under load; the\n")
 	b.WriteString("initiator retries at once with mac2 (a wireguard-go client would wait for its next retransmission). An initiator waits 5 s\n")
 	b.WriteString("for an answer before it starts again. Session echo: a wireguard-go client's UDP echo through the gateway, one outstanding.\n")
+	return b.String()
+}
+
+// ratioSummary renders, per kind of initiators and offered rate, the
+// gateway's handshakes per core-second over stock's, each repetition
+// paired with stock's in the same repetition: median, lowest and highest.
+func (r *HandshakeReport) ratioSummary() string {
+	type key struct {
+		contact string
+		offered float64
+	}
+	var order []key
+	ratios := map[key][]float64{}
+	for _, p := range r.Steps {
+		if p.Target == HSStock || p.Offered == 0 {
+			continue
+		}
+		x := r.ratio(p)
+		if x == 0 {
+			continue
+		}
+		k := key{p.Contact, p.Offered}
+		if _, ok := ratios[k]; !ok {
+			order = append(order, k)
+		}
+		ratios[k] = append(ratios[k], x)
+	}
+	if len(order) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("| initiators | offered/s | gateway × stock, handshakes per core-second: median (lowest–highest) | pairs |\n|---|---:|---:|---:|\n")
+	for _, k := range order {
+		xs := ratios[k]
+		slices.Sort(xs)
+		med := xs[len(xs)/2]
+		if len(xs)%2 == 0 {
+			med = (xs[len(xs)/2-1] + med) / 2
+		}
+		fmt.Fprintf(&b, "| %s | %.0f | %.2f× (%.2f–%.2f) | %d |\n", k.contact, k.offered, med, xs[0], xs[len(xs)-1], len(xs))
+	}
 	return b.String()
 }
 
@@ -561,7 +796,7 @@ func (r *HandshakeReport) ratio(p HandshakeStep) float64 {
 		return 0
 	}
 	for _, q := range r.Steps {
-		if q.Target == HSStock && q.Offered == p.Offered && q.PerCoreSecond > 0 {
+		if q.Target == HSStock && q.Contact == p.Contact && q.Repetition == p.Repetition && q.Offered == p.Offered && q.PerCoreSecond > 0 {
 			return p.PerCoreSecond / q.PerCoreSecond
 		}
 	}

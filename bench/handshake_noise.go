@@ -12,11 +12,11 @@ import (
 	"golang.org/x/crypto/blake2s"
 	"golang.org/x/crypto/chacha20poly1305"
 
-	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/wgkey"
 )
 
 // The initiator side of WireGuard's Noise_IKpsk2 handshake, the mirror image
-// of device/handshake.go (which reads initiations), after wireguard-go's
+// of device/handshake (which reads initiations), after wireguard-go's
 // device/noise-protocol.go and cookie.go. It exists to generate a handshake
 // storm cheaply: each initiator keeps ONE ephemeral key for all its attempts,
 // so both of its Diffie-Hellman results are computed once and an initiation
@@ -52,13 +52,13 @@ var (
 // hsResponder is what an initiator knows of the responder: its public key
 // and the keys derived from it.
 type hsResponder struct {
-	public    keys.Key
+	public    wgkey.Key
 	hash0     [32]byte // HASH(initial hash || responder public)
 	mac1Key   [32]byte // HASH("mac1----" || public)
 	cookieKey [32]byte // HASH("cookie--" || public)
 }
 
-func newHSResponder(public keys.Key) *hsResponder {
+func newHSResponder(public wgkey.Key) *hsResponder {
 	r := &hsResponder{public: public}
 	r.hash0 = hsInitialHash
 	hsMixHash(&r.hash0, public[:])
@@ -82,7 +82,7 @@ type hsInitiator struct {
 
 // newHSInitiator precomputes the initiations of the client with private key
 // priv toward r (two X25519 and one key generation).
-func newHSInitiator(r *hsResponder, priv keys.Key) (*hsInitiator, error) {
+func newHSInitiator(r *hsResponder, priv wgkey.Key) (*hsInitiator, error) {
 	x := ecdh.X25519()
 	static, err := x.NewPrivateKey(priv[:])
 	if err != nil {

@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/wgkey"
 )
 
 // hsCookieLife is how long an initiator uses a cookie for mac2: wireguard-go
@@ -37,6 +37,7 @@ type hsClient struct {
 	sender   uint32    // index of the last initiation sent
 	start    time.Time // when the pending attempt began; zero: none pending
 	retried  bool      // the pending attempt was already retried with mac2
+	done     bool      // completed a handshake at least once (warm)
 	mac1     [16]byte  // of the last initiation, to open a cookie reply
 	cookie   [16]byte
 	cookieAt time.Time // zero: no cookie
@@ -73,7 +74,7 @@ func hsClientAddr(i int) netip.Addr {
 }
 
 // newStorm opens one socket per private key and starts its reader.
-func newStorm(responder keys.Key, gw netip.AddrPort, privs []keys.Key) (*storm, error) {
+func newStorm(responder wgkey.Key, gw netip.AddrPort, privs []wgkey.Key) (*storm, error) {
 	s := &storm{resp: newHSResponder(responder), gw: gw}
 	for i, priv := range privs {
 		in, err := newHSInitiator(s.resp, priv)
@@ -158,6 +159,7 @@ func (s *storm) read(c *hsClient) {
 			if ok {
 				d = now.Sub(c.start)
 				c.start = time.Time{}
+				c.done = true
 			}
 			c.mu.Unlock()
 			if !ok {
@@ -189,17 +191,19 @@ func (s *storm) read(c *hsClient) {
 	}
 }
 
-// offer starts new attempts at rate per second for d, round robin over the
+// offerTo starts new attempts at rate per second for d, round robin over
 // clients, from senders goroutines (open loop: the schedule does not wait
-// for answers). It returns when d has passed or ctx is done.
-func (s *storm) offer(ctx context.Context, rate float64, d time.Duration, senders int) {
-	senders = max(1, min(senders, len(s.clients)))
+// for answers). It returns when d has passed or ctx is done. With once, each client starts at most
+// one attempt, and offerTo returns early when every client has started
+// one.
+func (s *storm) offerTo(ctx context.Context, clients []*hsClient, rate float64, d time.Duration, senders int, once bool) {
+	senders = max(1, min(senders, len(clients)))
 	var wg sync.WaitGroup
 	start := time.Now()
 	for j := range senders {
 		var mine []*hsClient
-		for i := j; i < len(s.clients); i += senders {
-			mine = append(mine, s.clients[i])
+		for i := j; i < len(clients); i += senders {
+			mine = append(mine, clients[i])
 		}
 		per := rate / float64(senders)
 		wg.Add(1)
@@ -207,7 +211,7 @@ func (s *storm) offer(ctx context.Context, rate float64, d time.Duration, sender
 			defer wg.Done()
 			tick := time.NewTicker(time.Millisecond)
 			defer tick.Stop()
-			sent, next := 0, 0
+			sent, next, walked := 0, 0, 0
 			for {
 				now := time.Now()
 				el := now.Sub(start)
@@ -219,6 +223,15 @@ func (s *storm) offer(ctx context.Context, rate float64, d time.Duration, sender
 					// wireguard-go client, one waits hsAttemptTimeout for an
 					// answer before it starts again.
 					c := (*hsClient)(nil)
+					if once {
+						if walked == len(mine) {
+							return
+						}
+						c = mine[walked]
+						walked++
+						s.send(c, now, false)
+						continue
+					}
 					for range len(mine) {
 						cand := mine[next]
 						next = (next + 1) % len(mine)
@@ -239,6 +252,53 @@ func (s *storm) offer(ctx context.Context, rate float64, d time.Duration, sender
 		}()
 	}
 	wg.Wait()
+}
+
+// warm makes every client complete a handshake (so that it is a live peer
+// of the responder), offering at rate, in up to five rounds that each wait
+// hsAttemptTimeout for the answers. It returns how many never completed.
+func (s *storm) warm(ctx context.Context, rate float64, senders int) int {
+	var pending []*hsClient
+	for range 5 {
+		pending = pending[:0]
+		for _, c := range s.clients {
+			c.mu.Lock()
+			if !c.done {
+				pending = append(pending, c)
+			}
+			c.mu.Unlock()
+		}
+		if len(pending) == 0 || ctx.Err() != nil {
+			break
+		}
+		d := time.Duration(float64(len(pending))/rate*float64(time.Second)) + time.Second
+		s.offerTo(ctx, pending, rate, d, senders, true)
+		deadline := time.Now().Add(hsAttemptTimeout)
+		for time.Now().Before(deadline) && ctx.Err() == nil && !s.allDone(pending) {
+			sleepCtx(ctx, 50*time.Millisecond)
+		}
+	}
+	n := 0
+	for _, c := range s.clients {
+		c.mu.Lock()
+		if !c.done {
+			n++
+		}
+		c.mu.Unlock()
+	}
+	return n
+}
+
+func (s *storm) allDone(cs []*hsClient) bool {
+	for _, c := range cs {
+		c.mu.Lock()
+		done := c.done
+		c.mu.Unlock()
+		if !done {
+			return false
+		}
+	}
+	return true
 }
 
 // hsStormStats is what the storm did since the last call of stats.

@@ -16,18 +16,18 @@ import (
 	wgdevice "golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun/netstack"
 
-	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/wgkey"
 )
 
 // TestInitiatorAcceptedByWireGuardGo sends the storm's initiations to a
 // real wireguard-go device and completes each handshake from the responses:
 // the device accepts them (it answers) and the answers decrypt.
 func TestInitiatorAcceptedByWireGuardGo(t *testing.T) {
-	srvKey, _ := keys.Generate()
-	clientKeys := make([]keys.Key, 3)
+	srvKey, _ := wgkey.Generate()
+	clientKeys := make([]wgkey.Key, 3)
 	conf := fmt.Sprintf("private_key=%s\nlisten_port=0\n", srvKey.Hex())
 	for i := range clientKeys {
-		clientKeys[i], _ = keys.Generate()
+		clientKeys[i], _ = wgkey.Generate()
 		conf += fmt.Sprintf("public_key=%s\nallowed_ip=10.64.0.%d/32\n", clientKeys[i].Public().Hex(), i+2)
 	}
 	tdev, _, err := netstack.CreateNetTUN([]netip.Addr{netip.MustParseAddr("10.64.0.1")}, nil, 1420)
@@ -88,8 +88,8 @@ func TestInitiatorAcceptedByWireGuardGo(t *testing.T) {
 // wireguard-go's own CookieChecker, and checks that the initiator opens it
 // and that the mac2 of its next initiation is what the checker accepts.
 func TestInitiatorCookie(t *testing.T) {
-	srvKey, _ := keys.Generate()
-	cliKey, _ := keys.Generate()
+	srvKey, _ := wgkey.Generate()
+	cliKey, _ := wgkey.Generate()
 	var checker wgdevice.CookieChecker
 	checker.Init(wgdevice.NoisePublicKey(srvKey.Public()))
 	resp := newHSResponder(srvKey.Public())
@@ -162,10 +162,64 @@ func TestRunHandshakes(t *testing.T) {
 		}
 	}
 	md := rep.Markdown()
-	for _, want := range []string{"| stock wireguard-go | 100 |", "| anyguard gateway (netstack, no cluster) | 100 |", "handshakes per core-second"} {
+	for _, want := range []string{"| stock wireguard-go | mixed | 100 |", "| anyguard gateway (netstack, no cluster) | mixed | 100 |", "handshakes per core-second"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
+	}
+}
+
+// TestRunHandshakesContacts runs the live and first-contact modes small:
+// live warms every initiator up first, so the step's attempts all
+// complete; first makes at most one attempt per initiator, so the step
+// ends as soon as each has made it.
+func TestRunHandshakesContacts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts four gateways in child processes")
+	}
+	var progress strings.Builder
+	const clients = 30
+	rep, err := RunHandshakes(context.Background(), HandshakeOptions{
+		Command:  testChild(t),
+		Targets:  AllHSTargets,
+		Clients:  clients,
+		Rates:    []float64{200},
+		Duration: 2 * time.Second,
+		Progress: &progress,
+		Contacts: []string{HSContactLive, HSContactFirst},
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	kinds := map[string]int{}
+	for _, p := range rep.Steps {
+		kinds[p.Contact]++
+		if p.Offered == 0 {
+			continue
+		}
+		switch p.Contact {
+		case HSContactLive:
+			if p.Completed == 0 || p.Attempts < 100 {
+				t.Errorf("%s live: %+v", p.Target, p)
+			}
+		case HSContactFirst:
+			if p.Attempts != clients-1 || p.Seconds > 1 {
+				t.Errorf("%s first: %d attempts in %.2f s, want %d (one per initiator) well within the step", p.Target, p.Attempts, p.Seconds, clients-1)
+			}
+			if p.Completed == 0 {
+				t.Errorf("%s first: none completed: %+v", p.Target, p)
+			}
+		}
+	}
+	// live: the idle step and the storm per target; first: the storm.
+	if kinds[HSContactLive] != 4 || kinds[HSContactFirst] != 2 {
+		t.Fatalf("steps by kind: %v\n%s", kinds, progress.String())
+	}
+	if _, err := RunHandshakes(context.Background(), HandshakeOptions{
+		Command: testChild(t), Targets: AllHSTargets, Clients: clients, Rates: []float64{100},
+		Duration: time.Second, Contacts: []string{"warm"},
+	}); err == nil || !strings.Contains(err.Error(), `unknown kind of initiators "warm"`) {
+		t.Fatalf("unknown contact: %v", err)
 	}
 }
 
@@ -237,4 +291,32 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
+}
+
+// TestHandshakeRatioSummary: each gateway step is paired with stock's of
+// the same kind, rate and repetition; the median of an even count is the
+// mean of the middle two.
+func TestHandshakeRatioSummary(t *testing.T) {
+	r := &HandshakeReport{}
+	add := func(target, contact string, rep int, perCore float64) {
+		r.Steps = append(r.Steps, HandshakeStep{Target: target, Contact: contact, Repetition: rep, Offered: 1000, PerCoreSecond: perCore})
+	}
+	for rep, pair := range [][2]float64{{1000, 900}, {1000, 1100}, {2000, 1600}, {500, 600}} {
+		add(HSStock, HSContactLive, rep, pair[0])
+		add(HSGateway, HSContactLive, rep, pair[1])
+	}
+	add(HSStock, HSContactFirst, 0, 1000)
+	add(HSGateway, HSContactFirst, 0, 700)
+	got := r.ratioSummary()
+	for _, want := range []string{
+		"| live | 1000 | 1.00× (0.80–1.20) | 4 |", // 0.8, 0.9, 1.1, 1.2
+		"| first | 1000 | 0.70× (0.70–0.70) | 1 |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("summary lacks %q:\n%s", want, got)
+		}
+	}
+	if (&HandshakeReport{}).ratioSummary() != "" {
+		t.Error("a report without pairs has a summary")
+	}
 }

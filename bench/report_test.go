@@ -39,15 +39,29 @@ func TestSummarize(t *testing.T) {
 	if s := res[0]; s.Gbps != 3 || s.Reps != 3 || s.MinGbps != 2 || s.MaxGbps != 10 || s.GatewayCPUPGB != 5 {
 		t.Errorf("stock: %+v", s)
 	}
-	if tun := res[1]; tun.Ratio < 1.099 || tun.Ratio > 1.101 || tun.GatewayCPUPGB != 2 || tun.CPURatio != 0.4 {
-		t.Errorf("tun: %+v, want ratio 1.1 (paired with repetition 2), 2 CPU s/GB, CPU ratio 0.4", tun)
+	if tun := res[1]; tun.Ratio < 1.099 || tun.Ratio > 1.101 || tun.GatewayCPUPGB != 2 || tun.CPURatio != 0.4 ||
+		tun.Pairs != 1 || tun.Verdict != VerdictTooFew {
+		t.Errorf("tun: %+v, want ratio 1.1 (paired with repetition 2), 2 CPU s/GB, CPU ratio 0.4, 1 pair, too few to call", tun)
 	}
 	if got := median([]float64{4, 1, 3, 2}); got != 2.5 {
 		t.Errorf("median of 4 values = %v, want 2.5", got)
 	}
 	md := (&ThroughputReport{Machine: DescribeMachine(), Results: res, Reps: 3, Duration: "10s"}).Markdown()
-	if !strings.Contains(md, "| anyguard, tun egress | TCP, 4 streams | 3.30 | 1.10× | 0 | 2.00 | 0.40× |") {
+	if !strings.Contains(md, "| anyguard, tun egress | TCP, 4 streams | 3.30 | 1.10× | 0 | 2.00 | 0.40× | 0.00 | 3.30–3.30 | 1 |") {
 		t.Errorf("markdown lacks the tun row:\n%s", md)
+	}
+	// Five pairs: the ratio's interval, and "too wide" where it cannot be
+	// called.
+	for rep, g := range []float64{0.84, 0.9, 1.04, 1.1, 1.2} {
+		runs = append(runs, Run{Mode: ModeStock, Test: TestUDP, Rep: rep + 1, Gbps: 1, Bytes: 1e9, GatewayCPU: 1},
+			Run{Mode: ModeTUN, Test: TestUDP, Rep: rep + 1, Gbps: g, Bytes: 1e9, GatewayCPU: 1})
+	}
+	res = summarize(runs, []string{ModeStock, ModeTUN}, []string{TestUDP})
+	md = (&ThroughputReport{Machine: DescribeMachine(), Results: res, Reps: 5, MaxReps: 11, Duration: "10s"}).Markdown()
+	for _, want := range []string{"| 1.04× [0.84–1.20] too wide |", "| 1.00× [1.00–1.00] |", "up to 11 for a ratio still too wide"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
 	}
 }
 

@@ -23,8 +23,8 @@ import (
 
 	"github.com/anyguard/anyguard/internal/config"
 	"github.com/anyguard/anyguard/internal/gateway"
-	"github.com/anyguard/anyguard/internal/keys"
 	"github.com/anyguard/anyguard/internal/wgclient"
+	"github.com/anyguard/anyguard/wgkey"
 )
 
 // ScaleOptions configure RunScale.
@@ -201,7 +201,7 @@ func scaleOne(ctx context.Context, opts ScaleOptions, n int, format string) (Sca
 // ping the gateway's own address through the tunnel, which adds it to the
 // gateway's device. It returns the clients and the slowest first round
 // trip (which includes the handshake).
-func connectScaleClients(ctx context.Context, privs []keys.Key, gw keys.Key, endpoint netip.AddrPort) ([]*wgclient.Client, time.Duration, error) {
+func connectScaleClients(ctx context.Context, privs []wgkey.Key, gw wgkey.Key, endpoint netip.AddrPort) ([]*wgclient.Client, time.Duration, error) {
 	clients := make([]*wgclient.Client, len(privs))
 	errs := make([]error, len(privs))
 	rtts := make([]time.Duration, len(privs))
@@ -253,15 +253,15 @@ func scaleClientAddr(i int) netip.Addr {
 // peers file of each if peersFile. The first live clients have real keys,
 // returned with the gateway's public key, so they can connect; the first
 // of them is among those replaced.
-func writeScaleConfigs(dir string, n, live int, peersFile bool) (base, changed string, privs []keys.Key, gwPub keys.Key, err error) {
-	priv, err := keys.Generate()
+func writeScaleConfigs(dir string, n, live int, peersFile bool) (base, changed string, privs []wgkey.Key, gwPub wgkey.Key, err error) {
+	priv, err := wgkey.Generate()
 	if err != nil {
 		return "", "", nil, gwPub, err
 	}
-	pubs := make([]keys.Key, n)
+	pubs := make([]wgkey.Key, n)
 	for i := range pubs {
 		if i < live {
-			k, err := keys.Generate()
+			k, err := wgkey.Generate()
 			if err != nil {
 				return "", "", nil, gwPub, err
 			}
@@ -291,7 +291,7 @@ func writeScaleConfigs(dir string, n, live int, peersFile bool) (base, changed s
 // writeScaleConfig writes the configuration at path, its clients in YAML
 // or, if peersFile, in a peers file next to it (path without .yaml, plus
 // .peers).
-func writeScaleConfig(path string, priv keys.Key, pubs []keys.Key, peersFile bool) error {
+func writeScaleConfig(path string, priv wgkey.Key, pubs []wgkey.Key, peersFile bool) error {
 	if peersFile {
 		peers := strings.TrimSuffix(path, ".yaml") + ".peers"
 		if err := writeFile(peers, func(w *bufio.Writer) {
@@ -317,7 +317,7 @@ func writeScaleConfig(path string, priv keys.Key, pubs []keys.Key, peersFile boo
 
 // writeScaleYAML writes the configuration, its clients' last field written
 // by peers.
-func writeScaleYAML(w *bufio.Writer, priv keys.Key, peers func()) {
+func writeScaleYAML(w *bufio.Writer, priv wgkey.Key, peers func()) {
 	fmt.Fprintf(w, `node: {name: scale, region: scale}
 clients:
   private_key: %s

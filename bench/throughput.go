@@ -2,6 +2,7 @@ package bench
 
 import (
 	"io"
+	"math"
 	"slices"
 	"time"
 )
@@ -48,11 +49,15 @@ type ThroughputOptions struct {
 	Modes       []string // default AllModes
 	Tests       []string // default AllTests
 	Duration    time.Duration
-	Reps        int
-	Queues      int       // TUN queues for tun mode; 0: one per CPU
-	Progress    io.Writer // one line per measurement; nil: none
-	Dir         string    // logs; "" a temporary directory
-	PerfDir     string    // record the gateway with perf(1) here during each test; "" none
+	Reps        int // repetitions of every mode and test
+	// MaxReps bounds further repetitions, run only for the tests whose
+	// ratio to stock is still too wide to call after Reps (with stock
+	// and the undecided modes); ≤ Reps: none.
+	MaxReps  int
+	Queues   int       // TUN queues for tun mode; 0: one per CPU
+	Progress io.Writer // one line per measurement; nil: none
+	Dir      string    // logs; "" a temporary directory
+	PerfDir  string    // record the gateway with perf(1) here during each test; "" none
 }
 
 // Run is one measurement.
@@ -84,8 +89,16 @@ type Result struct {
 	// pair saw the same machine); 0: no stock figure.
 	Ratio    float64 `json:"ratio_to_stock,omitempty"`
 	CPURatio float64 `json:"gateway_cpu_ratio_to_stock,omitempty"` // the same for gateway CPU s/GB
-	MinGbps  float64 `json:"min_gbit_per_s"`
-	MaxGbps  float64 `json:"max_gbit_per_s"`
+	// Pairs is how many repetitions the ratios rest on. RatioCI and
+	// CPURatioCI hold the true median ratio with RatioConfidence, and
+	// Verdict and CPUVerdict call each ratio from its interval.
+	Pairs      int        `json:"pairs,omitempty"`
+	RatioCI    [2]float64 `json:"ratio_ci,omitzero"`
+	CPURatioCI [2]float64 `json:"gateway_cpu_ratio_ci,omitzero"`
+	Verdict    string     `json:"verdict,omitempty"`
+	CPUVerdict string     `json:"gateway_cpu_verdict,omitempty"`
+	MinGbps    float64    `json:"min_gbit_per_s"`
+	MaxGbps    float64    `json:"max_gbit_per_s"`
 }
 
 // Ceilings bound what any gateway can reach on this machine.
@@ -101,7 +114,8 @@ type Ceilings struct {
 type ThroughputReport struct {
 	Machine  Machine  `json:"machine"`
 	Duration string   `json:"duration"`
-	Reps     int      `json:"reps"`
+	Reps     int      `json:"reps"`     // of every mode and test
+	MaxReps  int      `json:"max_reps"` // of what was still too wide to call
 	Stock    string   `json:"stock_wireguard_go"`
 	Ceilings Ceilings `json:"ceilings"`
 	Results  []Result `json:"results"`
@@ -160,7 +174,87 @@ func summarize(runs []Run, modes, tests []string) []Result {
 				cpu = append(cpu, perGB(r.GatewayCPU, r.Bytes)/c)
 			}
 		}
-		out[i].Ratio, out[i].CPURatio = median(ratios), median(cpu)
+		x := &out[i]
+		x.Ratio, x.CPURatio, x.Pairs = median(ratios), median(cpu), len(ratios)
+		x.RatioCI, x.Verdict = callRatio(ratios)
+		x.CPURatioCI, x.CPUVerdict = callRatio(cpu)
+	}
+	return out
+}
+
+// RatioConfidence is the probability with which a Result's interval holds
+// the true median ratio to stock.
+const RatioConfidence = 0.90
+
+// parityBand is how far from 1 an interval may reach on either side and
+// still be called parity.
+const parityBand = 0.05
+
+// Verdicts on a ratio to stock, from its confidence interval.
+const (
+	VerdictAbove   = "above"            // the whole interval is above 1
+	VerdictBelow   = "below"            // the whole interval is below 1
+	VerdictParity  = "parity"           // the interval is within 1 ± parityBand
+	VerdictTooWide = "too wide to call" // none of these: more pairs needed
+	VerdictTooFew  = "too few pairs"    // fewer pairs than any interval at RatioConfidence needs (5)
+)
+
+// callRatio returns the interval of v's median at RatioConfidence and what
+// it says about the ratio against 1.
+func callRatio(v []float64) ([2]float64, string) {
+	lo, hi, ok := medianCI(v, RatioConfidence)
+	switch {
+	case len(v) == 0:
+		return [2]float64{}, ""
+	case !ok:
+		return [2]float64{}, VerdictTooFew
+	case lo > 1:
+		return [2]float64{lo, hi}, VerdictAbove
+	case hi < 1:
+		return [2]float64{lo, hi}, VerdictBelow
+	case lo >= 1-parityBand && hi <= 1+parityBand:
+		return [2]float64{lo, hi}, VerdictParity
+	}
+	return [2]float64{lo, hi}, VerdictTooWide
+}
+
+// medianCI is the distribution-free confidence interval of the median of
+// the population v was drawn from: with v sorted, [v(k), v(n+1−k)] for
+// the largest k with P(Binomial(n, ½) < k) ≤ (1−conf)/2, which holds the
+// median with probability ≥ conf whatever the distribution (paired
+// ratios of noisy runs are anything but normal). ok is false when no k
+// qualifies (n < 5 at 90 %).
+func medianCI(v []float64, conf float64) (lo, hi float64, ok bool) {
+	n := len(v)
+	s := slices.Clone(v)
+	slices.Sort(s)
+	k, tail, term := 0, 0.0, math.Pow(0.5, float64(n)) // term: P(B = i)
+	for i := 0; i < n/2; i++ {
+		tail += term // P(B ≤ i)
+		if tail > (1-conf)/2 {
+			break
+		}
+		k = i + 1
+		term = term * float64(n-i) / float64(i+1)
+	}
+	if k == 0 {
+		return 0, 0, false
+	}
+	return s[k-1], s[n-k], true
+}
+
+// undecided is the tests whose ratio of any mode is still too wide to
+// call, each with the modes to repeat (stock first, for the pairs).
+func undecided(results []Result) map[string][]string {
+	out := map[string][]string{}
+	for _, x := range results {
+		if x.Verdict != VerdictTooWide && x.CPUVerdict != VerdictTooWide {
+			continue
+		}
+		if out[x.Test] == nil {
+			out[x.Test] = []string{ModeStock}
+		}
+		out[x.Test] = append(out[x.Test], x.Mode)
 	}
 	return out
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -53,6 +54,7 @@ func RunThroughput(ctx context.Context, opts ThroughputOptions) (_ *ThroughputRe
 		Machine:  DescribeMachine(),
 		Duration: opts.Duration.String(),
 		Reps:     opts.Reps,
+		MaxReps:  max(opts.MaxReps, opts.Reps),
 		Stock:    versionOf(opts.WireguardGo),
 	}
 	tp, err := netns.NewTopology(netns.TopologyOptions{Prefix: nsPrefix, SrvDefaultRoute: true, Dir: opts.Dir})
@@ -73,7 +75,31 @@ func RunThroughput(ctx context.Context, opts ThroughputOptions) (_ *ThroughputRe
 			return nil, interrupted(ctx, err)
 		}
 		for _, mode := range opts.Modes {
-			runs, err := h.runMode(ctx, mode, r)
+			runs, err := h.runMode(ctx, mode, r, opts.Tests)
+			if err != nil {
+				return nil, interrupted(ctx, fmt.Errorf("%s, repetition %d: %w", mode, r, err))
+			}
+			rep.Runs = append(rep.Runs, runs...)
+		}
+	}
+	// Further repetitions, only of what is still too wide to call, until
+	// every ratio is called or MaxReps is reached.
+	for r := opts.Reps + 1; r <= opts.MaxReps; r++ {
+		todo := undecided(summarize(rep.Runs, opts.Modes, opts.Tests))
+		if len(todo) == 0 {
+			break
+		}
+		for _, mode := range opts.Modes {
+			var tests []string
+			for _, test := range opts.Tests {
+				if slices.Contains(todo[test], mode) {
+					tests = append(tests, test)
+				}
+			}
+			if len(tests) == 0 {
+				continue
+			}
+			runs, err := h.runMode(ctx, mode, r, tests)
 			if err != nil {
 				return nil, interrupted(ctx, fmt.Errorf("%s, repetition %d: %w", mode, r, err))
 			}
@@ -121,9 +147,9 @@ func (h *harness) ceilings(ctx context.Context, c *Ceilings) error {
 	return nil
 }
 
-// runMode starts the gateway of mode and a fresh client, runs every test
-// and stops both.
-func (h *harness) runMode(ctx context.Context, mode string, rep int) (_ []Run, err error) {
+// runMode starts the gateway of mode and a fresh client, runs tests and
+// stops both.
+func (h *harness) runMode(ctx context.Context, mode string, rep int, tests []string) (_ []Run, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -141,7 +167,7 @@ func (h *harness) runMode(ctx context.Context, mode string, rep int) (_ []Run, e
 		return nil, fmt.Errorf("%w\n--- gateway log ---\n%s", err, gw.Log())
 	}
 	var runs []Run
-	for _, test := range h.opts.Tests {
+	for _, test := range tests {
 		r, err := h.measure(ctx, gw, mode, test)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w\n--- gateway log ---\n%s", test, err, gw.Log())

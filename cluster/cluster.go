@@ -16,7 +16,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
-	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/wgkey"
 )
 
 // Profiles of gossip and failure detection timing.
@@ -39,7 +39,7 @@ type Config struct {
 	// Clients is the client set, identical on every gateway: records
 	// travel as indices into it, and records of other clients are refused
 	// (nil: no client set, every client accepted).
-	Clients []keys.Key
+	Clients []wgkey.Key
 	Logger  *slog.Logger
 	// Now is the wall clock behind the HLC (tests skew it); nil: time.Now.
 	Now func() time.Time
@@ -272,8 +272,9 @@ func (c *Cluster) join() error {
 	return nil
 }
 
-// profileConfig returns memberlist timings for a profile: the presets
-// tuned as measured in shared/notes/memberlist.md.
+// profileConfig returns memberlist timings for a profile: memberlist's
+// presets tuned by measurement (anyguard bench cluster; the figures are in
+// docs/benchmarks.md).
 func profileConfig(profile string) *memberlist.Config {
 	if profile == ProfileWAN {
 		mc := memberlist.DefaultWANConfig()
@@ -321,7 +322,7 @@ func profileConfig(profile string) *memberlist.Config {
 // tag, so that others know which compact records this gateway reads. The
 // records of clients no longer in the set are forgotten, and refused from
 // now on (Table.Retain); a nil set accepts every client.
-func (c *Cluster) SetClients(clients []keys.Key) error {
+func (c *Cluster) SetClients(clients []wgkey.Key) error {
 	set := NewClientSet(clients)
 	c.codec.Store(&Codec{Clients: set})
 	if n := c.table.Retain(clientFilter(clients, set)); n > 0 {
@@ -376,7 +377,7 @@ func (c *Cluster) SetMeta(m Meta) error {
 // Claim records that this gateway now holds client's session, reached at
 // endpoint, and broadcasts it. It returns false when nothing changed (this
 // gateway already owned it there) or flap damping held the claim back.
-func (c *Cluster) Claim(client keys.Key, endpoint netip.AddrPort, reason Reason) (Record, bool) {
+func (c *Cluster) Claim(client wgkey.Key, endpoint netip.AddrPort, reason Reason) (Record, bool) {
 	r, ok := c.table.Claim(client, endpoint, reason)
 	if ok {
 		c.broadcast(r)
@@ -385,7 +386,7 @@ func (c *Cluster) Claim(client keys.Key, endpoint netip.AddrPort, reason Reason)
 }
 
 // Release gives up this gateway's ownership of client (a tombstone).
-func (c *Cluster) Release(client keys.Key) (Record, bool) {
+func (c *Cluster) Release(client wgkey.Key) (Record, bool) {
 	r, ok := c.table.Release(client)
 	if ok {
 		c.broadcast(r)
@@ -394,7 +395,7 @@ func (c *Cluster) Release(client keys.Key) (Record, bool) {
 }
 
 // Owner returns the current ownership record of client.
-func (c *Cluster) Owner(client keys.Key) (Record, bool) { return c.table.Get(client) }
+func (c *Cluster) Owner(client wgkey.Key) (Record, bool) { return c.table.Get(client) }
 
 // Table returns the ownership replica.
 func (c *Cluster) Table() *Table { return c.table }

@@ -7,7 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/internal/testwait"
+	"github.com/anyguard/anyguard/wgkey"
 )
 
 var testSecret = []byte("0123456789abcdef0123456789abcdef")
@@ -16,17 +17,17 @@ type testNode struct {
 	*Cluster
 	mu      sync.Mutex
 	members []Member
-	owners  map[keys.Key]Record
+	owners  map[wgkey.Key]Record
 }
 
-func startNode(t *testing.T, name string, join []string, secret []byte, skew time.Duration, clients []keys.Key) *testNode {
+func startNode(t *testing.T, name string, join []string, secret []byte, skew time.Duration, clients []wgkey.Key) *testNode {
 	t.Helper()
 	return startNodeWith(t, name, join, secret, skew, clients, nil)
 }
 
-func startNodeWith(t *testing.T, name string, join []string, secret []byte, skew time.Duration, clients []keys.Key, edit func(*Config)) *testNode {
+func startNodeWith(t *testing.T, name string, join []string, secret []byte, skew time.Duration, clients []wgkey.Key, edit func(*Config)) *testNode {
 	t.Helper()
-	n := &testNode{owners: make(map[keys.Key]Record)}
+	n := &testNode{owners: make(map[wgkey.Key]Record)}
 	cfg := Config{
 		Name:      name,
 		Bind:      netip.MustParseAddrPort("127.0.0.1:0"),
@@ -52,7 +53,7 @@ func startNodeWith(t *testing.T, name string, join []string, secret []byte, skew
 
 func (n *testNode) addr() string { return n.LocalAddr().String() }
 
-func (n *testNode) owner(k keys.Key) string {
+func (n *testNode) owner(k wgkey.Key) string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.owners[k].Owner
@@ -70,21 +71,10 @@ func (n *testNode) alive() int {
 	return k
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func genClients(n int) []keys.Key {
-	out := make([]keys.Key, n)
+func genClients(n int) []wgkey.Key {
+	out := make([]wgkey.Key, n)
 	for i := range out {
-		k, _ := keys.Generate()
+		k, _ := wgkey.Generate()
 		out[i] = k.Public()
 	}
 	return out
@@ -98,7 +88,7 @@ func TestClaimsConvergeWithSkewedClocks(t *testing.T) {
 	b := startNode(t, "b", []string{a.addr()}, testSecret, 30*time.Second, clients)
 	c := startNode(t, "c", []string{a.addr()}, testSecret, -30*time.Second, clients)
 	nodes := []*testNode{a, b, c}
-	waitFor(t, "3 members everywhere", 10*time.Second, func() bool { return a.alive() == 3 && b.alive() == 3 && c.alive() == 3 })
+	testwait.Until(t, 10*time.Second, "3 members everywhere", func() bool { return a.alive() == 3 && b.alive() == 3 && c.alive() == 3 })
 
 	ep := netip.MustParseAddrPort("198.51.100.1:40000")
 	for i, k := range clients {
@@ -106,7 +96,7 @@ func TestClaimsConvergeWithSkewedClocks(t *testing.T) {
 	}
 	for i, k := range clients {
 		want := nodes[i%3].Name()
-		waitFor(t, "claim of client "+fmt.Sprint(i), 5*time.Second, func() bool {
+		testwait.Until(t, 5*time.Second, "claim of client "+fmt.Sprint(i), func() bool {
 			return a.owner(k) == want && b.owner(k) == want && c.owner(k) == want
 		})
 	}
@@ -116,7 +106,7 @@ func TestClaimsConvergeWithSkewedClocks(t *testing.T) {
 	if _, ok := c.Claim(k, ep, ReasonHandshake); !ok {
 		t.Fatal("claim refused")
 	}
-	waitFor(t, "c's later claim to win", 5*time.Second, func() bool {
+	testwait.Until(t, 5*time.Second, "c's later claim to win", func() bool {
 		return a.owner(k) == "c" && b.owner(k) == "c" && c.owner(k) == "c"
 	})
 	for _, n := range nodes {
@@ -132,12 +122,12 @@ func TestRejoinLearnsEverything(t *testing.T) {
 	clients := genClients(50)
 	a := startNode(t, "a", nil, testSecret, 0, clients)
 	b := startNode(t, "b", []string{a.addr()}, testSecret, 0, clients)
-	waitFor(t, "2 members", 10*time.Second, func() bool { return a.alive() == 2 && b.alive() == 2 })
+	testwait.Until(t, 10*time.Second, "2 members", func() bool { return a.alive() == 2 && b.alive() == 2 })
 	ep := netip.MustParseAddrPort("198.51.100.1:40000")
 	for _, k := range clients {
 		a.Claim(k, ep, ReasonHandshake)
 	}
-	waitFor(t, "b to hold all 50 claims", 5*time.Second, func() bool {
+	testwait.Until(t, 5*time.Second, "b to hold all 50 claims", func() bool {
 		for _, k := range clients {
 			if b.owner(k) != "a" {
 				return false
@@ -146,7 +136,7 @@ func TestRejoinLearnsEverything(t *testing.T) {
 		return true
 	})
 	c := startNode(t, "c", []string{b.addr()}, testSecret, 0, clients)
-	waitFor(t, "c to learn all 50 claims", 5*time.Second, func() bool {
+	testwait.Until(t, 5*time.Second, "c to learn all 50 claims", func() bool {
 		for _, k := range clients {
 			if c.owner(k) != "a" {
 				return false
@@ -172,17 +162,17 @@ func TestWrongKeyRefused(t *testing.T) {
 	if a.ml.NumMembers() != 1 {
 		t.Fatalf("a has %d members", a.ml.NumMembers())
 	}
-	waitFor(t, "refusal counted", 5*time.Second, func() bool { return a.Stats().DecryptErrors > 0 })
+	testwait.Until(t, 5*time.Second, "refusal counted", func() bool { return a.Stats().DecryptErrors > 0 })
 }
 
 // TestFailureDetected: a gateway that dies without leaving is marked dead.
 func TestFailureDetected(t *testing.T) {
 	a := startNode(t, "a", nil, testSecret, 0, nil)
 	b := startNode(t, "b", []string{a.addr()}, testSecret, 0, nil)
-	waitFor(t, "2 members", 10*time.Second, func() bool { return a.alive() == 2 })
+	testwait.Until(t, 10*time.Second, "2 members", func() bool { return a.alive() == 2 })
 	start := time.Now()
 	b.Close()
-	waitFor(t, "b detected dead", 10*time.Second, func() bool { return a.alive() == 1 })
+	testwait.Until(t, 10*time.Second, "b detected dead", func() bool { return a.alive() == 1 })
 	t.Logf("crash detected after %s", time.Since(start).Round(time.Millisecond))
 	if st := memberStatus(a, "b"); st != "dead" {
 		t.Fatalf("crashed member's status %q, want dead", st)
@@ -200,13 +190,13 @@ func TestFailureDetected(t *testing.T) {
 func TestDrainedLeaveIsLeft(t *testing.T) {
 	a := startNode(t, "a", nil, testSecret, 0, nil)
 	b := startNode(t, "b", []string{a.addr()}, testSecret, 0, nil)
-	waitFor(t, "2 members", 10*time.Second, func() bool { return a.alive() == 2 })
+	testwait.Until(t, 10*time.Second, "2 members", func() bool { return a.alive() == 2 })
 	m := b.Meta()
 	m.State = StateDraining
 	if err := b.SetMeta(m); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a to see b draining", 5*time.Second, func() bool {
+	testwait.Until(t, 5*time.Second, "a to see b draining", func() bool {
 		for _, mb := range a.Members() {
 			if mb.Name == "b" {
 				return mb.Meta.State == StateDraining
@@ -217,7 +207,7 @@ func TestDrainedLeaveIsLeft(t *testing.T) {
 	if err := b.Leave(time.Second); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "b gone", 5*time.Second, func() bool { return a.alive() == 1 })
+	testwait.Until(t, 5*time.Second, "b gone", func() bool { return a.alive() == 1 })
 	if st := memberStatus(a, "b"); st != "left" {
 		t.Fatalf("drained member's status %q, want left", st)
 	}
@@ -257,18 +247,18 @@ func TestMalformedMessagesCounted(t *testing.T) {
 // keys while the announced sets differ, compact again once they match).
 func TestMixedClientSets(t *testing.T) {
 	clients := genClients(10)
-	more := append(append([]keys.Key(nil), clients...), genClients(1)...)
+	more := append(append([]wgkey.Key(nil), clients...), genClients(1)...)
 	a := startNode(t, "a", nil, testSecret, 0, clients)
 	b := startNode(t, "b", []string{a.addr()}, testSecret, 0, clients)
 	c := startNode(t, "c", []string{a.addr()}, testSecret, 0, more)
-	waitFor(t, "3 members", 10*time.Second, func() bool { return a.alive() == 3 && b.alive() == 3 && c.alive() == 3 })
+	testwait.Until(t, 10*time.Second, "3 members", func() bool { return a.alive() == 3 && b.alive() == 3 && c.alive() == 3 })
 	ep := netip.MustParseAddrPort("198.51.100.1:40000")
 	for i, k := range clients {
 		[]*testNode{a, b, c}[i%3].Claim(k, ep, ReasonHandshake)
 	}
 	for i, k := range clients {
 		want := []string{"a", "b", "c"}[i%3]
-		waitFor(t, "claim seen everywhere", 3*time.Second, func() bool {
+		testwait.Until(t, 3*time.Second, "claim seen everywhere", func() bool {
 			return a.owner(k) == want && b.owner(k) == want && c.owner(k) == want
 		})
 	}
@@ -285,7 +275,7 @@ func TestMixedClientSets(t *testing.T) {
 	if err := b.SetClients(more); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "compact records once all sets match", 5*time.Second, func() bool {
+	testwait.Until(t, 5*time.Second, "compact records once all sets match", func() bool {
 		return a.sendCodec().Clients != nil && c.sendCodec().Clients != nil
 	})
 	for _, n := range []*testNode{a, b, c} {
@@ -298,12 +288,12 @@ func TestMixedClientSets(t *testing.T) {
 // startFastPair starts gateways a and b, joined, with push/pull every
 // 200 ms (and the wan profile's failure detection, see
 // TestDigestRepairsMissedRecords).
-func startFastPair(t *testing.T, clients []keys.Key) (a, b *testNode) {
+func startFastPair(t *testing.T, clients []wgkey.Key) (a, b *testNode) {
 	t.Helper()
 	fast := func(c *Config) { c.PushPullInterval = 200 * time.Millisecond; c.Profile = ProfileWAN }
 	a = startNodeWith(t, "a", nil, testSecret, 0, clients, fast)
 	b = startNodeWith(t, "b", []string{a.addr()}, testSecret, 0, clients, fast)
-	waitFor(t, "2 members", 10*time.Second, func() bool { return a.alive() == 2 && b.alive() == 2 })
+	testwait.Until(t, 10*time.Second, "2 members", func() bool { return a.alive() == 2 && b.alive() == 2 })
 	return a, b
 }
 
@@ -331,7 +321,7 @@ func TestDigestRepairsMissedRecords(t *testing.T) {
 			b.Table().Claim(k, ep, ReasonHandshake)
 		}
 	}
-	waitFor(t, "both tables to agree on all 300 clients", 10*time.Second, func() bool {
+	testwait.Until(t, 10*time.Second, "both tables to agree on all 300 clients", func() bool {
 		for _, k := range clients {
 			ra, _ := a.Table().Get(k)
 			rb, _ := b.Table().Get(k)
@@ -343,7 +333,7 @@ func TestDigestRepairsMissedRecords(t *testing.T) {
 	})
 	// The sender counts a repair once its write returned, which can be
 	// after the receiver applied it.
-	waitFor(t, "both sides to have counted repairs sent", 2*time.Second, func() bool {
+	testwait.Until(t, 2*time.Second, "both sides to have counted repairs sent", func() bool {
 		return a.Stats().RepairsSent > 0 && b.Stats().RepairsSent > 0
 	})
 	// Agreed tables have equal digests: later push/pulls repair nothing.
@@ -354,7 +344,7 @@ func TestDigestRepairsMissedRecords(t *testing.T) {
 	repairs := func() uint64 { return a.Stats().RepairsSent + b.Stats().RepairsSent }
 	pushPulls := func(n uint64) {
 		pp := a.Stats().PushPulls
-		waitFor(t, fmt.Sprint(n, " more push/pulls"), 10*time.Second, func() bool { return a.Stats().PushPulls >= pp+n })
+		testwait.Until(t, 10*time.Second, fmt.Sprint(n, " more push/pulls"), func() bool { return a.Stats().PushPulls >= pp+n })
 	}
 	before := repairs()
 	for settled := false; !settled; {
@@ -383,7 +373,7 @@ func TestCatchUpOnJoin(t *testing.T) {
 	slow := func(c *Config) { c.PushPullInterval = 10 * time.Minute; c.Profile = ProfileWAN }
 	a := startNodeWith(t, "a", nil, testSecret, 0, clients, slow)
 	b := startNodeWith(t, "b", []string{a.addr()}, testSecret, 0, clients, slow)
-	waitFor(t, "2 members", 10*time.Second, func() bool { return a.alive() == 2 && b.alive() == 2 })
+	testwait.Until(t, 10*time.Second, "2 members", func() bool { return a.alive() == 2 && b.alive() == 2 })
 	ep := netip.MustParseAddrPort("198.51.100.1:40000")
 	for _, k := range clients[:100] {
 		b.Table().Claim(k, ep, ReasonHandshake)
@@ -396,7 +386,7 @@ func TestCatchUpOnJoin(t *testing.T) {
 	if err := c.join(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "c to hold b's records and b to hold c's", 3*time.Second, func() bool {
+	testwait.Until(t, 3*time.Second, "c to hold b's records and b to hold c's", func() bool {
 		for _, k := range clients[:150] {
 			rb, _ := b.Table().Get(k)
 			rc, _ := c.Table().Get(k)

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/wgkey"
 )
 
 func TestDigestBits(t *testing.T) {
@@ -87,7 +87,7 @@ func TestDifferingFindsChangedBuckets(t *testing.T) {
 		t.Fatalf("equal tables differ in %d records", len(d))
 	}
 	// b misses 3 newer claims of a.
-	var missing []keys.Key
+	var missing []wgkey.Key
 	for _, k := range clients[:3] {
 		a.Claim(k, netip.MustParseAddrPort("192.0.2.2:2"), ReasonHandshake)
 		missing = append(missing, k)

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/wgkey"
 )
 
 // logEvery is how often one member's refused clock, or one source's
@@ -177,9 +177,9 @@ func (c *Cluster) releaseLeft(now time.Time) {
 // made of clients: nil (every client) when clients is nil, as in tests and
 // tools that give the cluster no client set; an empty, non-nil list is a
 // configuration without clients, and filters out every client.
-func clientFilter(clients []keys.Key, set *ClientSet) func(keys.Key) bool {
+func clientFilter(clients []wgkey.Key, set *ClientSet) func(wgkey.Key) bool {
 	if clients == nil {
 		return nil
 	}
-	return func(k keys.Key) bool { _, ok := set.Index(k); return ok }
+	return func(k wgkey.Key) bool { _, ok := set.Index(k); return ok }
 }

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/wgkey"
 )
 
 // State is a gateway's readiness as it tells the others.
@@ -35,7 +35,7 @@ func (s State) String() string {
 type Meta struct {
 	Region           string
 	State            State
-	BackboneKey      keys.Key       // public key of its backbone device
+	BackboneKey      wgkey.Key      // public key of its backbone device
 	BackboneEndpoint netip.AddrPort // where its backbone device listens
 	BackboneAddr     netip.Addr     // its IPv4 address inside the backbone
 	Prefixes         []netip.Prefix // private networks it serves
@@ -117,7 +117,7 @@ func DecodeMeta(b []byte) (Meta, error) {
 	}
 	m.State = State(d.byte())
 	m.Region = d.string()
-	copy(m.BackboneKey[:], d.take(keys.Len))
+	copy(m.BackboneKey[:], d.take(wgkey.Len))
 	m.BackboneEndpoint = netip.AddrPortFrom(d.addr(), d.uint16())
 	m.BackboneAddr = d.addr()
 	n := int(d.byte())

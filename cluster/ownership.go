@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/wgkey"
 )
 
 // Reason says why a record was written. It is informational: the conflict
@@ -45,9 +45,9 @@ const MaxVersion = 1 << 62
 // Records of one client are totally ordered by Compare; every replica keeps
 // the greatest it has seen.
 type Record struct {
-	Client  keys.Key // the client's WireGuard public key
-	Owner   string   // owning node's name; "" for a released client (a tombstone)
-	Version uint64   // per-client counter: a claim sets it to the greatest seen + 1
+	Client  wgkey.Key // the client's WireGuard public key
+	Owner   string    // owning node's name; "" for a released client (a tombstone)
+	Version uint64    // per-client counter: a claim sets it to the greatest seen + 1
 	Time    Timestamp
 	// Endpoint is the client's last UDP source address seen by the owner;
 	// invalid when unknown.
@@ -242,11 +242,11 @@ type Table struct {
 
 	// known, when set, is the client set: records of other clients are
 	// refused (see Retain).
-	known atomic.Pointer[func(keys.Key) bool]
+	known atomic.Pointer[func(wgkey.Key) bool]
 
 	mu    sync.Mutex
-	recs  map[keys.Key]Record
-	flaps map[keys.Key]*flapState
+	recs  map[wgkey.Key]Record
+	flaps map[wgkey.Key]*flapState
 	stats TableStats
 
 	// Changes waiting for OnChange; delivering is true while some
@@ -280,8 +280,8 @@ func NewTable(self string, hlc *HLC, opts TableOptions) (*Table, error) {
 		self:  self,
 		hlc:   hlc,
 		opts:  opts.withDefaults(),
-		recs:  make(map[keys.Key]Record),
-		flaps: make(map[keys.Key]*flapState),
+		recs:  make(map[wgkey.Key]Record),
+		flaps: make(map[wgkey.Key]*flapState),
 	}, nil
 }
 
@@ -314,7 +314,7 @@ func (t *Table) Self() string { return t.self }
 // released or unknown client is never damped, and remote records are
 // never damped: Apply always keeps the greatest. Claim of the zero key or
 // with a reason above 15 does nothing.
-func (t *Table) Claim(client keys.Key, endpoint netip.AddrPort, reason Reason) (Record, bool) {
+func (t *Table) Claim(client wgkey.Key, endpoint netip.AddrPort, reason Reason) (Record, bool) {
 	if client.IsZero() || reason > maxReason {
 		return Record{}, false
 	}
@@ -357,7 +357,7 @@ func (t *Table) Claim(client keys.Key, endpoint netip.AddrPort, reason Reason) (
 
 // damped reports whether a takeover of client at now is suppressed, and
 // records it if not. t.mu is held.
-func (t *Table) damped(client keys.Key, now time.Time) bool {
+func (t *Table) damped(client wgkey.Key, now time.Time) bool {
 	if t.opts.FlapLimit < 0 {
 		return false
 	}
@@ -387,7 +387,7 @@ func (t *Table) damped(client keys.Key, now time.Time) bool {
 // back. It returns the client's record and whether it wrote one, which the
 // caller must then broadcast; it writes nothing unless this node owns the
 // client.
-func (t *Table) Release(client keys.Key) (Record, bool) {
+func (t *Table) Release(client wgkey.Key) (Record, bool) {
 	t.mu.Lock()
 	cur, ok := t.recs[client]
 	if !ok || cur.Owner != t.self || cur.Version >= MaxVersion {
@@ -498,7 +498,7 @@ func (t *Table) refusal(r Record) error {
 // (ErrUnknownClient), so that a member that has not reloaded yet cannot
 // bring them back. A nil known accepts every client again. It returns the
 // number of records dropped.
-func (t *Table) Retain(known func(keys.Key) bool) int {
+func (t *Table) Retain(known func(wgkey.Key) bool) int {
 	if known == nil {
 		t.known.Store(nil)
 		return 0
@@ -640,7 +640,7 @@ func (t *Table) unlockAndDeliver() {
 }
 
 // Get returns the record of client.
-func (t *Table) Get(client keys.Key) (Record, bool) {
+func (t *Table) Get(client wgkey.Key) (Record, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	r, ok := t.recs[client]
@@ -660,11 +660,11 @@ func (t *Table) Snapshot() []Record {
 }
 
 // OwnedBy returns the clients owned by node, sorted.
-func (t *Table) OwnedBy(node string) []keys.Key {
+func (t *Table) OwnedBy(node string) []wgkey.Key {
 	if node == "" {
 		return nil
 	}
-	var ks []keys.Key
+	var ks []wgkey.Key
 	t.mu.Lock()
 	for k, r := range t.recs {
 		if r.Owner == node {

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/wgkey"
 )
 
 func newTestTable(t testing.TB, name string, now func() time.Time, opts TableOptions) *Table {
@@ -36,7 +36,7 @@ func deliver(t *testing.T, r Record, to ...*Table) {
 	}
 }
 
-func owner(t *testing.T, tab *Table, c keys.Key) string {
+func owner(t *testing.T, tab *Table, c wgkey.Key) string {
 	t.Helper()
 	r, ok := tab.Get(c)
 	if !ok {
@@ -104,7 +104,7 @@ func TestClaim(t *testing.T) {
 	if !ok || r4.Endpoint != netip.MustParseAddrPort("[fe80::1]:51820") {
 		t.Fatalf("zoned endpoint: %+v, %v; want the zone stripped", r4, ok)
 	}
-	if _, ok := tab.Claim(keys.Key{}, ep(1), ReasonData); ok {
+	if _, ok := tab.Claim(wgkey.Key{}, ep(1), ReasonData); ok {
 		t.Fatal("claimed the zero key")
 	}
 	if len(changes) != 3 || changes[0].old.Version != 0 || changes[0].old.Client != c || changes[0].new != r || changes[1].old != r || changes[1].new != r3 {
@@ -232,7 +232,7 @@ func TestReleaseTombstone(t *testing.T) {
 	}
 }
 
-func owner2(tab *Table, c keys.Key) Record { r, _ := tab.Get(c); return r }
+func owner2(tab *Table, c wgkey.Key) Record { r, _ := tab.Get(c); return r }
 
 func TestGC(t *testing.T) {
 	clk := newFakeClock()
@@ -422,7 +422,7 @@ func TestDampingOff(t *testing.T) {
 // make them.
 func TestOnChangeOrder(t *testing.T) {
 	var mu sync.Mutex
-	last := make(map[keys.Key]Record)
+	last := make(map[wgkey.Key]Record)
 	calls := 0
 	onChange := func(old, new Record) {
 		mu.Lock()
@@ -525,7 +525,7 @@ func TestSnapshotAndOwnedBy(t *testing.T) {
 	if len(snap) != 10 || !slices.IsSortedFunc(snap, func(x, y Record) int { return compareKeys(x.Client, y.Client) }) {
 		t.Fatalf("Snapshot: %d records, sorted %v", len(snap), slices.IsSortedFunc(snap, func(x, y Record) int { return compareKeys(x.Client, y.Client) }))
 	}
-	want := []keys.Key{testKey(0), testKey(2), testKey(6), testKey(8)}
+	want := []wgkey.Key{testKey(0), testKey(2), testKey(6), testKey(8)}
 	if got := tab.OwnedBy("a"); !slices.Equal(got, want) {
 		t.Fatalf("OwnedBy(a) = %v", got)
 	}
@@ -549,7 +549,7 @@ type sim struct {
 	queue  []simMsg
 	loss   float64
 	dup    float64
-	newest map[keys.Key]Record // greatest record any node wrote, per client
+	newest map[wgkey.Key]Record // greatest record any node wrote, per client
 	sent   int
 }
 
@@ -566,7 +566,7 @@ func newSim(t *testing.T, seed uint64, n int, loss float64, opts TableOptions) *
 		now:    time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC),
 		loss:   loss,
 		dup:    0.1,
-		newest: make(map[keys.Key]Record),
+		newest: make(map[wgkey.Key]Record),
 	}
 	for i := range n {
 		skew := time.Duration(s.rng.Int64N(int64(60*time.Second))) - 30*time.Second

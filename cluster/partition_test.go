@@ -13,12 +13,13 @@ import (
 	"time"
 
 	"github.com/anyguard/anyguard/cluster/clustertest"
-	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/internal/testwait"
+	"github.com/anyguard/anyguard/wgkey"
 )
 
 // startPartitioned starts a gateway on loopback whose gossip goes through
 // a partitionable transport in group of p.
-func startPartitioned(t *testing.T, name string, group int, p *clustertest.Partition, join []string, clients []keys.Key, edit func(*Config)) *testNode {
+func startPartitioned(t *testing.T, name string, group int, p *clustertest.Partition, join []string, clients []wgkey.Key, edit func(*Config)) *testNode {
 	t.Helper()
 	ft, _, err := p.Transport(group)
 	if err != nil {
@@ -38,7 +39,7 @@ func startPartitioned(t *testing.T, name string, group int, p *clustertest.Parti
 // fourGateways starts regions A (a1, a2) and B (b1, b2) in one cluster.
 // Each gateway's join addresses name only its own region, so that only
 // the members it remembers can bring the other region back.
-func fourGateways(t *testing.T, p *clustertest.Partition, clients []keys.Key, edit func(*Config)) []*testNode {
+func fourGateways(t *testing.T, p *clustertest.Partition, clients []wgkey.Key, edit func(*Config)) []*testNode {
 	t.Helper()
 	a1 := startPartitioned(t, "a1", 0, p, nil, clients, edit)
 	a2 := startPartitioned(t, "a2", 0, p, []string{a1.addr()}, clients, edit)
@@ -48,7 +49,7 @@ func fourGateways(t *testing.T, p *clustertest.Partition, clients []keys.Key, ed
 		t.Fatal(err)
 	}
 	nodes := []*testNode{a1, a2, b1, b2}
-	waitFor(t, "4 members everywhere", 10*time.Second, func() bool {
+	testwait.Until(t, 10*time.Second, "4 members everywhere", func() bool {
 		for _, n := range nodes {
 			if n.alive() != 4 {
 				return false
@@ -65,7 +66,7 @@ func fourGateways(t *testing.T, p *clustertest.Partition, clients []keys.Key, ed
 func cutFor(t *testing.T, p *clustertest.Partition, nodes []*testNode) {
 	t.Helper()
 	p.Cut(true)
-	waitFor(t, "each region to see the other dead", 30*time.Second, func() bool {
+	testwait.Until(t, 30*time.Second, "each region to see the other dead", func() bool {
 		for _, n := range nodes {
 			if n.alive() != 2 {
 				return false
@@ -76,7 +77,7 @@ func cutFor(t *testing.T, p *clustertest.Partition, nodes []*testNode) {
 	time.Sleep(3 * time.Second) // nothing to await: memberlist's forgetting is not observable
 }
 
-func tablesAgree(nodes []*testNode, clients []keys.Key) error {
+func tablesAgree(nodes []*testNode, clients []wgkey.Key) error {
 	for _, k := range clients {
 		want, _ := nodes[0].Table().Get(k)
 		for _, n := range nodes[1:] {
@@ -115,7 +116,7 @@ func testPartitionHeals(t *testing.T, profile string) {
 	for i, k := range clients[:20] {
 		[]*testNode{a1, b1}[i/10].Claim(k, ep, ReasonHandshake)
 	}
-	waitFor(t, "claims everywhere", 5*time.Second, func() bool { return tablesAgree(nodes, clients) == nil })
+	testwait.Until(t, 5*time.Second, "claims everywhere", func() bool { return tablesAgree(nodes, clients) == nil })
 
 	cutFor(t, p, nodes)
 	if m := a1.MissingMembers(); !slices.Equal(m, []string{"b1", "b2"}) {
@@ -137,7 +138,7 @@ func testPartitionHeals(t *testing.T, profile string) {
 
 	p.Cut(false)
 	healed := time.Now()
-	waitFor(t, "every gateway to list every other alive", 10*time.Second, func() bool {
+	testwait.Until(t, 10*time.Second, "every gateway to list every other alive", func() bool {
 		for _, n := range nodes {
 			if n.alive() != 4 || len(n.MissingMembers()) != 0 {
 				return false
@@ -146,7 +147,7 @@ func testPartitionHeals(t *testing.T, profile string) {
 		return true
 	})
 	t.Logf("members back after %s", time.Since(healed).Round(time.Millisecond))
-	waitFor(t, "ownership tables to agree", 10*time.Second-time.Since(healed), func() bool {
+	testwait.Until(t, 10*time.Second-time.Since(healed), "ownership tables to agree", func() bool {
 		return tablesAgree(nodes, clients) == nil
 	})
 	t.Logf("tables agree after %s", time.Since(healed).Round(time.Millisecond))
@@ -173,7 +174,7 @@ func testPartitionHeals(t *testing.T, profile string) {
 	if back < 8 { // each gateway saw the two of the other region come back
 		t.Errorf("%d members counted back, want 8", back)
 	}
-	waitFor(t, "a heal line on every gateway", 3*time.Second, func() bool {
+	testwait.Until(t, 3*time.Second, "a heal line on every gateway", func() bool {
 		for _, n := range nodes {
 			if n.Stats().Heals == 0 {
 				return false
@@ -214,19 +215,19 @@ func TestLeftMemberNotChased(t *testing.T) {
 	a := startNode(t, "a", nil, testSecret, 0, nil)
 	b := startNode(t, "b", []string{a.addr()}, testSecret, 0, nil)
 	c := startNode(t, "c", []string{a.addr()}, testSecret, 0, nil)
-	waitFor(t, "3 members", 10*time.Second, func() bool { return a.alive() == 3 })
+	testwait.Until(t, 10*time.Second, "3 members", func() bool { return a.alive() == 3 })
 	if err := b.Leave(time.Second); err != nil { // not announced draining before: Leave does it
 		t.Fatal(err)
 	}
 	c.Close()
-	waitFor(t, "b left and c failed", 10*time.Second, func() bool {
+	testwait.Until(t, 10*time.Second, "b left and c failed", func() bool {
 		return memberStatus(a, "b") == "left" && memberStatus(a, "c") == "dead"
 	})
 	if m := a.MissingMembers(); !slices.Equal(m, []string{"c"}) {
 		t.Fatalf("a looks for %v, want only c", m)
 	}
 	tries := a.Stats().ReconnectTries
-	waitFor(t, "a to keep trying c", 5*time.Second, func() bool { return a.Stats().ReconnectTries >= tries+2 })
+	testwait.Until(t, 5*time.Second, "a to keep trying c", func() bool { return a.Stats().ReconnectTries >= tries+2 })
 }
 
 // logCount is a slog.Handler that counts records by level and message.
@@ -269,12 +270,12 @@ func TestClockRefusedByMember(t *testing.T) {
 	a := startNodeWith(t, "a", nil, testSecret, 0, clients, func(c *Config) { c.Logger = slog.New(logs) })
 	b := startNode(t, "b", []string{a.addr()}, testSecret, 0, clients)
 	fast := startNode(t, "fast", []string{a.addr()}, testSecret, 10*time.Minute, clients)
-	waitFor(t, "3 members", 10*time.Second, func() bool { return a.alive() == 3 && b.alive() == 3 && fast.alive() == 3 })
+	testwait.Until(t, 10*time.Second, "3 members", func() bool { return a.alive() == 3 && b.alive() == 3 && fast.alive() == 3 })
 	ep := netip.MustParseAddrPort("198.51.100.1:40000")
 	for _, k := range clients[:5] {
 		fast.Claim(k, ep, ReasonHandshake)
 	}
-	waitFor(t, "a to refuse fast's records", 5*time.Second, func() bool {
+	testwait.Until(t, 5*time.Second, "a to refuse fast's records", func() bool {
 		rs := a.ClockRefusals()
 		return len(rs) == 1 && rs[0].Node == "fast" && rs[0].Refused >= 5
 	})
@@ -288,7 +289,7 @@ func TestClockRefusedByMember(t *testing.T) {
 	for _, k := range clients[5:] {
 		b.Claim(k, ep, ReasonHandshake)
 	}
-	waitFor(t, "b's claims at a", 5*time.Second, func() bool {
+	testwait.Until(t, 5*time.Second, "b's claims at a", func() bool {
 		for _, k := range clients[5:] {
 			if a.owner(k) != "b" {
 				return false
@@ -318,7 +319,7 @@ func TestUndecryptableLoggedOncePerSource(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "50 refusals counted", 5*time.Second, func() bool { return a.Stats().DecryptErrors >= 50 })
+	testwait.Until(t, 5*time.Second, "50 refusals counted", func() bool { return a.Stats().DecryptErrors >= 50 })
 	if n := logs.count(slog.LevelWarn, "gossip: "); n != 1 {
 		t.Fatalf("%d warnings for 50 junk packets from one source, want 1", n)
 	}
@@ -348,7 +349,7 @@ func TestReloadForgetsRemovedClients(t *testing.T) {
 	for _, k := range clients {
 		b.Claim(k, ep, ReasonHandshake)
 	}
-	waitFor(t, "a to hold 20 records", 5*time.Second, func() bool { return a.Table().Stats().Clients == 20 })
+	testwait.Until(t, 5*time.Second, "a to hold 20 records", func() bool { return a.Table().Stats().Clients == 20 })
 	if err := a.SetClients(clients[:12]); err != nil {
 		t.Fatal(err)
 	}
@@ -357,8 +358,8 @@ func TestReloadForgetsRemovedClients(t *testing.T) {
 	}
 	// b (not reloaded) keeps repairing a's digest: refused each time.
 	pp := a.Stats().PushPulls
-	waitFor(t, "a few push/pulls", 10*time.Second, func() bool { return a.Stats().PushPulls >= pp+3 })
-	waitFor(t, "b's repairs refused", 5*time.Second, func() bool { return a.Table().Stats().RejectedUnknown > 0 })
+	testwait.Until(t, 10*time.Second, "a few push/pulls", func() bool { return a.Stats().PushPulls >= pp+3 })
+	testwait.Until(t, 5*time.Second, "b's repairs refused", func() bool { return a.Table().Stats().RejectedUnknown > 0 })
 	if n := a.Table().Stats().Clients; n != 12 {
 		t.Fatalf("removed clients came back: a holds %d records", n)
 	}
@@ -400,17 +401,17 @@ func TestLeftOwnersClientsReleased(t *testing.T) {
 	a := startNode(t, "a", nil, testSecret, 0, clients)
 	b := startNode(t, "b", []string{a.addr()}, testSecret, 0, clients)
 	c := startNode(t, "c", []string{a.addr()}, testSecret, 0, clients)
-	waitFor(t, "3 members", 10*time.Second, func() bool { return a.alive() == 3 })
+	testwait.Until(t, 10*time.Second, "3 members", func() bool { return a.alive() == 3 })
 	ep := netip.MustParseAddrPort("198.51.100.1:40000")
 	for i, k := range clients {
 		[]*testNode{b, c}[i%2].Claim(k, ep, ReasonHandshake)
 	}
-	waitFor(t, "a to hold every claim", 5*time.Second, func() bool { return a.Table().Stats().Clients == 6 })
+	testwait.Until(t, 5*time.Second, "a to hold every claim", func() bool { return a.Table().Stats().Clients == 6 })
 	if err := b.Leave(time.Second); err != nil {
 		t.Fatal(err)
 	}
 	c.Close()
-	waitFor(t, "b left and c failed", 10*time.Second, func() bool {
+	testwait.Until(t, 10*time.Second, "b left and c failed", func() bool {
 		return memberStatus(a, "b") == "left" && memberStatus(a, "c") == "dead"
 	})
 	a.releaseLeft(time.Now()) // too early: nothing

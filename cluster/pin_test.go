@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/wgkey"
 )
 
 // An insider holding the gossip key sends one forged record of a client
@@ -196,8 +196,8 @@ func TestRetainForgetsRemovedClients(t *testing.T) {
 		deliver(t, r, b)
 	}
 	b.Release(testKey(0)) // not b's: nothing
-	keep := NewClientSet([]keys.Key{testKey(1), testKey(2), testKey(3)})
-	if n := b.Retain(func(k keys.Key) bool { _, ok := keep.Index(k); return ok }); n != 7 {
+	keep := NewClientSet([]wgkey.Key{testKey(1), testKey(2), testKey(3)})
+	if n := b.Retain(func(k wgkey.Key) bool { _, ok := keep.Index(k); return ok }); n != 7 {
 		t.Fatalf("forgot %d, want 7", n)
 	}
 	if st := b.Stats(); st.Clients != 3 || st.Forgotten != 7 {

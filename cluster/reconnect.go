@@ -479,6 +479,9 @@ func newTransport(mc *memberlist.Config) (*memberlist.NetTransport, error) {
 			}
 			return nt, nil
 		}
+		// Not errors.Is(err, syscall.EADDRINUSE): memberlist formats the
+		// listener's error with %v, so only its text survives (memberlist
+		// itself retries on the same text).
 		if !strings.Contains(err.Error(), "address already in use") {
 			break
 		}

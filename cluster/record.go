@@ -9,7 +9,7 @@ import (
 	"net/netip"
 	"slices"
 
-	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/wgkey"
 )
 
 // Wire format, version 1. A record is
@@ -91,14 +91,14 @@ func (e *DecodeError) Unwrap() error { return e.Err }
 // set, so that a gateway whose set differs refuses indexed records instead of
 // resolving them to the wrong client. A nil *ClientSet is an empty set.
 type ClientSet struct {
-	keys []keys.Key // sorted, unique, no zero key
+	keys []wgkey.Key // sorted, unique, no zero key
 	tag  uint32
 }
 
 // NewClientSet returns the set of the non-zero keys in ks, which it does not
 // modify or retain.
-func NewClientSet(ks []keys.Key) *ClientSet {
-	s := &ClientSet{keys: make([]keys.Key, 0, len(ks))}
+func NewClientSet(ks []wgkey.Key) *ClientSet {
+	s := &ClientSet{keys: make([]wgkey.Key, 0, len(ks))}
 	for _, k := range ks {
 		if !k.IsZero() {
 			s.keys = append(s.keys, k)
@@ -115,7 +115,7 @@ func NewClientSet(ks []keys.Key) *ClientSet {
 	return s
 }
 
-func compareKeys(a, b keys.Key) int { return bytes.Compare(a[:], b[:]) }
+func compareKeys(a, b wgkey.Key) int { return bytes.Compare(a[:], b[:]) }
 
 // Len returns the number of keys in s.
 func (s *ClientSet) Len() int {
@@ -134,7 +134,7 @@ func (s *ClientSet) Tag() uint32 {
 }
 
 // Index returns k's position in the sorted set.
-func (s *ClientSet) Index(k keys.Key) (uint32, bool) {
+func (s *ClientSet) Index(k wgkey.Key) (uint32, bool) {
 	if s == nil {
 		return 0, false
 	}
@@ -143,9 +143,9 @@ func (s *ClientSet) Index(k keys.Key) (uint32, bool) {
 }
 
 // Key returns the key at index i.
-func (s *ClientSet) Key(i uint32) (keys.Key, bool) {
+func (s *ClientSet) Key(i uint32) (wgkey.Key, bool) {
 	if s == nil || uint64(i) >= uint64(len(s.keys)) {
-		return keys.Key{}, false
+		return wgkey.Key{}, false
 	}
 	return s.keys[i], true
 }
@@ -331,11 +331,11 @@ func (c Codec) decode(d *decoder) (Record, error) {
 		}
 		r.Client = k
 	} else {
-		p, err := d.next(keys.Len, "client")
+		p, err := d.next(wgkey.Len, "client")
 		if err != nil {
 			return r, err
 		}
-		r.Client = keys.Key(p)
+		r.Client = wgkey.Key(p)
 		if r.Client.IsZero() {
 			return r, d.fail("client", off, fmt.Errorf("%w: zero client key", ErrInvalidRecord))
 		}

@@ -13,14 +13,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/wgkey"
 )
 
 var updateSeeds = flag.Bool("update-seeds", false, "rewrite the fuzz seed corpus under testdata/fuzz")
 
 // testKey returns a deterministic non-zero key.
-func testKey(i int) keys.Key {
-	var k keys.Key
+func testKey(i int) wgkey.Key {
+	var k wgkey.Key
 	for j := range k {
 		k[j] = byte(i*31 + j*7 + 1)
 	}
@@ -30,7 +30,7 @@ func testKey(i int) keys.Key {
 
 // testClients is the client set the fuzz seeds were encoded with.
 func testClients() *ClientSet {
-	ks := make([]keys.Key, 1000)
+	ks := make([]wgkey.Key, 1000)
 	for i := range ks {
 		ks[i] = testKey(i)
 	}
@@ -104,7 +104,7 @@ func TestAppendRecordInvalid(t *testing.T) {
 		edit func(*Record)
 		want error
 	}{
-		{"zero client", func(r *Record) { r.Client = keys.Key{} }, ErrInvalidRecord},
+		{"zero client", func(r *Record) { r.Client = wgkey.Key{} }, ErrInvalidRecord},
 		{"version 0", func(r *Record) { r.Version = 0 }, ErrInvalidRecord},
 		{"version too big", func(r *Record) { r.Version = MaxVersion + 1 }, ErrInvalidRecord},
 		{"owner too long", func(r *Record) { r.Owner = strings.Repeat("a", MaxOwnerLen+1) }, ErrBadOwner},
@@ -176,7 +176,7 @@ func TestDecodeRecordErrors(t *testing.T) {
 		{"owner bad byte", edit(valid, func(b []byte) []byte { b[ownerOff+3] = '/'; return b }), Codec{}, ErrBadOwner, "owner"},
 		{"owner NUL", edit(valid, func(b []byte) []byte { b[ownerOff+1] = 0; return b }), Codec{}, ErrBadOwner, "owner"},
 		{"index without set", indexed, Codec{}, ErrUnknownClientSet, "client set tag"},
-		{"index other set", indexed, Codec{Clients: NewClientSet([]keys.Key{testKey(1)})}, ErrUnknownClientSet, "client set tag"},
+		{"index other set", indexed, Codec{Clients: NewClientSet([]wgkey.Key{testKey(1)})}, ErrUnknownClientSet, "client set tag"},
 		{"index out of range", edit(indexed, func(b []byte) []byte {
 			return append(append(b[:6:6], 0xe8, 0x07), b[7:]...) // index 1000 of 1000
 		}), Codec{Clients: set}, ErrUnknownClientSet, "client index"},
@@ -270,7 +270,7 @@ func TestAppendBatchTooLarge(t *testing.T) {
 }
 
 func TestClientSet(t *testing.T) {
-	ks := []keys.Key{testKey(3), testKey(1), {}, testKey(2), testKey(1)}
+	ks := []wgkey.Key{testKey(3), testKey(1), {}, testKey(2), testKey(1)}
 	s := NewClientSet(ks)
 	if s.Len() != 3 {
 		t.Fatalf("Len() = %d, want 3 (zero and duplicate keys dropped)", s.Len())
@@ -291,10 +291,10 @@ func TestClientSet(t *testing.T) {
 	if _, ok := s.Index(testKey(4)); ok {
 		t.Fatal("Index of a key not in the set")
 	}
-	if NewClientSet([]keys.Key{testKey(2), testKey(1), testKey(3)}).Tag() != s.Tag() {
+	if NewClientSet([]wgkey.Key{testKey(2), testKey(1), testKey(3)}).Tag() != s.Tag() {
 		t.Fatal("tag depends on order")
 	}
-	if NewClientSet([]keys.Key{testKey(1), testKey(2)}).Tag() == s.Tag() {
+	if NewClientSet([]wgkey.Key{testKey(1), testKey(2)}).Tag() == s.Tag() {
 		t.Fatal("tag ignores a missing key")
 	}
 	var none *ClientSet
@@ -523,7 +523,7 @@ func BenchmarkBatch10k(b *testing.B) {
 		rs[i] = benchRecord()
 		rs[i].Client = testKey(i)
 	}
-	ks := make([]keys.Key, len(rs))
+	ks := make([]wgkey.Key, len(rs))
 	for i, r := range rs {
 		ks[i] = r.Client
 	}

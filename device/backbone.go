@@ -8,15 +8,16 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/anyguard/anyguard/packet"
 	"golang.zx2c4.com/wireguard/tun"
 )
 
 // Outer header of backbone packets: IPv4 without options, carrying IP in IP.
 const (
 	ipipHeaderLen = 20
-	ipipProto     = 4     // IPPROTO_IPIP: the payload is an IPv4 or IPv6 packet
-	ipipTTL       = 64    // the outer packet crosses one WireGuard hop
-	ipv4MaxLen    = 65535 // largest total length an IPv4 header can state
+	ipipProto     = packet.ProtoIPIP // the payload is an IPv4 or IPv6 packet
+	ipipTTL       = 64               // the outer packet crosses one WireGuard hop
+	ipv4MaxLen    = 65535            // largest total length an IPv4 header can state
 	ipv4FlagDF    = 0x4000
 )
 
@@ -222,18 +223,18 @@ func (b *BackbonePort) checkOuter(p []byte) (hl, total int, reason backboneDrop)
 	if p[0]>>4 != 4 {
 		return 0, 0, dropNotIPIP
 	}
-	hl = int(p[0]&0x0f) * 4
-	if hl < ipipHeaderLen {
+	// Not a whole packet.Header: this runs for every backbone packet, and
+	// the lengths, the protocol, the flags and the destination are all it
+	// needs.
+	hl, total, err := packet.IPv4Lengths(p)
+	switch {
+	case err == packet.ErrHeaderLen:
 		return 0, 0, dropNotIPIP
-	}
-	total = int(binary.BigEndian.Uint16(p[2:4]))
-	if total <= hl || total > len(p) {
+	case err != nil, total == hl: // ErrLength, ErrTruncated, or no inner packet
 		return 0, 0, dropTruncated
-	}
-	if p[9] != ipipProto || binary.BigEndian.Uint16(p[6:8])&0x3fff != 0 { // MF or a fragment offset
+	case p[9] != ipipProto || binary.BigEndian.Uint16(p[6:8])&0x3fff != 0: // MF or a fragment offset
 		return 0, 0, dropNotIPIP
-	}
-	if [4]byte(p[16:20]) != b.local4 {
+	case [4]byte(p[16:20]) != b.local4:
 		return 0, 0, dropWrongDestination
 	}
 	return hl, total, dropNone

@@ -17,9 +17,10 @@ import (
 	"golang.zx2c4.com/wireguard/conn/bindtest"
 	wgdevice "golang.zx2c4.com/wireguard/device"
 
-	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/internal/testwait"
 	"github.com/anyguard/anyguard/router"
 	"github.com/anyguard/anyguard/router/routertest"
+	"github.com/anyguard/anyguard/wgkey"
 )
 
 var _ router.ViaPort = (*BackbonePort)(nil)
@@ -336,7 +337,7 @@ type bbWireGuard struct {
 	port *BackbonePort
 	dev  *wgdevice.Device
 	rec  *bbRecorder
-	key  keys.Key
+	key  wgkey.Key
 }
 
 // TestBackboneOverWireGuard joins two real wireguard-go devices over an
@@ -350,7 +351,7 @@ func TestBackboneOverWireGuard(t *testing.T) {
 	gws := [2]*bbWireGuard{}
 	locals := [2]netip.Addr{bbA, bbB}
 	for i := range gws {
-		k, err := keys.Generate()
+		k, err := wgkey.Generate()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -419,14 +420,7 @@ func TestBackboneOverWireGuard(t *testing.T) {
 			t.Errorf("gateway %d stats %+v", i, st)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("goroutines left after Close: %d > %d\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.UntilStacks(t, 10*time.Second, fmt.Sprintf("goroutines back to %d after Close", before), func() bool { return runtime.NumGoroutine() <= before })
 }
 
 // raceBuild reports whether the test binary has the race detector, under

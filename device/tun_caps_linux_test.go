@@ -1,18 +1,22 @@
 package device
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
 
 	"github.com/anyguard/anyguard/internal/e2etest"
+
+	"github.com/anyguard/anyguard/internal/testwait"
 )
 
 // netAdminOnlyEnv names, in the re-executed test, the namespace to move
@@ -85,23 +89,35 @@ func TestTUNWithNetAdminOnly(t *testing.T) {
 	if err := netlink.LinkSetNsFd(link, int(away.Fd())); err != nil {
 		t.Fatalf("move the TUN with CAP_NET_ADMIN only: %v", err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(logs.String(), "probing it once a second") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no word of the fallback after a move out of reach; log:\n%s", logs.String())
+	testwait.NoError(t, 5*time.Second, "word of the fallback after a move out of reach", func() error {
+		if l := logs.String(); !strings.Contains(l, "probing it once a second") {
+			return fmt.Errorf("log:\n%s", l)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	tn.Close() // closing the last queue deletes the interface, wherever it is
 	select {
 	case <-tn.Stopped():
 	case <-time.After(5 * time.Second):
 		t.Fatal("readers still running 5 s after Close")
 	}
-	for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > before; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines after Close, %d before\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
-		}
-	}
+	testwait.UntilStacks(t, 5*time.Second, fmt.Sprintf("goroutines back to %d after Close", before), func() bool { return runtime.NumGoroutine() <= before })
+}
+
+// syncBuffer is a log sink safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -1,6 +1,7 @@
 package device
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"runtime"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/anyguard/anyguard/internal/testwait"
 )
 
 // linkRecorder collects what a TUN reports through TUNConfig.OnLink.
@@ -191,14 +194,7 @@ func TestTUNFollowsLinkAcrossNetns(t *testing.T) {
 		}
 		rec.await(t, "the deletion", func(s LinkState) bool { return s.Index == 0 && !s.Up && s.Name == "agmove1" })
 		tn.Close()
-		deadline := time.Now().Add(5 * time.Second)
-		for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if n := runtime.NumGoroutine(); n > before {
-			buf := make([]byte, 1<<20)
-			t.Errorf("%d goroutines after Close, %d before\n%s", n, before, buf[:runtime.Stack(buf, true)])
-		}
+		testwait.UntilStacks(t, 5*time.Second, fmt.Sprintf("goroutines back to %d after Close", before), func() bool { return runtime.NumGoroutine() <= before })
 	})
 }
 

@@ -1,7 +1,6 @@
 package device
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/anyguard/anyguard/packet"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/tun"
@@ -236,28 +236,9 @@ func (t *TUN) Deliver(bufs [][]byte, offset int) error {
 	if len(bufs) == 0 {
 		return nil
 	}
-	q := t.queues[flowHash(bufs[0][offset:])%uint32(len(t.queues))]
+	q := t.queues[packet.FlowHash(bufs[0][offset:])%uint32(len(t.queues))]
 	_, err := q.Write(bufs, offset)
 	return err
-}
-
-// flowHash mixes the source and destination addresses of an IP packet.
-func flowHash(p []byte) uint32 {
-	var h uint32 = 2166136261
-	var a []byte
-	switch {
-	case len(p) >= 20 && p[0]>>4 == 4:
-		a = p[12:20]
-	case len(p) >= 40 && p[0]>>4 == 6:
-		a = p[8:40]
-	default:
-		return 0
-	}
-	for len(a) >= 4 {
-		h = (h ^ binary.BigEndian.Uint32(a)) * 16777619
-		a = a[4:]
-	}
-	return h ^ h>>16
 }
 
 // Name returns the interface's current name (it may have been renamed).

@@ -6,18 +6,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
 	wgdevice "golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
 
-	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/wgkey"
 )
 
 // ErrPortInUse is returned when the UDP listen port is taken.
@@ -25,8 +27,8 @@ var ErrPortInUse = errors.New("UDP port already in use")
 
 // Peer is the desired configuration of one WireGuard peer.
 type Peer struct {
-	PublicKey    keys.Key
-	PresharedKey keys.Key // zero: none
+	PublicKey    wgkey.Key
+	PresharedKey wgkey.Key // zero: none
 	AllowedIPs   []netip.Prefix
 	Endpoint     netip.AddrPort // zero: learnt from the peer's handshake
 	Keepalive    time.Duration  // zero: off
@@ -40,7 +42,7 @@ func (p Peer) equal(o Peer) bool {
 // WireGuardConfig configures an embedded wireguard-go device.
 type WireGuardConfig struct {
 	Name       string // for logs and the UAPI socket
-	PrivateKey keys.Key
+	PrivateKey wgkey.Key
 	ListenPort uint16 // 0: a random port
 	Peers      []Peer
 	Bind       conn.Bind    // nil: the standard UDP bind (recvmmsg, GSO/GRO)
@@ -55,7 +57,7 @@ type WireGuard struct {
 	logger *slog.Logger
 
 	mu    sync.Mutex // serialises SetPeers
-	peers map[keys.Key]Peer
+	peers map[wgkey.Key]Peer
 
 	closeOnce sync.Once
 }
@@ -76,7 +78,7 @@ func NewWireGuard(cfg WireGuardConfig, port tun.Device) (*WireGuard, error) {
 		name:   cfg.Name,
 		bind:   NewClassifyingBind(b),
 		logger: logger,
-		peers:  make(map[keys.Key]Peer),
+		peers:  make(map[wgkey.Key]Peer),
 	}
 	w.dev = wgdevice.NewDevice(port, w.bind, wgLogger(logger, cfg.Name))
 	var sb strings.Builder
@@ -101,9 +103,9 @@ func NewWireGuard(cfg WireGuardConfig, port tun.Device) (*WireGuard, error) {
 	return w, nil
 }
 
-func isAddrInUse(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "address already in use")
-}
+// isAddrInUse reports whether err (wireguard-go wraps the socket's error
+// with %w all the way up) says the port is taken.
+func isAddrInUse(err error) bool { return errors.Is(err, syscall.EADDRINUSE) }
 
 func writePeer(sb *strings.Builder, p Peer, update bool) {
 	fmt.Fprintf(sb, "public_key=%s\n", p.PublicKey.Hex())
@@ -128,7 +130,7 @@ func writePeer(sb *strings.Builder, p Peer, update bool) {
 func (w *WireGuard) SetPeers(peers []Peer) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	want := make(map[keys.Key]Peer, len(peers))
+	want := make(map[wgkey.Key]Peer, len(peers))
 	for _, p := range peers {
 		want[p.PublicKey] = p
 	}
@@ -207,7 +209,7 @@ func (w *WireGuard) UpdatePeers(peers []Peer) error {
 
 // RemovePeers removes the named peers (with their sessions, timers and
 // queued packets) in one step, and returns how many the device had.
-func (w *WireGuard) RemovePeers(ks []keys.Key) (int, error) {
+func (w *WireGuard) RemovePeers(ks []wgkey.Key) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var sb strings.Builder
@@ -231,7 +233,7 @@ func (w *WireGuard) RemovePeers(ks []keys.Key) (int, error) {
 }
 
 // HasPeer reports whether the device has a peer with key k.
-func (w *WireGuard) HasPeer(k keys.Key) bool {
+func (w *WireGuard) HasPeer(k wgkey.Key) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	_, ok := w.peers[k]
@@ -239,10 +241,10 @@ func (w *WireGuard) HasPeer(k keys.Key) bool {
 }
 
 // PeerKeys returns the public keys of the device's peers, in no order.
-func (w *WireGuard) PeerKeys() []keys.Key {
+func (w *WireGuard) PeerKeys() []wgkey.Key {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	out := make([]keys.Key, 0, len(w.peers))
+	out := make([]wgkey.Key, 0, len(w.peers))
 	for k := range w.peers {
 		out = append(out, k)
 	}
@@ -258,7 +260,7 @@ func (w *WireGuard) PeerCount() int {
 
 // PeerStatus is what the device reports about one peer.
 type PeerStatus struct {
-	PublicKey     keys.Key
+	PublicKey     wgkey.Key
 	Endpoint      netip.AddrPort
 	LastHandshake time.Time // zero: never
 	RxBytes       uint64
@@ -277,65 +279,69 @@ func (w *WireGuard) Status() ([]PeerStatus, error) {
 	return parseUAPIGet(text)
 }
 
-// parseUAPIGet parses the peer sections of a UAPI "get" reply.
+// parseUAPIGet parses the peer sections of a UAPI "get" reply. A value it
+// reads that does not parse is an error naming the line: the reply comes
+// from wireguard-go, and a field it cannot read means the two disagree.
 func parseUAPIGet(text string) ([]PeerStatus, error) {
 	var out []PeerStatus
 	var cur *PeerStatus
 	var sec int64
 	sc := bufio.NewScanner(strings.NewReader(text))
-	for sc.Scan() {
+	for line := 1; sc.Scan(); line++ {
 		k, v, ok := strings.Cut(sc.Text(), "=")
 		if !ok {
 			continue
 		}
+		var err error
 		switch k {
 		case "public_key":
 			out = append(out, PeerStatus{})
 			cur = &out[len(out)-1]
-			b, err := parseHexKey(v)
-			if err != nil {
-				return nil, err
-			}
-			cur.PublicKey = b
+			cur.PublicKey, err = parseHexKey(v)
 		case "endpoint":
 			if cur != nil {
-				cur.Endpoint, _ = netip.ParseAddrPort(v)
+				cur.Endpoint, err = netip.ParseAddrPort(v)
 			}
 		case "allowed_ip":
 			if cur != nil {
-				if p, err := netip.ParsePrefix(v); err == nil {
+				var p netip.Prefix
+				if p, err = netip.ParsePrefix(v); err == nil {
 					cur.AllowedIPs = append(cur.AllowedIPs, p)
 				}
 			}
 		case "rx_bytes":
 			if cur != nil {
-				cur.RxBytes, _ = strconv.ParseUint(v, 10, 64)
+				cur.RxBytes, err = strconv.ParseUint(v, 10, 64)
 			}
 		case "tx_bytes":
 			if cur != nil {
-				cur.TxBytes, _ = strconv.ParseUint(v, 10, 64)
+				cur.TxBytes, err = strconv.ParseUint(v, 10, 64)
 			}
 		case "last_handshake_time_sec":
-			sec, _ = strconv.ParseInt(v, 10, 64)
+			sec, err = strconv.ParseInt(v, 10, 64)
 		case "last_handshake_time_nsec":
-			nsec, _ := strconv.ParseInt(v, 10, 64)
-			if cur != nil && (sec != 0 || nsec != 0) {
+			var nsec int64
+			nsec, err = strconv.ParseInt(v, 10, 64)
+			if err == nil && cur != nil && (sec != 0 || nsec != 0) {
 				cur.LastHandshake = time.Unix(sec, nsec)
 			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("parse UAPI get: line %d (%s): %w", line, k, err)
 		}
 	}
 	return out, sc.Err()
 }
 
-func parseHexKey(s string) (keys.Key, error) {
-	var k keys.Key
-	if len(s) != 2*keys.Len {
-		return k, keys.ErrBadKey
+func parseHexKey(s string) (wgkey.Key, error) {
+	var k wgkey.Key
+	if len(s) != 2*wgkey.Len {
+		return k, wgkey.ErrBadKey
 	}
 	for i := range k {
 		v, err := strconv.ParseUint(s[2*i:2*i+2], 16, 8)
 		if err != nil {
-			return keys.Key{}, keys.ErrBadKey
+			return wgkey.Key{}, wgkey.ErrBadKey
 		}
 		k[i] = byte(v)
 	}
@@ -400,7 +406,7 @@ func wgLogger(l *slog.Logger, name string) *wgdevice.Logger {
 // (keys, endpoint, timers, queued packets) and added back with the same
 // configuration and no session, so the device sends it nothing (no data,
 // keepalive or handshake retry) until the peer initiates a new handshake.
-func (w *WireGuard) ResetPeer(k keys.Key) error {
+func (w *WireGuard) ResetPeer(k wgkey.Key) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	p, ok := w.peers[k]
@@ -420,7 +426,7 @@ func (w *WireGuard) ResetPeer(k keys.Key) error {
 func (w *WireGuard) Bind() *ClassifyingBind { return w.bind }
 
 // SetEndpoint points the device at the peer's endpoint.
-func (w *WireGuard) SetEndpoint(k keys.Key, endpoint netip.AddrPort) error {
+func (w *WireGuard) SetEndpoint(k wgkey.Key, endpoint netip.AddrPort) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if _, ok := w.peers[k]; !ok {
@@ -439,7 +445,7 @@ func (w *WireGuard) SetEndpoint(k keys.Key, endpoint netip.AddrPort) error {
 // it answered a moment ago (perhaps a replayed initiation, whose answer
 // went to the replayer) would otherwise hold its own initiation back for
 // up to 5 s.
-func (w *WireGuard) ForgetHandshake(k keys.Key) {
+func (w *WireGuard) ForgetHandshake(k wgkey.Key) {
 	if p := w.dev.LookupPeer(wgdevice.NoisePublicKey(k)); p != nil {
 		p.ExpireCurrentKeypairs()
 	}
@@ -448,7 +454,7 @@ func (w *WireGuard) ForgetHandshake(k keys.Key) {
 // Initiate makes the device start a handshake with the peer at endpoint
 // now, instead of waiting for the peer to initiate: the way a gateway wins
 // back a client whose traffic a load balancer just moved to it.
-func (w *WireGuard) Initiate(k keys.Key, endpoint netip.AddrPort) error {
+func (w *WireGuard) Initiate(k wgkey.Key, endpoint netip.AddrPort) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if _, ok := w.peers[k]; !ok {
@@ -467,3 +473,6 @@ func (w *WireGuard) Initiate(k keys.Key, endpoint netip.AddrPort) error {
 	}
 	return nil
 }
+
+// IpcHandle serves one UAPI connection (UAPIHandler).
+func (w *WireGuard) IpcHandle(c net.Conn) { w.dev.IpcHandle(c) }

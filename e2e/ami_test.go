@@ -214,7 +214,7 @@ func checkAMIFirstBoot(t *testing.T, c *container, aws *awsStandIn) {
 	cfg := c.mustExec(t, "cat", "/etc/anyguard/anyguard.yaml")
 	for _, want := range []string{
 		"name: " + amiInstance, "region: " + amiRegion, "advertise: " + gwUnderlay + ":7946",
-		`prefixes: ["` + amiVPC + `"]`, "join: []", "drain_timeout: " + amiDrain.String(),
+		`prefixes: ["` + amiVPC + `"]`, "join: []", "drain_timeout: " + amiDrain.String(), `admin_listen: "127.0.0.1:8081"`,
 		"peers_file: /etc/anyguard/peers.txt", "private_key_file: /etc/anyguard/keys/backbone.key",
 	} {
 		if !strings.Contains(cfg, want) {

@@ -35,6 +35,9 @@ const (
 	gossipPort     = 7946
 	backbonePort   = 51821
 	healthPort     = 8080
+	// adminPort is health.admin_listen's default port, on loopback in
+	// the gateway's namespace: /status and /metrics are there.
+	adminPort = 8081
 )
 
 // clusterRegion is one region: a gateway namespace and its private network
@@ -490,7 +493,9 @@ func clientTx(t *testing.T, r *clusterRegion, pub string) int64 {
 	return 0
 }
 
-// httpGetIn fetches path from the health listener of the gateway in ns.
+// httpGetIn fetches path from the gateway in ns: /status, /metrics and the
+// status page from the admin listener (health.admin_listen's default), the
+// rest from the health listener.
 func httpGetIn(ns *netns, path string) (int, []byte, error) {
 	tr := &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var c net.Conn
@@ -503,7 +508,11 @@ func httpGetIn(ns *netns, path string) (int, []byte, error) {
 		return c, err
 	}}
 	hc := &http.Client{Transport: tr, Timeout: 5 * time.Second}
-	resp, err := hc.Get(fmt.Sprintf("http://127.0.0.1:%d%s", healthPort, path))
+	port := healthPort
+	if p, _, _ := strings.Cut(path, "?"); p == "/status" || p == "/metrics" || p == "/" {
+		port = adminPort
+	}
+	resp, err := hc.Get(fmt.Sprintf("http://127.0.0.1:%d%s", port, path))
 	if err != nil {
 		return 0, nil, err
 	}

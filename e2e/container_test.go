@@ -26,6 +26,9 @@ const (
 	// containerHealthAddr is where the Dockerfile's HEALTHCHECK asks, so
 	// the tests' configs keep health.listen at its default :8080.
 	containerHealthAddr = "127.0.0.1:8080"
+	// containerAdminAddr is health.admin_listen's default: /status and
+	// /metrics, on loopback in the container's (here the gw) namespace.
+	containerAdminAddr = "127.0.0.1:8081"
 	// containerDrain is health.drain_timeout in the tests' configs, and
 	// containerStopTimeout the `podman run --stop-timeout` above it (the
 	// default 10 s of podman and docker is below the default 30 s drain).
@@ -156,7 +159,7 @@ func checkContainerHealthcheck(t testing.TB, c *container) {
 // client alice completed a handshake and sent traffic.
 func checkContainerHandshake(t testing.TB, ns *netns) {
 	t.Helper()
-	code, body, err := httpGet(ns, containerHealthAddr, "/status")
+	code, body, err := httpGet(ns, containerAdminAddr, "/status")
 	if err != nil || code != 200 {
 		t.Fatalf("/status: %d %v: %s", code, err, body)
 	}
@@ -180,7 +183,7 @@ func checkContainerHandshake(t testing.TB, ns *netns) {
 	if !found {
 		t.Errorf("/status: client alice missing: %s", body)
 	}
-	code, body, err = httpGet(ns, containerHealthAddr, "/metrics")
+	code, body, err = httpGet(ns, containerAdminAddr, "/metrics")
 	if err != nil || code != 200 {
 		t.Fatalf("/metrics: %d %v", code, err)
 	}

@@ -159,7 +159,7 @@ func staleName(s string) bool {
 }
 
 // buildImage builds images/Dockerfile around the (static) anyguard binary,
-// as the README says: `podman build --format docker`, in a build context
+// as docs/container.md says: `podman build --format docker`, in a build context
 // holding only bin/anyguard. The image is removed when t ends.
 func buildImage(t testing.TB, pm *podman) string {
 	t.Helper()

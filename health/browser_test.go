@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/anyguard/anyguard/internal/e2etest"
+
+	"github.com/anyguard/anyguard/internal/testwait"
 )
 
 // TestPageInHeadlessChromium loads the status page in Debian's chromium
@@ -26,7 +28,7 @@ func TestPageInHeadlessChromium(t *testing.T) {
 	}
 	var sw switchCheck
 	st := newTestState(t, sw.check("dataplane"))
-	waitFor(t, "ready", st.Ready)
+	testwait.Until(t, 5*time.Second, "ready", st.Ready)
 	srv := httptest.NewServer(NewHandler(Config{State: st, Status: fakeSource{}, Version: "v9"}))
 	defer srv.Close()
 

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // MetricsSource supplies the counters behind /metrics. Metrics is called
@@ -198,42 +196,42 @@ func (s HistogramSnapshot) Quantile(q float64) float64 {
 	return ConvergenceBuckets[len(ConvergenceBuckets)-1]
 }
 
-// metric descriptors; see README "Metrics" for the meaning of each.
+// metric descriptors; see docs/health.md "Metrics" for the meaning of each.
 var (
-	descBuildInfo   = prometheus.NewDesc("anyguard_build_info", "Build of this gateway; always 1.", []string{"version", "revision", "goversion"}, nil)
-	descNodeInfo    = prometheus.NewDesc("anyguard_node_info", "This gateway's node name and region; always 1.", []string{"node", "region"}, nil)
-	descReady       = prometheus.NewDesc("anyguard_ready", "1 when /readyz answers 200: every check passes and the gateway is not draining.", nil, nil)
-	descDraining    = prometheus.NewDesc("anyguard_draining", "1 while the gateway drains after SIGTERM.", nil, nil)
-	descCheck       = prometheus.NewDesc("anyguard_check_ok", "1 when the named readiness check passes.", []string{"check"}, nil)
-	descPeers       = prometheus.NewDesc("anyguard_peers", "Live client peers on the client device by session state (active, stale, never).", []string{"state"}, nil)
-	descConfigured  = prometheus.NewDesc("anyguard_clients_configured", "Clients in the configured client set.", nil, nil)
-	descPeersAdded  = prometheus.NewDesc("anyguard_peers_added_total", "Clients added to the client device when they connected.", nil, nil)
-	descPeersRemove = prometheus.NewDesc("anyguard_peers_removed_total", "Client peers removed from the client device, by reason (idle, reload, moved).", []string{"reason"}, nil)
-	descInitiations = prometheus.NewDesc("anyguard_initiations_total", "Handshake initiations on the client socket by outcome (accepted, unknown_key, not_authentic, replay, unreadable, overload, cookie_sent, rate_limited).", []string{"result"}, nil)
-	descHandshakes  = prometheus.NewDesc("anyguard_handshake_messages_received_total", "WireGuard handshake messages received on the client socket, by type.", []string{"type"}, nil)
-	descJunk        = prometheus.NewDesc("anyguard_junk_datagrams_total", "Datagrams on the client socket that are no WireGuard message; dropped.", nil, nil)
-	descPackets     = prometheus.NewDesc("anyguard_packets_total", "IP packets by path (client, backbone, egress) and direction (rx into the router, tx out of it).", []string{"path", "direction"}, nil)
-	descBytes       = prometheus.NewDesc("anyguard_bytes_total", "IP bytes by path and direction, as anyguard_packets_total.", []string{"path", "direction"}, nil)
-	descDrops       = prometheus.NewDesc("anyguard_dropped_packets_total", "Packets dropped, by stage and reason.", []string{"stage", "reason"}, nil)
-	descOwned       = prometheus.NewDesc("anyguard_owned_clients", "Clients this gateway owns (holds the session of).", nil, nil)
-	descOwnChanges  = prometheus.NewDesc("anyguard_ownership_changes_total", "Client ownership changes seen, by reason.", []string{"reason"}, nil)
-	descClaims      = prometheus.NewDesc("anyguard_claims_total", "This gateway's client claims by stage (confirmed, unconfirmed, takeover_started, takeover_claimed).", []string{"stage"}, nil)
-	descMembers     = prometheus.NewDesc("anyguard_gossip_members", "Cluster members by state, this gateway included.", []string{"state"}, nil)
-	descGossip      = prometheus.NewDesc("anyguard_gossip_events_total", "Ownership gossip by event (received, bad, applied, relayed, sent, send_error, repair_sent, push_pull, catch_up, decrypt_error, refused_clock, refused_version, refused_unknown_client, reconnect_try, reconnected, heal, left_released, forgotten).", []string{"event"}, nil)
-	descRefusals    = prometheus.NewDesc("anyguard_prefix_refusals_total", "Prefix announcements of cluster members refused and not routed, by reason (invalid, default_route, reserved, client_network, client, region_overlap); counted when a refusal begins.", []string{"reason"}, nil)
-	descRefused     = prometheus.NewDesc("anyguard_refused_prefixes", "Prefix announcements refused now (listed in /status refused_prefixes).", nil, nil)
-	descClockRef    = prometheus.NewDesc("anyguard_gossip_clock_refused_total", "Ownership records refused because the member that wrote them has a clock too far ahead, by member.", []string{"node"}, nil)
-	descConvergence = prometheus.NewDesc("anyguard_convergence_seconds", "Time from a client's move to every gateway agreeing on its owner.", nil, nil)
-	descConfigInfo  = prometheus.NewDesc("anyguard_config_info", "Digest of this gateway's client set; always 1.", []string{"digest"}, nil)
-	descReloads     = prometheus.NewDesc("anyguard_config_reloads_total", "Configuration reloads (SIGHUP) by result: success, or failure (the running configuration kept).", []string{"result"}, nil)
-	descMismatch    = prometheus.NewDesc("anyguard_config_digest_mismatch", "Cluster members whose client-set digest differs from this gateway's.", nil, nil)
-	descProbes      = prometheus.NewDesc("anyguard_probes_total", "Data-path probes (echo through the client socket, device, router and egress), by result.", []string{"result"}, nil)
-	descProbeRTT    = prometheus.NewDesc("anyguard_probe_rtt_seconds", "Round trip of the last successful data-path probe.", nil, nil)
-	descProbeLast   = prometheus.NewDesc("anyguard_probe_last_success_timestamp_seconds", "Unix time of the last successful data-path probe; 0 if none.", nil, nil)
-	descClientRx    = prometheus.NewDesc("anyguard_client_receive_bytes_total", "Bytes received from the client (per-client metrics enabled).", []string{"client"}, nil)
-	descClientTx    = prometheus.NewDesc("anyguard_client_transmit_bytes_total", "Bytes sent to the client (per-client metrics enabled).", []string{"client"}, nil)
-	descClientHS    = prometheus.NewDesc("anyguard_client_last_handshake_timestamp_seconds", "Unix time of the client's last handshake; 0 if none (per-client metrics enabled).", []string{"client"}, nil)
-	descClientOmit  = prometheus.NewDesc("anyguard_client_series_omitted", "Clients left out of per-client series by health.per_client_limit.", nil, nil)
+	descBuildInfo   = gaugeDesc("anyguard_build_info", "Build of this gateway; always 1.", "version", "revision", "goversion")
+	descNodeInfo    = gaugeDesc("anyguard_node_info", "This gateway's node name and region; always 1.", "node", "region")
+	descReady       = gaugeDesc("anyguard_ready", "1 when /readyz answers 200: every check passes and the gateway is not draining.")
+	descDraining    = gaugeDesc("anyguard_draining", "1 while the gateway drains after SIGTERM.")
+	descCheck       = gaugeDesc("anyguard_check_ok", "1 when the named readiness check passes.", "check")
+	descPeers       = gaugeDesc("anyguard_peers", "Live client peers on the client device by session state (active, stale, never).", "state")
+	descConfigured  = gaugeDesc("anyguard_clients_configured", "Clients in the configured client set.")
+	descPeersAdded  = counterDesc("anyguard_peers_added_total", "Clients added to the client device when they connected.")
+	descPeersRemove = counterDesc("anyguard_peers_removed_total", "Client peers removed from the client device, by reason (idle, reload, moved).", "reason")
+	descInitiations = counterDesc("anyguard_initiations_total", "Handshake initiations on the client socket by outcome (accepted, unknown_key, not_authentic, replay, unreadable, overload, cookie_sent, rate_limited).", "result")
+	descHandshakes  = counterDesc("anyguard_handshake_messages_received_total", "WireGuard handshake messages received on the client socket, by type.", "type")
+	descJunk        = counterDesc("anyguard_junk_datagrams_total", "Datagrams on the client socket that are no WireGuard message; dropped.")
+	descPackets     = counterDesc("anyguard_packets_total", "IP packets by path (client, backbone, egress) and direction (rx into the router, tx out of it).", "path", "direction")
+	descBytes       = counterDesc("anyguard_bytes_total", "IP bytes by path and direction, as anyguard_packets_total.", "path", "direction")
+	descDrops       = counterDesc("anyguard_dropped_packets_total", "Packets dropped, by stage and reason.", "stage", "reason")
+	descOwned       = gaugeDesc("anyguard_owned_clients", "Clients this gateway owns (holds the session of).")
+	descOwnChanges  = counterDesc("anyguard_ownership_changes_total", "Client ownership changes seen, by reason.", "reason")
+	descClaims      = counterDesc("anyguard_claims_total", "This gateway's client claims by stage (confirmed, unconfirmed, takeover_started, takeover_claimed).", "stage")
+	descMembers     = gaugeDesc("anyguard_gossip_members", "Cluster members by state, this gateway included.", "state")
+	descGossip      = counterDesc("anyguard_gossip_events_total", "Ownership gossip by event (received, bad, applied, relayed, sent, send_error, repair_sent, push_pull, catch_up, decrypt_error, refused_clock, refused_version, refused_unknown_client, reconnect_try, reconnected, heal, left_released, forgotten).", "event")
+	descRefusals    = counterDesc("anyguard_prefix_refusals_total", "Prefix announcements of cluster members refused and not routed, by reason (invalid, default_route, reserved, client_network, client, region_overlap); counted when a refusal begins.", "reason")
+	descRefused     = gaugeDesc("anyguard_refused_prefixes", "Prefix announcements refused now (listed in /status refused_prefixes).")
+	descClockRef    = counterDesc("anyguard_gossip_clock_refused_total", "Ownership records refused because the member that wrote them has a clock too far ahead, by member.", "node")
+	descConvergence = histogramDesc("anyguard_convergence_seconds", "Time from a client's move to every gateway agreeing on its owner.")
+	descConfigInfo  = gaugeDesc("anyguard_config_info", "Digest of this gateway's client set; always 1.", "digest")
+	descReloads     = counterDesc("anyguard_config_reloads_total", "Configuration reloads (SIGHUP) by result: success, or failure (the running configuration kept).", "result")
+	descMismatch    = gaugeDesc("anyguard_config_digest_mismatch", "Cluster members whose client-set digest differs from this gateway's.")
+	descProbes      = counterDesc("anyguard_probes_total", "Data-path probes (echo through the client socket, device, router and egress), by result.", "result")
+	descProbeRTT    = gaugeDesc("anyguard_probe_rtt_seconds", "Round trip of the last successful data-path probe.")
+	descProbeLast   = gaugeDesc("anyguard_probe_last_success_timestamp_seconds", "Unix time of the last successful data-path probe; 0 if none.")
+	descClientRx    = counterDesc("anyguard_client_receive_bytes_total", "Bytes received from the client (per-client metrics enabled).", "client")
+	descClientTx    = counterDesc("anyguard_client_transmit_bytes_total", "Bytes sent to the client (per-client metrics enabled).", "client")
+	descClientHS    = gaugeDesc("anyguard_client_last_handshake_timestamp_seconds", "Unix time of the client's last handshake; 0 if none (per-client metrics enabled).", "client")
+	descClientOmit  = gaugeDesc("anyguard_client_series_omitted", "Clients left out of per-client series by health.per_client_limit.")
 )
 
 // collector turns a Metrics snapshot and the State into Prometheus metrics
@@ -248,23 +246,6 @@ type collector struct {
 	limit     int
 }
 
-func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- descNodeInfo
-	ch <- descReloads
-	for _, d := range []*prometheus.Desc{descBuildInfo, descReady, descDraining, descCheck, descPeers,
-		descConfigured, descPeersAdded, descPeersRemove, descInitiations, descHandshakes,
-		descJunk, descPackets, descBytes, descDrops, descOwned, descOwnChanges, descClaims, descMembers, descGossip, descRefusals, descRefused, descConvergence,
-		descConfigInfo, descMismatch, descProbes, descProbeRTT, descProbeLast} {
-		ch <- d
-	}
-	ch <- descClockRef
-	if c.perClient {
-		for _, d := range []*prometheus.Desc{descClientRx, descClientTx, descClientHS, descClientOmit} {
-			ch <- d
-		}
-	}
-}
-
 func boolGauge(b bool) float64 {
 	if b {
 		return 1
@@ -272,13 +253,9 @@ func boolGauge(b bool) float64 {
 	return 0
 }
 
-func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
-	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-	}
+// collect adds the gateway's series to e.
+func (c *collector) collect(e *exposition) {
+	gauge, counter := e.gauge, e.counter
 	gauge(descBuildInfo, 1, c.version, c.revision, c.goVersion)
 	if c.state != nil {
 		gauge(descReady, boolGauge(c.state.Ready()))
@@ -338,7 +315,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if m.PrefixRefusals != nil {
 		gauge(descRefused, float64(m.RefusedPrefixes))
 	}
-	ch <- prometheus.MustNewConstHistogram(descConvergence, m.Convergence.Count, m.Convergence.Sum, m.Convergence.Buckets)
+	e.histogram(descConvergence, m.Convergence)
 	if m.ConfigDigest != "" {
 		gauge(descConfigInfo, 1, m.ConfigDigest)
 	}

@@ -13,9 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/net/netutil"
 )
 
@@ -84,12 +81,10 @@ func newHandler(cfg Config, full bool) http.Handler {
 	if cfg.PerClientLimit <= 0 {
 		cfg.PerClientLimit = 1000
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(&collector{
+	col := &collector{
 		src: cfg.Metrics, state: cfg.State, version: cfg.Version, revision: cfg.Revision, goVersion: runtime.Version(),
 		perClient: cfg.PerClientMetrics, limit: cfg.PerClientLimit,
-	})
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
 	h := &handlers{cfg: cfg}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /livez", h.livez)
@@ -98,11 +93,7 @@ func newHandler(cfg Config, full bool) http.Handler {
 	if !full {
 		return limitRequests(mux)
 	}
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		ErrorHandling:       promhttp.ContinueOnError,
-		MaxRequestsInFlight: maxScrapes,
-		Timeout:             10 * time.Second,
-	}))
+	mux.Handle("GET /metrics", http.TimeoutHandler(newMetricsHandler(col), 10*time.Second, "scrape timed out"))
 	mux.HandleFunc("GET /status", h.status)
 	mux.HandleFunc("GET /{$}", h.page)
 	return limitRequests(mux)

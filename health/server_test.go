@@ -21,6 +21,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/anyguard/anyguard/internal/testwait"
 )
 
 // fakeSource is a gateway as the health package sees it.
@@ -91,17 +93,6 @@ func newTestState(t *testing.T, checks ...Check) *State {
 	return st
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // httpGet returns the status code and body of a GET of url.
 func httpGet(t *testing.T, url string) (int, string) {
 	t.Helper()
@@ -120,14 +111,14 @@ func TestReadyzChecksAndDrain(t *testing.T) {
 	srv := httptest.NewServer(NewHandler(Config{State: st}))
 	defer srv.Close()
 	get := func(path string) (int, string) { return httpGet(t, srv.URL+path) }
-	waitFor(t, "ready", st.Ready)
+	testwait.Until(t, 5*time.Second, "ready", st.Ready)
 	for _, p := range []string{"/readyz", "/healthz"} {
 		if code, body := get(p); code != 200 || body != "ok\n" {
 			t.Errorf("%s = %d %q", p, code, body)
 		}
 	}
 	sw.set(errors.New("no echo reply"))
-	waitFor(t, "not ready", func() bool { return !st.Ready() })
+	testwait.Until(t, 5*time.Second, "not ready", func() bool { return !st.Ready() })
 	code, body := get("/readyz?verbose")
 	if code != 503 || !strings.Contains(body, "[-] dataplane failed: no echo reply") || !strings.Contains(body, "readyz check failed") {
 		t.Errorf("/readyz?verbose = %d %q", code, body)
@@ -136,7 +127,7 @@ func TestReadyzChecksAndDrain(t *testing.T) {
 		t.Errorf("/livez = %d while unready", code)
 	}
 	sw.set(nil)
-	waitFor(t, "ready again", st.Ready)
+	testwait.Until(t, 5*time.Second, "ready again", st.Ready)
 	st.StartDrain()
 	if st.Ready() {
 		t.Fatal("ready right after StartDrain")
@@ -157,7 +148,7 @@ func TestAdvisoryCheck(t *testing.T) {
 	defer srv.Close()
 	get := func() (int, string) { return httpGet(t, srv.URL+"/readyz?verbose") }
 	clocks.set(errors.New("member gw-2's clock is 10m0s ahead"))
-	waitFor(t, "the advisory check to have run", func() bool {
+	testwait.Until(t, 5*time.Second, "the advisory check to have run", func() bool {
 		_, body := get()
 		return strings.Contains(body, "[!] clocks warning: member gw-2's clock is 10m0s ahead")
 	})
@@ -165,7 +156,7 @@ func TestAdvisoryCheck(t *testing.T) {
 		t.Fatalf("with only an advisory check failing: %d %q", code, body)
 	}
 	dp.set(errors.New("no echo reply"))
-	waitFor(t, "not ready", func() bool { return !st.Ready() })
+	testwait.Until(t, 5*time.Second, "not ready", func() bool { return !st.Ready() })
 	for _, r := range st.Results() {
 		if r.Name == "clocks" && (!r.Advisory || r.OK) {
 			t.Fatalf("clocks result %+v", r)
@@ -190,15 +181,15 @@ func TestTCPPortFollowsReadiness(t *testing.T) {
 		c.Close()
 		return true
 	}
-	waitFor(t, "TCP port closed while unready", func() bool { return !open() })
+	testwait.Until(t, 5*time.Second, "TCP port closed while unready", func() bool { return !open() })
 	sw.set(nil)
-	waitFor(t, "TCP port open while ready", open)
+	testwait.Until(t, 5*time.Second, "TCP port open while ready", open)
 	sw.set(errors.New("broken"))
-	waitFor(t, "TCP port closed again", func() bool { return !open() })
+	testwait.Until(t, 5*time.Second, "TCP port closed again", func() bool { return !open() })
 	sw.set(nil)
-	waitFor(t, "TCP port open again", open)
+	testwait.Until(t, 5*time.Second, "TCP port open again", open)
 	st.StartDrain()
-	waitFor(t, "TCP port closed while draining", func() bool { return !open() })
+	testwait.Until(t, 5*time.Second, "TCP port closed while draining", func() bool { return !open() })
 }
 
 func TestListenErrorsNameTheField(t *testing.T) {
@@ -273,7 +264,7 @@ func scrape(t *testing.T, h http.Handler) map[string]*dto.MetricFamily {
 func TestMetricsNamesAndTypes(t *testing.T) {
 	var sw switchCheck
 	st := newTestState(t, sw.check("dataplane"))
-	waitFor(t, "ready", st.Ready)
+	testwait.Until(t, 5*time.Second, "ready", st.Ready)
 	fams := scrape(t, NewHandler(Config{State: st, Metrics: fakeSource{clients: 5}, Version: "v9", Revision: "abc123"}))
 	for name, typ := range wantFamilies {
 		f, ok := fams[name]
@@ -353,7 +344,7 @@ func TestPerClientMetricsCapped(t *testing.T) {
 func TestStatusSchema(t *testing.T) {
 	var sw switchCheck
 	st := newTestState(t, sw.check("dataplane"))
-	waitFor(t, "ready", st.Ready)
+	testwait.Until(t, 5*time.Second, "ready", st.Ready)
 	for _, src := range []StatusSource{fakeSource{}, nil} {
 		rec := httptest.NewRecorder()
 		NewHandler(Config{State: st, Status: src, Version: "v9"}).ServeHTTP(rec, httptest.NewRequest("GET", "/status", nil))

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/anyguard/anyguard/packet"
 	"github.com/gaissmai/bart"
 )
 
@@ -243,6 +244,7 @@ func (r *Router) Forward(in PortID, bufs [][]byte, offset int) {
 		drops          [numDropReasons]uint32
 		rxPkts, rxByte uint64
 	)
+	var h packet.Header
 	for _, b := range bufs {
 		if len(b) < offset {
 			drops[DropTruncated]++
@@ -251,16 +253,15 @@ func (r *Router) Forward(in PortID, bufs [][]byte, offset int) {
 		p := b[offset:]
 		rxPkts++
 		rxByte += uint64(len(p))
-		h, reason, ok := parse(p)
-		if !ok {
-			drops[reason]++
+		if err := h.Decode(p); err != nil {
+			drops[dropReason(err)]++
 			continue
 		}
-		if allowed, found := lookupSource(src, h.src); !found || !allowed {
+		if allowed, found := lookupSource(src, h.Src); !found || !allowed {
 			drops[DropSourceInvalid]++
 			continue
 		}
-		hop, ok := t.fib.Lookup(h.dst)
+		hop, ok := t.fib.Lookup(h.Dst)
 		if !ok {
 			drops[DropNoRoute]++
 			continue
@@ -275,11 +276,11 @@ func (r *Router) Forward(in PortID, bufs [][]byte, offset int) {
 			drops[DropLoop]++
 			continue
 		}
-		if !decrementTTL(p) {
+		if !packet.DecrementTTL(p) {
 			drops[DropTTLExpired]++
 			continue
 		}
-		s.out[out] = append(s.out[out], b[:offset+h.length])
+		s.out[out] = append(s.out[out], b[:offset+h.Length])
 		if egr.via != nil {
 			s.vias[out] = append(s.vias[out], hop.Via)
 		}

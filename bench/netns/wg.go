@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/wgkey"
 )
 
 // UAPIDir holds the UAPI sockets of every userspace WireGuard device on the
@@ -30,7 +30,7 @@ type KeyPair struct {
 
 // GenerateKeyPair makes a new key pair.
 func GenerateKeyPair() (KeyPair, error) {
-	k, err := keys.Generate()
+	k, err := wgkey.Generate()
 	if err != nil {
 		return KeyPair{}, err
 	}

@@ -1,3 +1,5 @@
+//go:build !nodev
+
 package main
 
 import (
@@ -75,7 +77,8 @@ func cmdBenchThroughput(ctx context.Context, args []string, stdout, stderr io.Wr
 	modes := fs.String("modes", strings.Join(bench.AllModes, ","), "gateways to compare")
 	tests := fs.String("tests", strings.Join(bench.AllTests, ","), "tests to run")
 	duration := fs.Duration("duration", 10*time.Second, "length of each iperf3 run")
-	reps := fs.Int("reps", 3, "repetitions (medians are reported)")
+	reps := fs.Int("reps", 5, "repetitions of every gateway and test (medians are reported; a ratio's interval needs ≥ 5)")
+	maxReps := fs.Int("max-reps", 11, "further repetitions, up to this many, of a test whose ratio to stock is still too wide to call")
 	queues := fs.Int("queues", 0, "TUN queues in tun mode (0: one per CPU)")
 	out := addReportFlags(fs, "throughput")
 	perf := fs.String("perf", "", "record the gateway with perf(1) during each test into `dir` (the last repetition's recordings stay)")
@@ -89,9 +92,12 @@ func cmdBenchThroughput(ctx context.Context, args []string, stdout, stderr io.Wr
 	if *reps < 1 || *duration < time.Second {
 		return usagef("--reps must be ≥ 1 and --duration ≥ 1s")
 	}
+	if *maxReps < *reps || *maxReps > 100 {
+		return usagef("--max-reps must be within --reps (%d)..100", *reps)
+	}
 	opts := bench.ThroughputOptions{
 		Anyguard: *anyguard, WireguardGo: *wg,
-		Duration: *duration, Reps: *reps, Queues: *queues,
+		Duration: *duration, Reps: *reps, MaxReps: *maxReps, Queues: *queues,
 		Progress: stderr, Dir: *logs, PerfDir: *perf,
 	}
 	var err error
@@ -111,17 +117,22 @@ func cmdBenchThroughput(ctx context.Context, args []string, stdout, stderr io.Wr
 // reportFlags are the outputs every benchmark offers besides its markdown
 // on stdout.
 type reportFlags struct {
-	name                   string // the README markers' name
-	json, markdown, readme *string
+	name                string // the markers' name in the doc
+	json, markdown, doc *string
 }
 
+// benchDoc is where make bench keeps the tables (its BENCH_DOC).
+const benchDoc = "docs/benchmarks.md"
+
 func addReportFlags(fs *flag.FlagSet, name string) *reportFlags {
-	return &reportFlags{
+	o := &reportFlags{
 		name:     name,
 		json:     fs.String("json", "", "write the full results as JSON to `file`"),
 		markdown: fs.String("markdown", "", "write the markdown to `file` as well as stdout"),
-		readme:   fs.String("readme", "", "splice the markdown into `file` between <!-- bench:"+name+":begin/end --> markers"),
+		doc:      fs.String("doc", "", "splice the markdown into `file` (make bench: "+benchDoc+") between <!-- bench:"+name+":begin/end --> markers"),
 	}
+	fs.StringVar(o.doc, "readme", "", "the old name of --doc")
+	return o
 }
 
 // write prints md and writes the outputs asked for.
@@ -137,8 +148,8 @@ func (o *reportFlags) write(stdout io.Writer, v any, md string) error {
 			return err
 		}
 	}
-	if *o.readme != "" {
-		return bench.Splice(*o.readme, o.name, md)
+	if *o.doc != "" {
+		return bench.Splice(*o.doc, o.name, md)
 	}
 	return nil
 }

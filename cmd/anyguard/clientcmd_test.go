@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -9,11 +10,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/anyguard/anyguard/internal/config"
 	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/internal/testwait"
 )
 
 // clientEnv sets up a gateway configured by the environment alone, with
@@ -30,7 +33,9 @@ func clientEnv(t *testing.T, address string) string {
 		"ANYGUARD_CLIENTS_ENDPOINT":  "vpn.example.com:51820",
 		"ANYGUARD_HEALTH_LISTEN":     "127.0.0.1:0",
 		"ANYGUARD_HEALTH_TCP_LISTEN": "off",
-		"ANYGUARD_CLIENTS_UAPI":      "false",
+		// Tests run gateways side by side: not the fixed 8081.
+		"ANYGUARD_HEALTH_ADMIN_LISTEN": "127.0.0.1:0",
+		"ANYGUARD_CLIENTS_UAPI":        "false",
 	} {
 		t.Setenv(k, v)
 	}
@@ -262,25 +267,23 @@ func TestClientAddReloadsGateway(t *testing.T) {
 // waitFor waits until the output holds every one of want in one line.
 func waitFor(t *testing.T, out *syncBuffer, done <-chan struct{}, want ...string) {
 	t.Helper()
-	deadline := time.After(20 * time.Second)
-	for {
+	testwait.NoError(t, 20*time.Second, fmt.Sprintf("%q in the gateway's output", want), func() error {
 		for line := range strings.SplitSeq(out.String(), "\n") {
 			ok := true
 			for _, w := range want {
 				ok = ok && strings.Contains(line, w)
 			}
 			if ok {
-				return
+				return nil
 			}
 		}
 		select {
 		case <-done:
-			t.Fatalf("gateway exited before logging %q", want)
-		case <-deadline:
-			t.Fatalf("no %q in the gateway's output", want)
-		case <-time.After(20 * time.Millisecond):
+			return testwait.Stop(errors.New("the gateway exited"))
+		default:
+			return errors.New("not logged yet")
 		}
-	}
+	})
 }
 
 func TestCheckCommand(t *testing.T) {
@@ -335,5 +338,30 @@ func TestRunWithoutConfig(t *testing.T) {
 	}
 	if _, err := os.Stat(state); err == nil {
 		t.Errorf("a failed start created the state directory")
+	}
+}
+
+// TestSIGHUPDuringStartReloads: `client add` signals the gateway as soon
+// as its pid file exists, which is before the gateway serves. That SIGHUP
+// must not end the gateway (SIGHUP's default action): it reloads once the
+// gateway serves.
+func TestSIGHUPDuringStartReloads(t *testing.T) {
+	state := clientEnv(t, "10.99.0.1/24")
+	t.Setenv("ANYGUARD_CLIENTS_LISTEN_PORT", "0")
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cmd, out, done := startChild(t, append(os.Environ(), runMainEnv+"=1"), "run")
+	pid := filepath.Join(state, pidFileName)
+	testwait.Until(t, 20*time.Second, "the pid file", func() bool {
+		b, err := os.ReadFile(pid)
+		return err == nil && strings.TrimSpace(string(b)) == fmt.Sprint(cmd.Process.Pid)
+	})
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, out, done, `msg="configuration reloaded" node=`)
+	if strings.Index(out.String(), `msg="gateway started"`) > strings.Index(out.String(), `msg="configuration reloaded"`) {
+		t.Errorf("reloaded before it started:\n%s", out)
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/anyguard/anyguard/internal/keys"
+
+	"github.com/anyguard/anyguard/internal/testwait"
 )
 
 // runMainEnv makes the test binary act as anyguard itself, so that the
@@ -88,6 +90,7 @@ egress:
   mode: netstack
 health:
   listen: %q
+  admin_listen: "127.0.0.1:0"
   tcp_listen: %q
   drain_timeout: %s
 `, k, p.http, p.tcp, drain)
@@ -137,13 +140,7 @@ func (p *gatewayProc) readyz() int {
 
 func (p *gatewayProc) waitReadyz(t *testing.T, want int, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for p.readyz() != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz did not answer %d within %v", want, within)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.Until(t, within, fmt.Sprintf("/readyz to answer %d", want), func() bool { return p.readyz() == want })
 }
 
 func (p *gatewayProc) tcpOpen() bool {
@@ -226,7 +223,7 @@ func TestRunRefusesTakenHealthPort(t *testing.T) {
 	defer ln.Close()
 	k, _ := keys.Generate()
 	path := filepath.Join(t.TempDir(), "gw.yaml")
-	cfg := fmt.Sprintf("clients:\n  private_key: %s\n  listen_port: 0\n  address: 10.99.0.1/16\n  uapi: false\negress:\n  mode: netstack\nhealth:\n  listen: %q\n  tcp_listen: \"off\"\n", k, ln.Addr())
+	cfg := fmt.Sprintf("clients:\n  private_key: %s\n  listen_port: 0\n  address: 10.99.0.1/16\n  uapi: false\negress:\n  mode: netstack\nhealth:\n  listen: %q\n  admin_listen: \"127.0.0.1:0\"\n  tcp_listen: \"off\"\n", k, ln.Addr())
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -104,8 +104,24 @@ func TestStatusTable(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "NOT READY") || !strings.Contains(out, "dataplane FAILED (no echo reply)") {
 		t.Errorf("unready: exit %d:\n%s", code, out)
 	}
-	if code, _, errOut := runCLI(t, "", "status", "--addr", "127.0.0.1:1", "--timeout", "1s"); code != 1 || errOut == "" {
+	// Nothing there: the error says where /status lives.
+	if code, _, errOut := runCLI(t, "", "status", "--addr", "127.0.0.1:1", "--timeout", "1s"); code != 1 || !strings.Contains(errOut, "health.admin_listen") {
 		t.Errorf("no gateway: exit %d %q", code, errOut)
+	}
+	// The load balancers' listener leaves /status out (404): say so.
+	probesOnly := httptest.NewServer(http.NotFoundHandler())
+	defer probesOnly.Close()
+	if code, _, errOut := runCLI(t, "", "status", "--addr", probesOnly.Listener.Addr().String()); code != 1 ||
+		!strings.Contains(errOut, "answered 404: that is health.listen") || !strings.Contains(errOut, "127.0.0.1:8081") {
+		t.Errorf("health.listen instead of the admin listener: exit %d %q", code, errOut)
+	}
+	// By default status asks the admin listener's default address,
+	// healthcheck the health listener's.
+	if _, _, errOut := runCLI(t, "", "status", "--help"); !strings.Contains(errOut, `(default "127.0.0.1:8081")`) {
+		t.Errorf("status --help:\n%s", errOut)
+	}
+	if _, _, errOut := runCLI(t, "", "healthcheck", "--help"); !strings.Contains(errOut, `(default "127.0.0.1:8080")`) {
+		t.Errorf("healthcheck --help:\n%s", errOut)
 	}
 }
 

@@ -13,9 +13,13 @@ import (
 	"time"
 )
 
-// defaultHealthAddr is where status and healthcheck look by default: the
-// health listener's default port on this host.
-const defaultHealthAddr = "127.0.0.1:8080"
+// defaultHealthAddr is where healthcheck looks by default: the health
+// listener's default port on this host. defaultAdminAddr is where status
+// looks: health.admin_listen's default, which serves /status.
+const (
+	defaultHealthAddr = "127.0.0.1:8080"
+	defaultAdminAddr  = "127.0.0.1:8081"
+)
 
 // errNotReady is the healthcheck's failure: the gateway answered, not ready.
 var errNotReady = errors.New("not ready")

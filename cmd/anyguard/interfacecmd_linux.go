@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
 	wgdevice "golang.zx2c4.com/wireguard/device"
-	"golang.zx2c4.com/wireguard/ipc"
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/anyguard/anyguard/device"
@@ -142,30 +141,13 @@ func runInterface(ctx context.Context, name string, stdout io.Writer) (err error
 		return fmt.Errorf("create TUN device %s: %w", name, err)
 	}
 	defer mq.Close()
-	fileUAPI, err := ipc.UAPIOpen(name)
-	if err != nil {
-		tdev.Close()
-		return fmt.Errorf("UAPI listen error: %w", err)
-	}
 	dev := wgdevice.NewDevice(tdev, conn.NewDefaultBind(), logger)
 	defer dev.Close()
-	uapi, err := ipc.UAPIListen(name, fileUAPI)
-	fileUAPI.Close()
+	uapi, err := device.ServeUAPI(name, dev, nil)
 	if err != nil {
-		return fmt.Errorf("failed to listen on uapi socket: %w", err)
+		return err
 	}
 	defer uapi.Close()
-	uapiErr := make(chan error, 1)
-	go func() {
-		for {
-			c, err := uapi.Accept()
-			if err != nil {
-				uapiErr <- err
-				return
-			}
-			go dev.IpcHandle(c)
-		}
-	}()
 	logger.Verbosef("Device started (anyguard interface, multi-queue TUN)")
 	if ready != nil {
 		fmt.Fprint(ready, "ok\n")
@@ -178,7 +160,7 @@ func runInterface(ctx context.Context, name string, stdout io.Writer) (err error
 	select {
 	case <-ctx.Done():
 	case <-term:
-	case <-uapiErr:
+	case <-uapi.Done(): // the socket was removed
 	case <-dev.Wait():
 	case <-mq.Stopped(): // the interface was deleted
 	}

@@ -75,6 +75,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"demo", "--log-level", "loud"}, 2, `log level "loud"`},
 		{[]string{"run", "--config", "/nonexistent/anyguard.yaml"}, 1, "no such file"},
 		{[]string{"help", "nope"}, 2, `unknown command "nope"`},
+		{[]string{"bench", "handshakes", "--contact", "warm"}, 2, `--contact: unknown "warm"`},
+		{[]string{"bench", "handshakes", "--contact", " , "}, 2, "--contact: empty"},
+		{[]string{"bench", "handshakes", "--repeat", "0"}, 2, "--repeat 1..100"},
 	}
 	for _, tc := range tests {
 		code, _, errOut := runCLI(t, "", tc.args...)
@@ -147,5 +150,34 @@ func TestVersionLdflags(t *testing.T) {
 	out, err := exec.Command(bin, "version").Output()
 	if err != nil || !strings.HasPrefix(string(out), "anyguard v1.2.3-test (revision 0123456789abcdef) go") {
 		t.Errorf("version: %v %q", err, out)
+	}
+}
+
+// TestBenchThroughputFlags: bad repetition counts are usage errors, caught
+// before the harness builds anything.
+func TestBenchThroughputFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--reps", "0"},
+		{"--reps", "5", "--max-reps", "4"},
+		{"--max-reps", "101"},
+		{"--max-reps", "x"},
+		{"--duration", "500ms"},
+	} {
+		code, _, errOut := runCLI(t, "", append([]string{"bench", "throughput", "--wireguard-go", "/nonexistent"}, args...)...)
+		if code != 2 || !strings.Contains(errOut, "--") {
+			t.Errorf("bench throughput %v: exit %d, %q; want 2 and the flag named", args, code, errOut)
+		}
+	}
+}
+
+// TestNoDevMessage: in the image's binary (-tags nodev) bench and demo
+// answer with this; it must say which binary has them. The image's own
+// answer is checked by e2e TestFirstFiveMinutes/image.
+func TestNoDevMessage(t *testing.T) {
+	msg := errNoDev("bench").Error()
+	for _, want := range []string{"-tags nodev", "anyguard bench is in the full binary", "make build", "go install github.com/anyguard/anyguard/cmd/anyguard"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q lacks %q", msg, want)
+		}
 	}
 }

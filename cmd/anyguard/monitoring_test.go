@@ -29,7 +29,7 @@ var monitoringDir = filepath.Join("..", "..", "images", "monitoring")
 
 func TestAlertRulesPromtool(t *testing.T) {
 	e2etest.RequireTools(t, "promtool")
-	for _, args := range [][]string{{"check", "rules", "alerts.yml"}, {"test", "rules", "alerts_test.yml"}} {
+	for _, args := range [][]string{{"check", "rules", "alerts.yml"}, {"test", "rules", "alerts_test.yml"}, {"check", "config", "prometheus.yml"}} {
 		cmd := exec.Command("promtool", args...)
 		cmd.Dir = monitoringDir
 		out, err := cmd.CombinedOutput()
@@ -116,7 +116,7 @@ func scrapeClusteredGateway(t *testing.T) map[string]bool {
 	client, _ := keys.Generate()
 	backbone, _ := keys.Generate()
 	gossip, _ := keys.Generate()
-	health := freePort(t)
+	health, admin := freePort(t), freePort(t)
 	gossipAddr := freePort(t)
 	env := []string{
 		runMainEnv + "=1",
@@ -126,6 +126,7 @@ func scrapeClusteredGateway(t *testing.T) map[string]bool {
 		"ANYGUARD_CLIENTS_PRIVATE_KEY=" + client.String(), "ANYGUARD_CLIENTS_ADDRESS=10.99.0.1/24", "ANYGUARD_CLIENTS_LISTEN_PORT=0", "ANYGUARD_CLIENTS_UAPI=false",
 		"ANYGUARD_EGRESS_MODE=netstack", "ANYGUARD_EGRESS_PREFIXES=10.1.0.0/16",
 		"ANYGUARD_HEALTH_LISTEN=" + health, "ANYGUARD_HEALTH_TCP_LISTEN=off",
+		"ANYGUARD_HEALTH_ADMIN_LISTEN=" + admin,
 		"ANYGUARD_BACKBONE_PRIVATE_KEY=" + backbone.String(), "ANYGUARD_BACKBONE_LISTEN_PORT=0",
 		"ANYGUARD_BACKBONE_ENDPOINT=127.0.0.1:1",
 		"ANYGUARD_CLUSTER_BIND=" + gossipAddr, "ANYGUARD_CLUSTER_SECRET_KEY=" + gossip.String(),
@@ -137,7 +138,17 @@ func scrapeClusteredGateway(t *testing.T) map[string]bool {
 	// Ready means every check ran once, the probe included: its series
 	// exist from then on.
 	waitFor(t, out, done, "ready: every check passes")
-	resp, err := http.Get("http://" + health + "/metrics")
+	// /metrics is on the admin listener, as Prometheus must be told
+	// (docs/monitoring.md); the load balancers' port does not serve it.
+	if resp, err := http.Get("http://" + health + "/metrics"); err != nil {
+		t.Errorf("/metrics on health.listen: %v", err)
+	} else {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("/metrics on health.listen = %d, want 404", resp.StatusCode)
+		}
+	}
+	resp, err := http.Get("http://" + admin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -232,7 +232,7 @@ func TestSystemdNotifyFollowsChecks(t *testing.T) {
 func TestRunRefusesBadNotifySocket(t *testing.T) {
 	k, _ := keys.Generate()
 	path := filepath.Join(t.TempDir(), "gw.yaml")
-	cfg := fmt.Sprintf("clients:\n  private_key: %s\n  listen_port: 0\n  address: 10.99.0.1/16\n  uapi: false\negress:\n  mode: netstack\nhealth:\n  listen: %q\n  tcp_listen: \"off\"\n", k, freePort(t))
+	cfg := fmt.Sprintf("clients:\n  private_key: %s\n  listen_port: 0\n  address: 10.99.0.1/16\n  uapi: false\negress:\n  mode: netstack\nhealth:\n  listen: %q\n  admin_listen: \"127.0.0.1:0\"\n  tcp_listen: \"off\"\n", k, freePort(t))
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -44,6 +44,12 @@ func cmdRun(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer
 		return err
 	}
 	logStateKeys(cfg, logger)
+	// Signals are caught before the pid file tells `client add` whom to
+	// send SIGHUP: its default action would end a gateway still starting.
+	// A SIGHUP received during start-up reloads once serving.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(sigs)
 	if pf := lockStateDir(src.stateDir, logger); pf != nil {
 		defer pf.Close()
 	}
@@ -60,7 +66,7 @@ func cmdRun(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer
 	defer srv.Close()
 	sd := startSystemdNotify(notifier, state, logger)
 	defer sd.close()
-	return serve(ctx, g, state, sd, src, logger)
+	return serve(ctx, sigs, g, state, sd, src, logger)
 }
 
 // logStateKeys says which keys came from the state directory; the public
@@ -94,12 +100,9 @@ func lockStateDir(dir string, logger *slog.Logger) *pidFile {
 	return pf
 }
 
-// serve reloads on SIGHUP and drains on the first SIGTERM or SIGINT (or
-// when ctx ends); a second SIGTERM or SIGINT exits at once.
-func serve(ctx context.Context, g *gateway.Gateway, state *health.State, sd *systemdNotify, src configSource, logger *slog.Logger) error {
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, os.Interrupt)
-	defer signal.Stop(sigs)
+// serve reloads on SIGHUP and drains on the first SIGTERM or SIGINT from
+// sigs (or when ctx ends); a second SIGTERM or SIGINT exits at once.
+func serve(ctx context.Context, sigs <-chan os.Signal, g *gateway.Gateway, state *health.State, sd *systemdNotify, src configSource, logger *slog.Logger) error {
 	stops := 0
 	drainCtx, abort := context.WithCancel(context.Background())
 	defer abort()

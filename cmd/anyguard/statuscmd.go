@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -15,7 +17,7 @@ import (
 
 func cmdStatus(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("status", "[--addr HOST:PORT] [--timeout D]", "Show a gateway's /status as tables: node, checks, members, regions and clients.", stderr)
-	addr := fs.String("addr", defaultHealthAddr, "the gateway's health listener (health.listen)")
+	addr := fs.String("addr", defaultAdminAddr, "the gateway's admin listener (health.admin_listen; health.listen if that is off)")
 	timeout := fs.Duration("timeout", 5*time.Second, "give up after this long")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -29,7 +31,13 @@ func cmdStatus(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	}
 	code, body, err := fetch(ctx, url, *timeout, 64<<20)
 	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("%w: is the gateway running, and is %s its health.admin_listen? With admin_listen off, /status is on health.listen: --addr 127.0.0.1:8080", err, *addr)
+		}
 		return err
+	}
+	if code == http.StatusNotFound {
+		return fmt.Errorf("%s answered 404: that is health.listen, which leaves /status to health.admin_listen (default %s); give --addr that address", url, defaultAdminAddr)
 	}
 	if code != http.StatusOK {
 		return fmt.Errorf("%s answered %d", url, code)

@@ -123,7 +123,7 @@ func Default() *Config {
 		Egress:   Egress{Mode: ModeTUN, TunName: DefaultTunName},
 		Backbone: Backbone{ListenPort: DefaultBackbonePort},
 		Cluster:  Cluster{Bind: "0.0.0.0:7946", Profile: DefaultProfile, ReconnectTimeout: DefaultReconnectTimeout},
-		Health: Health{Listen: DefaultHealthListen, TCPListen: DefaultHealthTCPListen,
+		Health: Health{Listen: DefaultHealthListen, AdminListen: DefaultHealthAdminListen, TCPListen: DefaultHealthTCPListen,
 			DrainTimeout: DefaultDrainTimeout, PerClientLimit: DefaultPerClientLimit},
 		Log: Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
 	}

@@ -30,9 +30,6 @@ var (
 // finds the line of each field.
 func decode(data []byte, baseDir string, c *Config) (*yaml.Node, error) {
 	var doc yaml.Node
-	if parallelPeers(data, &doc) {
-		return decodeRoot(&doc, baseDir, c)
-	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {

@@ -150,7 +150,7 @@ func TestEnvBadValues(t *testing.T) {
 		{"ANYGUARD_NODE_NAME=", ErrMissing, "ANYGUARD_NODE_NAME (node.name): required"},
 		{"ANYGUARD_HEALTH_LISTEN=8080", ErrInvalidValue, `ANYGUARD_HEALTH_LISTEN (health.listen): "8080" is not a host:port`},
 		{"ANYGUARD_HEALTH_ADMIN_LISTEN=8081", ErrInvalidValue, `ANYGUARD_HEALTH_ADMIN_LISTEN (health.admin_listen): "8081" is not a host:port`},
-		{"ANYGUARD_HEALTH_ADMIN_LISTEN=:8080", ErrConflict, `ANYGUARD_HEALTH_ADMIN_LISTEN (health.admin_listen): ":8080" is health.listen too`},
+		{"ANYGUARD_HEALTH_ADMIN_LISTEN=:8080", ErrConflict, `ANYGUARD_HEALTH_ADMIN_LISTEN (health.admin_listen): ":8080" would share its port with health.listen ":8080"`},
 		{"ANYGUARD_CLUSTER_JOIN=10.0.0.1:7946", ErrMissing, "ANYGUARD_CLUSTER_JOIN (cluster.join): joining a cluster needs backbone.private_key"},
 		{"ANYGUARD_CLIENTS_ENDPOINT=vpn_example.com", ErrInvalidValue, `ANYGUARD_CLIENTS_ENDPOINT (clients.endpoint): "vpn_example.com": host "vpn_example.com" is neither`},
 		{"ANYGUARD_CLIENTS_ENDPOINT=vpn.example.com:0", ErrInvalidValue, `port "0" is not a number in 1..65535`},

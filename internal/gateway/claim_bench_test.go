@@ -9,6 +9,8 @@ import (
 	"github.com/anyguard/anyguard/internal/config"
 	"github.com/anyguard/anyguard/internal/keys"
 	"github.com/anyguard/anyguard/internal/wgclient"
+
+	"github.com/anyguard/anyguard/internal/testwait"
 )
 
 // BenchmarkFirstContactClaim measures how long a client's first contact
@@ -32,7 +34,7 @@ func BenchmarkFirstContactClaim(b *testing.B) {
 	withClients := func(cfg *config.Config) { cfg.Clients.Peers = append(cfg.Clients.Peers, peers...) }
 	a1 := e.startWith(b, "a1", ra, nil, 0, withClients)
 	b1 := e.startWith(b, "b1", rb, []string{gossipAddr(a1)}, 0, withClients)
-	waitUntil(b, "2 gateways joined", 10*time.Second, func() bool { return len(a1.Cluster().Members()) == 2 })
+	testwait.Until(b, 10*time.Second, "2 gateways joined", func() bool { return len(a1.Cluster().Members()) == 2 })
 	cls := make([]*wgclient.Client, b.N)
 	for i := range cls {
 		c, err := wgclient.New(wgclient.Config{

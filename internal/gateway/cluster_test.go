@@ -17,6 +17,8 @@ import (
 	"github.com/anyguard/anyguard/internal/keys"
 	"github.com/anyguard/anyguard/internal/lbsim"
 	"github.com/anyguard/anyguard/internal/wgclient"
+
+	"github.com/anyguard/anyguard/internal/testwait"
 )
 
 // region is one simulated region: a private prefix with a web service.
@@ -99,17 +101,6 @@ func clientEndpoint(g *gateway.Gateway) netip.AddrPort {
 	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), g.ListenPort())
 }
 
-func waitUntil(t testing.TB, what string, timeout time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func fetch(c *wgclient.Client, svc netip.AddrPort) (string, error) {
 	hc := &http.Client{Transport: &http.Transport{DialContext: c.DialContext}, Timeout: 3 * time.Second}
 	defer hc.CloseIdleConnections()
@@ -126,16 +117,13 @@ func fetch(c *wgclient.Client, svc netip.AddrPort) (string, error) {
 // converging, which is what the test measures, not a failure.
 func mustFetch(t *testing.T, c *wgclient.Client, r *region) {
 	t.Helper()
-	var last error
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	testwait.NoError(t, 10*time.Second, fmt.Sprintf("the client to reach %s's service %s", r.name, r.service), func() error {
 		body, err := fetch(c, r.service)
 		if err == nil && body == "hello from "+r.name {
-			return
+			return nil
 		}
-		last = fmt.Errorf("body %q, err %v", body, err)
-	}
-	t.Fatalf("client cannot reach %s's service %s: %v", r.name, r.service, last)
+		return fmt.Errorf("body %q, err %v", body, err)
+	})
 }
 
 func ownersAgree(e *clusterEnv, want string) bool {
@@ -158,7 +146,7 @@ func TestClusterClientReachesEveryRegion(t *testing.T) {
 	a1 := e.start(t, "a1", ra, nil, 0)
 	b1 := e.start(t, "b1", rb, []string{gossipAddr(a1)}, 30*time.Second)
 	e.start(t, "b2", rb, []string{gossipAddr(a1)}, -30*time.Second)
-	waitUntil(t, "3 gateways in every view", 10*time.Second, func() bool {
+	testwait.Until(t, 10*time.Second, "3 gateways in every view", func() bool {
 		for _, g := range e.gws {
 			n := 0
 			for _, m := range g.Cluster().Members() {
@@ -195,7 +183,7 @@ func TestClusterClientReachesEveryRegion(t *testing.T) {
 	first, _ := lb.Backend(flows[0])
 	names := []string{"a1", "b1", "b2"}
 	owner := names[first]
-	waitUntil(t, "every gateway to agree on alice's owner", 5*time.Second, func() bool { return ownersAgree(e, owner) })
+	testwait.Until(t, 5*time.Second, "every gateway to agree on alice's owner", func() bool { return ownersAgree(e, owner) })
 	mustFetch(t, client, rb)
 	mustFetch(t, client, ra)
 
@@ -229,7 +217,7 @@ func TestClusterClientReachesEveryRegion(t *testing.T) {
 			}
 		}
 	}()
-	waitUntil(t, "every gateway to agree on the new owner", 10*time.Second, func() bool { return ownersAgree(e, names[next]) })
+	testwait.Until(t, 10*time.Second, "every gateway to agree on the new owner", func() bool { return ownersAgree(e, names[next]) })
 	t.Logf("client moved %s → %s: every gateway agreed after %s", owner, names[next], time.Since(moved).Round(time.Millisecond))
 	mustFetch(t, client, rb)
 	mustFetch(t, client, ra)
@@ -245,7 +233,7 @@ func TestClusterClientReachesEveryRegion(t *testing.T) {
 		}
 	}
 	// The gateway that lost her dropped her peer, and with it the session.
-	waitUntil(t, "the previous owner to remove alice's peer", 5*time.Second, func() bool {
+	testwait.Until(t, 5*time.Second, "the previous owner to remove alice's peer", func() bool {
 		return !e.gws[owner].Clients().HasPeer(e.alice.Public())
 	})
 	if st := e.gws[owner].PeerStats(); st.Removed["moved"] != 1 {
@@ -269,7 +257,7 @@ func startTwoRegions(t testing.TB) (*clusterEnv, *region, *region) {
 	a1 := e.start(t, "a1", ra, nil, 0)
 	e.start(t, "b1", rb, []string{gossipAddr(a1)}, 0)
 	e.start(t, "b2", rb, []string{gossipAddr(a1)}, 0)
-	waitUntil(t, "3 gateways in a1's view with region B's prefix routed", 10*time.Second, func() bool {
+	testwait.Until(t, 10*time.Second, "3 gateways in a1's view with region B's prefix routed", func() bool {
 		_, ok := a1.Router().LookupHop(rb.service.Addr())
 		return len(a1.Cluster().Members()) == 3 && ok
 	})
@@ -312,7 +300,7 @@ func TestRegionFailover(t *testing.T) {
 	crashed := time.Now()
 	e.gws[victim].CrashForTest()
 	delete(e.gws, victim)
-	waitUntil(t, "region B's prefix to move to the surviving gateway", 15*time.Second, func() bool {
+	testwait.Until(t, 15*time.Second, "region B's prefix to move to the surviving gateway", func() bool {
 		s := servingGateway(t, e, rb)
 		return s != "" && s != victim
 	})
@@ -332,7 +320,7 @@ func TestDrainingGatewayHandsOverPrefixes(t *testing.T) {
 	}
 	start := time.Now()
 	e.gws[serving].BeginDrain()
-	waitUntil(t, "region B's prefix to move off the draining gateway", 5*time.Second, func() bool {
+	testwait.Until(t, 5*time.Second, "region B's prefix to move off the draining gateway", func() bool {
 		s := servingGateway(t, e, rb)
 		return s != "" && s != serving
 	})
@@ -391,7 +379,7 @@ func TestBackboneMeshFormsWithoutRetry(t *testing.T) {
 	e.start(t, "b1", rb, []string{gossipAddr(a1)}, 0)
 	e.start(t, "b2", rb, []string{gossipAddr(a1)}, 0)
 	start := time.Now()
-	waitUntil(t, "a backbone session between every pair", 3*time.Second, func() bool {
+	testwait.Until(t, 3*time.Second, "a backbone session between every pair", func() bool {
 		for _, g := range e.gws {
 			if g.BackboneSessionsForTest() != 3 {
 				return false

@@ -4,17 +4,12 @@ import "time"
 
 // CrashForTest stops the gateway without leaving the cluster, as a crash
 // would: the others find out by failure detection.
-func (g *Gateway) CrashForTest() {
-	if g.cluster != nil {
-		g.cluster.left.Store(true)
-	}
-	g.Close()
-}
+func (g *Gateway) CrashForTest() { g.close(false) }
 
 // BackboneSessionsForTest returns how many backbone peers the gateway has
 // completed a handshake with.
 func (g *Gateway) BackboneSessionsForTest() int {
-	st, err := g.cluster.wg.Status()
+	st, err := g.members.BackboneStatus()
 	if err != nil {
 		return -1
 	}
@@ -29,6 +24,4 @@ func (g *Gateway) BackboneSessionsForTest() int {
 
 // UnderLoadForTest puts the client socket's initiation check under load
 // for d, as a handshake flood would: initiations need a cookie.
-func (g *Gateway) UnderLoadForTest(d time.Duration) {
-	g.jit.underLoadUntil.Store(time.Now().Add(d).UnixNano())
-}
+func (g *Gateway) UnderLoadForTest(d time.Duration) { g.admission.ForceUnderLoad(d) }

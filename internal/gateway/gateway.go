@@ -1,7 +1,3 @@
-// Package gateway wires one anyguard gateway together from its parts: the
-// router, the client-facing WireGuard device on its in-memory port, the
-// egress (kernel TUN or netstack) and the UAPI socket. It turns the typed
-// configuration into each part's own settings.
 package gateway
 
 import (
@@ -20,9 +16,12 @@ import (
 
 	"github.com/anyguard/anyguard/cluster"
 	"github.com/anyguard/anyguard/device"
-	"github.com/anyguard/anyguard/health"
+	"github.com/anyguard/anyguard/device/netstack"
 	"github.com/anyguard/anyguard/internal/config"
-	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/internal/gateway/admission"
+	"github.com/anyguard/anyguard/internal/gateway/membership"
+	"github.com/anyguard/anyguard/internal/gateway/probe"
+	"github.com/anyguard/anyguard/internal/gateway/recovery"
 	"github.com/anyguard/anyguard/router"
 )
 
@@ -64,39 +63,37 @@ type egress interface {
 	Close() error
 }
 
-// Gateway is one running anyguard gateway.
+// Gateway is one running anyguard gateway: the parts below, wired by New.
+// The parts see each other only through the narrow interfaces their
+// packages declare; see doc.go for the picture and the lock order.
 type Gateway struct {
-	reloadMu sync.Mutex // serialises Reload; guards cfg and digest
-	cfg      *config.Config
-	digest   string // cfg.ClientSetDigest(), which costs a sort of every client
+	reloadMu sync.Mutex                    // serialises Reload; guards digest
+	cfg      atomic.Pointer[config.Config] // in force; stored under reloadMu
+	digest   string                        // cfg.ClientSetDigest(), which costs a sort of every client
 	logger   *slog.Logger
 
 	router   *router.Router
-	port     *device.Port
+	port     *device.Port // the client device's side of the router
 	clients  *device.WireGuard
 	uapi     *device.UAPI
 	egress   egress
 	tun      *device.TUN
-	netstack *device.Netstack
+	netstack *netstack.Stack
 
 	clientPort, egressPort router.PortID
 
-	probe       *probe // the data-path probe peer; see probe.go
-	jit         *jit   // adds clients to the device when they connect; see jit.go
-	started     time.Time
-	convergence health.Histogram
-	// ownershipChanges counts owner changes by cluster.Reason (health.go).
-	ownershipChanges [16]atomic.Uint64
+	index     clientIndex          // the configured clients, by public key
+	routes    *routeTable          // the forwarding table's owner
+	probe     *probe.Probe         // the data-path probe peer
+	admission *admission.Admission // adds clients to the device when they connect
+	members   *membership.Part     // nil when the gateway runs alone
+	recovery  *recovery.Recovery   // claims and fast recovery; nil alone
+	sessions  sessionsRef          // recovery, for the packet goroutines and admission
+
+	started time.Time
+	owners  ownerStats // ownership changes and convergence (metrics)
 	// reloadOK and reloadFailed count reloads (anyguard_config_reloads_total).
 	reloadOK, reloadFailed atomic.Uint64
-
-	// routesMu serialises whole-table route rebuilds with the per-client
-	// updates of ownership changes, so a rebuild computed from an older
-	// view never lands after a newer update.
-	routesMu   sync.Mutex
-	cluster    *clusterPart                             // nil when the gateway runs alone
-	clusterHot atomic.Pointer[clusterPart]              // the same, for packet goroutines
-	byKey      atomic.Pointer[map[keys.Key]config.Peer] // the client set, by public key; changed under jit.mu
 }
 
 // ErrStart wraps every error that stops a gateway from starting; the
@@ -104,14 +101,22 @@ type Gateway struct {
 var ErrStart = errors.New("start gateway")
 
 // New starts a gateway. On error everything it started is stopped again.
+//
+// It reads as the wiring diagram: the router in the middle with three
+// ports (clients, egress, backbone); the client device behind the client
+// port, with admission holding its initiations and the probe as one of its
+// peers; the egress behind the egress port; and, when clustered, the
+// membership part's backbone behind the backbone port, with fast recovery
+// on the client bind's hooks.
 func New(cfg *config.Config, opts Options) (_ *Gateway, err error) {
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{cfg: cfg, digest: cfg.ClientSetDigest(), logger: logger, router: router.New(), started: time.Now()}
-	g.indexClients(cfg)
-	if g.probe, err = newProbe(cfg, opts.ProbeInterval); err != nil {
+	g := &Gateway{digest: cfg.ClientSetDigest(), logger: logger, router: router.New(), started: time.Now()}
+	g.cfg.Store(cfg)
+	g.index.set(cfg)
+	if g.probe, err = probe.New(cfg, opts.ProbeInterval); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrStart, err)
 	}
 	defer func() {
@@ -119,64 +124,40 @@ func New(cfg *config.Config, opts Options) (_ *Gateway, err error) {
 			g.Close()
 		}
 	}()
+
+	// Client side: packets the client device decrypted enter the router
+	// at fromClients; the router hands packets for clients to the port,
+	// which the device encrypts.
 	uapiName := cfg.Egress.TunName
-	g.port = device.NewPort(uapiName, cfg.Clients.MTU, func(bufs [][]byte, offset int) {
-		if cp := g.clusterHot.Load(); cp != nil {
-			cp.checkPending(bufs, offset)
-		}
-		g.router.Forward(g.clientPort, bufs, offset)
-	})
+	g.port = device.NewPort(uapiName, cfg.Clients.MTU, g.fromClients)
 	g.clientPort = g.router.AddPort("clients", router.KindClient, g.port)
-	// The egress's router port exists before the egress does, so its
-	// readers never see the ID unset; packets for it before it is attached
-	// are dropped as port errors.
+
+	// Egress side: the router port exists before the egress does, so the
+	// egress's readers never see the ID unset; packets for it before it is
+	// attached are dropped as port errors. Packets from the private
+	// network enter the router at fromEgress.
 	egressRef := &portRef{}
 	g.egressPort = g.router.AddPort("egress", router.KindEgress, egressRef)
-	forwardEgress := func(bufs [][]byte, offset int) { g.router.Forward(g.egressPort, bufs, offset) }
-
-	switch cfg.Egress.Mode {
-	case config.ModeTUN:
-		g.tun, err = device.OpenTUN(device.TUNConfig{
-			Name:      cfg.Egress.TunName,
-			Queues:    cfg.Egress.Queues,
-			MTU:       cfg.Clients.MTU,
-			Addresses: cfg.Clients.Address,
-			Routes:    routesOutside(cfg.Clients.Address, clientPrefixes(cfg)),
-			Logger:    logger,
-		}, forwardEgress)
-		if err != nil {
-			return nil, fmt.Errorf("%w: egress.tun_name: %w", ErrStart, explainTUN(err))
-		}
-		g.egress = g.tun
-	case config.ModeNetstack:
-		g.netstack, err = device.NewNetstack(device.NetstackConfig{
-			Addresses: cfg.Clients.Address,
-			MTU:       cfg.Clients.MTU,
-			Dial:      opts.NetstackDial,
-			Ping:      opts.NetstackPing,
-			Logger:    logger,
-		}, forwardEgress)
-		if err != nil {
-			return nil, fmt.Errorf("%w: egress.mode netstack: %w", ErrStart, err)
-		}
-		g.egress = g.netstack
-	default:
-		return nil, fmt.Errorf("%w: egress.mode: unknown mode %q", ErrStart, cfg.Egress.Mode)
+	if err := g.openEgress(cfg, opts); err != nil {
+		return nil, err
 	}
 	var egressPort router.Port = g.egress
 	if opts.WrapEgress != nil {
 		egressPort = opts.WrapEgress(egressPort)
 	}
 	egressRef.set(egressPort)
-	if err := g.setRoutes(); err != nil {
+	g.routes = &routeTable{router: g.router, clientPort: g.clientPort, egressPort: g.egressPort, cfg: g.Config, tun: g.tun}
+	if err := g.routes.set(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrStart, err)
 	}
 
+	// The client device, with the probe as its only peer: admission adds
+	// clients as they connect.
 	g.clients, err = device.NewWireGuard(device.WireGuardConfig{
 		Name:       uapiName,
 		PrivateKey: cfg.Clients.PrivateKey,
 		ListenPort: cfg.Clients.ListenPort,
-		Peers:      []device.Peer{g.probe.peer()}, // clients are added as they connect
+		Peers:      []device.Peer{g.probe.Peer()},
 		Bind:       opts.ClientBind,
 		Logger:     logger,
 	}, g.port)
@@ -186,9 +167,20 @@ func New(cfg *config.Config, opts Options) (_ *Gateway, err error) {
 		}
 		return nil, fmt.Errorf("%w: clients: %w", ErrStart, err)
 	}
-	g.jit = newJIT(g, cfg.Clients.PrivateKey, opts.IdleTimeout)
-	g.jit.start()
-	if err := g.probe.start(cfg.Clients.PrivateKey.Public(), g.clients.ListenPort(), cfg.Clients.MTU); err != nil {
+	bind := g.clients.Bind()
+	g.admission = admission.New(admission.Config{
+		PrivateKey:  cfg.Clients.PrivateKey,
+		IdleTimeout: opts.IdleTimeout,
+		Reserved:    g.probe.PublicKey(),
+		Index:       &g.index,
+		Device:      g.clients,
+		Bind:        bind,
+		Reply:       bind.Bind,
+		Sessions:    &g.sessions,
+		Logger:      logger,
+	})
+	g.admission.Start()
+	if err := g.probe.Start(cfg.Clients.PrivateKey.Public(), g.clients.ListenPort(), cfg.Clients.MTU); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrStart, err)
 	}
 	if cfg.Clients.UAPI {
@@ -198,7 +190,7 @@ func New(cfg *config.Config, opts Options) (_ *Gateway, err error) {
 		}
 	}
 	if cfg.Clustered() {
-		if _, err = startCluster(g, cfg, opts); err != nil {
+		if err = g.joinCluster(cfg, opts); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrStart, err)
 		}
 	}
@@ -208,6 +200,58 @@ func New(cfg *config.Config, opts Options) (_ *Gateway, err error) {
 		"clients", len(cfg.Clients.Peers), "prefixes", fmt.Sprint(cfg.Egress.Prefixes),
 		"uapi", cfg.Clients.UAPI)
 	return g, nil
+}
+
+// openEgress opens the egress the configuration names, its packets
+// entering the router at fromEgress.
+func (g *Gateway) openEgress(cfg *config.Config, opts Options) (err error) {
+	switch cfg.Egress.Mode {
+	case config.ModeTUN:
+		g.tun, err = device.OpenTUN(device.TUNConfig{
+			Name:      cfg.Egress.TunName,
+			Queues:    cfg.Egress.Queues,
+			MTU:       cfg.Clients.MTU,
+			Addresses: cfg.Clients.Address,
+			Routes:    routesOutside(cfg.Clients.Address, probe.ClientPrefixes(cfg)),
+			Logger:    g.logger,
+		}, g.fromEgress)
+		if err != nil {
+			return fmt.Errorf("%w: egress.tun_name: %w", ErrStart, explainTUN(err))
+		}
+		g.egress = g.tun
+	case config.ModeNetstack:
+		g.netstack, err = netstack.New(netstack.Config{
+			Addresses: cfg.Clients.Address,
+			MTU:       cfg.Clients.MTU,
+			Dial:      opts.NetstackDial,
+			Ping:      opts.NetstackPing,
+			Logger:    g.logger,
+		}, g.fromEgress)
+		if err != nil {
+			return fmt.Errorf("%w: egress.mode netstack: %w", ErrStart, err)
+		}
+		g.egress = g.netstack
+	default:
+		return fmt.Errorf("%w: egress.mode: unknown mode %q", ErrStart, cfg.Egress.Mode)
+	}
+	return nil
+}
+
+// fromClients is the data path's client hop: packets the client device
+// decrypted (on its receive goroutines) go to the router, after fast
+// recovery has looked for the first packet of a session it waits for.
+func (g *Gateway) fromClients(bufs [][]byte, offset int) {
+	if r := g.sessions.load(); r != nil {
+		r.CheckPending(bufs, offset)
+	}
+	g.router.Forward(g.clientPort, bufs, offset)
+}
+
+// fromEgress is the data path's egress hop: packets the TUN or netstack
+// read from the private network (on their own goroutines) go to the
+// router.
+func (g *Gateway) fromEgress(bufs [][]byte, offset int) {
+	g.router.Forward(g.egressPort, bufs, offset)
 }
 
 func explainTUN(err error) error {
@@ -220,68 +264,6 @@ func explainTUN(err error) error {
 	return err
 }
 
-// setRoutes installs the forwarding table and source filters from the
-// configuration: each client's allowed IPs to the client port, the served
-// prefixes and the gateway's own addresses to the egress.
-func (g *Gateway) setRoutes() error {
-	g.routesMu.Lock()
-	defer g.routesMu.Unlock()
-	cfg := g.cfg
-	var routes []router.Route
-	var clientSources []router.SourceRule
-	egressSources := []router.SourceRule{
-		{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Allow: true},
-		{Prefix: netip.MustParsePrefix("::/0"), Allow: true},
-	}
-	for _, p := range clientPrefixes(cfg) {
-		routes = append(routes, router.Route{Prefix: p, Port: g.clientPort})
-		clientSources = append(clientSources, router.SourceRule{Prefix: p, Allow: true})
-		egressSources = append(egressSources, router.SourceRule{Prefix: p, Allow: false})
-	}
-	for _, p := range cfg.Egress.Prefixes {
-		routes = append(routes, router.Route{Prefix: p, Port: g.egressPort})
-	}
-	for _, a := range cfg.Clients.Address {
-		routes = append(routes, router.Route{Prefix: netip.PrefixFrom(a.Addr(), a.Addr().BitLen()), Port: g.egressPort})
-	}
-	if g.cluster != nil {
-		// Later routes replace earlier ones for the same prefix: clients
-		// owned elsewhere leave over the backbone.
-		routes = append(routes, g.cluster.routes(cfg)...)
-	}
-	if err := g.router.SetRoutes(routes); err != nil {
-		return err
-	}
-	if err := g.router.SetSources(g.clientPort, clientSources); err != nil {
-		return err
-	}
-	return g.router.SetSources(g.egressPort, egressSources)
-}
-
-func clientPrefixes(cfg *config.Config) []netip.Prefix {
-	var out []netip.Prefix
-	for _, p := range cfg.Clients.Peers {
-		out = append(out, p.AllowedIPs...)
-	}
-	return append(out, probePrefix(cfg)) // routed to the client port like a client's
-}
-
-// routesOutside returns the prefixes not already covered by the connected
-// routes of the interface addresses.
-func routesOutside(addrs, prefixes []netip.Prefix) []netip.Prefix {
-	var out []netip.Prefix
-next:
-	for _, p := range prefixes {
-		for _, a := range addrs {
-			if a.Masked().Bits() <= p.Bits() && a.Masked().Contains(p.Addr()) {
-				continue next
-			}
-		}
-		out = append(out, p)
-	}
-	return out
-}
-
 // ListenPort is the client device's UDP port.
 func (g *Gateway) ListenPort() uint16 { return g.clients.ListenPort() }
 
@@ -292,16 +274,24 @@ func (g *Gateway) Router() *router.Router { return g.router }
 func (g *Gateway) Clients() *device.WireGuard { return g.clients }
 
 // Netstack returns the netstack egress, or nil in tun mode.
-func (g *Gateway) Netstack() *device.Netstack { return g.netstack }
+func (g *Gateway) Netstack() *netstack.Stack { return g.netstack }
 
-// Close stops everything the gateway started, in reverse order.
-func (g *Gateway) Close() {
+// Close stops everything the gateway started, in reverse order, leaving
+// the cluster gracefully first.
+func (g *Gateway) Close() { g.close(true) }
+
+func (g *Gateway) close(leave bool) {
 	start := time.Now()
-	if g.cluster != nil {
-		g.cluster.close(true)
+	if g.members != nil {
+		g.members.Close(leave)
 	}
-	g.probe.close()
-	g.jit.close()
+	g.recovery.Close()
+	if g.clients != nil {
+		g.clients.Bind().SetTransportHook(nil)
+		g.clients.Bind().SetResponseHook(nil)
+	}
+	g.probe.Close()
+	g.admission.Close()
 	if g.uapi != nil {
 		g.uapi.Close()
 	}
@@ -315,7 +305,7 @@ func (g *Gateway) Close() {
 		g.egress.Close()
 	}
 	if g.clients != nil {
-		g.logger.Info("gateway stopped", "node", g.cfg.Node.Name, "took", time.Since(start).Round(time.Millisecond))
+		g.logger.Info("gateway stopped", "node", g.Config().Node.Name, "took", time.Since(start).Round(time.Millisecond))
 	}
 }
 

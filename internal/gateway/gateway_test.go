@@ -19,6 +19,8 @@ import (
 	"github.com/anyguard/anyguard/internal/keys"
 	"github.com/anyguard/anyguard/internal/wgclient"
 	"github.com/anyguard/anyguard/router"
+
+	"github.com/anyguard/anyguard/internal/testwait"
 )
 
 var (
@@ -84,7 +86,10 @@ func testConfig(gwKey, aliceKey keys.Key, prefix netip.Prefix) *config.Config {
 	cfg.Clients.Peers = []config.Peer{{Name: "alice", PublicKey: aliceKey.Public(), AllowedIPs: []netip.Prefix{netip.PrefixFrom(clientAddr, 32)}}}
 	cfg.Egress.Mode = config.ModeNetstack
 	cfg.Egress.Prefixes = []netip.Prefix{prefix}
+	// Many gateways in one process: no fixed ports, the admin listener
+	// (default 127.0.0.1:8081) included.
 	cfg.Health.Listen = "127.0.0.1:0"
+	cfg.Health.AdminListen = "127.0.0.1:0"
 	cfg.Health.TCPListen = config.Off
 	return cfg
 }
@@ -190,13 +195,7 @@ func TestJunkFloodKeepsServing(t *testing.T) {
 		}
 		u.Write(buf[:size])
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for e.gw.Clients().BindStats().Junk == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if bs := e.gw.Clients().BindStats(); bs.Junk == 0 {
-		t.Fatalf("no junk counted after %d junk datagrams: %+v", n, bs)
-	}
+	testwait.Until(t, 5*time.Second, fmt.Sprintf("junk counted after %d junk datagrams", n), func() bool { return e.gw.Clients().BindStats().Junk > 0 })
 	if body := get(t, c, "http://"+service.String()+"/"); body != "ok" {
 		t.Fatalf("after flood: %q", body)
 	}

@@ -14,6 +14,8 @@ import (
 	"github.com/anyguard/anyguard/cluster"
 	"github.com/anyguard/anyguard/health"
 	"github.com/anyguard/anyguard/internal/gateway"
+
+	"github.com/anyguard/anyguard/internal/testwait"
 )
 
 // TestStatusAndMetricsShowTheCluster: /status lists every member and
@@ -23,7 +25,7 @@ func TestStatusAndMetricsShowTheCluster(t *testing.T) {
 	a1 := e.gws["a1"]
 	// Every check passes on a clustered gateway too: the probe's route
 	// survives the routes the cluster adds.
-	waitUntil(t, "every check of a1 to pass", 10*time.Second, func() bool {
+	testwait.Until(t, 10*time.Second, "every check of a1 to pass", func() bool {
 		for _, c := range a1.Checks() {
 			if err := c.Run(context.Background()); err != nil {
 				return false
@@ -88,7 +90,7 @@ func TestClockRefusedNamedInReadyz(t *testing.T) {
 	e, ra, rb := newClusterEnv(t)
 	a1 := e.start(t, "a1", ra, nil, 0)
 	fast := e.start(t, "fast", rb, []string{gossipAddr(a1)}, 10*time.Minute)
-	waitUntil(t, "2 members", 10*time.Second, func() bool { return len(a1.Cluster().Members()) == 2 })
+	testwait.Until(t, 10*time.Second, "2 members", func() bool { return len(a1.Cluster().Members()) == 2 })
 	fast.Cluster().Claim(e.alice.Public(), clientEndpoint(fast), cluster.ReasonHandshake)
 	var clocks, ready health.Check
 	for _, c := range a1.Checks() {
@@ -102,7 +104,7 @@ func TestClockRefusedNamedInReadyz(t *testing.T) {
 	if !clocks.Advisory || clocks.Run == nil {
 		t.Fatalf("no advisory clocks check: %+v", clocks)
 	}
-	waitUntil(t, "the clocks check to name fast", 5*time.Second, func() bool {
+	testwait.Until(t, 5*time.Second, "the clocks check to name fast", func() bool {
 		err := clocks.Run(context.Background())
 		return err != nil && strings.Contains(err.Error(), "fast (10m0s ahead")
 	})
@@ -124,10 +126,10 @@ func TestReloadForgetsRemovedClientsOwnership(t *testing.T) {
 	e, ra, rb := newClusterEnv(t)
 	a1 := e.start(t, "a1", ra, nil, 0)
 	b1 := e.start(t, "b1", rb, []string{gossipAddr(a1)}, 0)
-	waitUntil(t, "2 members", 10*time.Second, func() bool { return len(a1.Cluster().Members()) == 2 })
+	testwait.Until(t, 10*time.Second, "2 members", func() bool { return len(a1.Cluster().Members()) == 2 })
 	alice := e.alice.Public()
 	b1.Cluster().Claim(alice, clientEndpoint(b1), cluster.ReasonHandshake)
-	waitUntil(t, "a1 to learn b1's claim", 5*time.Second, func() bool {
+	testwait.Until(t, 5*time.Second, "a1 to learn b1's claim", func() bool {
 		rec, ok := a1.Cluster().Owner(alice)
 		return ok && rec.Owner == "b1"
 	})
@@ -141,7 +143,7 @@ func TestReloadForgetsRemovedClientsOwnership(t *testing.T) {
 	}
 	// b1 (not reloaded) claims again and gossips it: refused.
 	b1.Cluster().Claim(alice, netip.MustParseAddrPort("198.51.100.9:4000"), cluster.ReasonHandshake)
-	waitUntil(t, "a1 to refuse the removed client's record", 5*time.Second, func() bool {
+	testwait.Until(t, 5*time.Second, "a1 to refuse the removed client's record", func() bool {
 		return a1.Metrics().Gossip["refused_unknown_client"] > 0
 	})
 	if _, ok := a1.Cluster().Owner(alice); ok {

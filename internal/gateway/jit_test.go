@@ -12,6 +12,8 @@ import (
 	"github.com/anyguard/anyguard/internal/gateway"
 	"github.com/anyguard/anyguard/internal/keys"
 	"github.com/anyguard/anyguard/internal/wgclient"
+
+	"github.com/anyguard/anyguard/internal/testwait"
 )
 
 // A configured client is no device peer until it connects; its very first
@@ -73,7 +75,7 @@ func TestUnknownKeyIsNoPeer(t *testing.T) {
 	if _, err := c.Ping(ctx, netip.MustParseAddr("10.99.0.1"), 1, time.Second); err == nil {
 		t.Fatal("a client with an unknown key got an answer")
 	}
-	waitUntil(t, "the unknown key to be counted", 5*time.Second, func() bool {
+	testwait.Until(t, 5*time.Second, "the unknown key to be counted", func() bool {
 		return e.gw.PeerStats().Initiations["unknown_key"] > 0
 	})
 	if e.gw.Clients().HasPeer(stranger.Public()) || e.gw.PeerStats().Live != 0 {
@@ -92,7 +94,7 @@ func TestIdlePeersAreRemoved(t *testing.T) {
 		t.Fatalf("body %q", body)
 	}
 	c.Close()
-	waitUntil(t, "alice's idle peer to be removed", 5*time.Second, func() bool {
+	testwait.Until(t, 5*time.Second, "alice's idle peer to be removed", func() bool {
 		return !e.gw.Clients().HasPeer(e.cliKey.Public())
 	})
 	st := e.gw.PeerStats()
@@ -103,7 +105,7 @@ func TestIdlePeersAreRemoved(t *testing.T) {
 		t.Fatalf("%d peers left, want the probe alone", e.gw.Clients().PeerCount())
 	}
 	// The probe (idle between its echoes, and pinned) still gets through.
-	waitUntil(t, "the probe to keep succeeding", 5*time.Second, func() bool {
+	testwait.Until(t, 5*time.Second, "the probe to keep succeeding", func() bool {
 		return e.gw.Metrics().Probe.Successes > 3 && probeOK(e.gw)
 	})
 	// Alice reconnects with a new device (a restarted client).
@@ -146,7 +148,7 @@ func TestCookieUnderLoad(t *testing.T) {
 	if _, err := junk.Write(msg); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the junk initiation to be counted unreadable", 2*time.Second, func() bool {
+	testwait.Until(t, 2*time.Second, "the junk initiation to be counted unreadable", func() bool {
 		return e.gw.PeerStats().Initiations["unreadable"] == 1
 	})
 	junk.SetReadDeadline(time.Now().Add(200 * time.Millisecond))

@@ -8,6 +8,8 @@ import (
 	"github.com/anyguard/anyguard/cluster"
 	"github.com/anyguard/anyguard/cluster/clustertest"
 	"github.com/anyguard/anyguard/internal/wgclient"
+
+	"github.com/anyguard/anyguard/internal/testwait"
 )
 
 // TestPartitionHealsRoutes: two regions of two gateways, gossip between
@@ -47,7 +49,7 @@ func TestPartitionHealsRoutes(t *testing.T) {
 			return true
 		}
 	}
-	waitUntil(t, "4 gateways in every view", 10*time.Second, alive(4))
+	testwait.Until(t, 10*time.Second, "4 gateways in every view", alive(4))
 	client, err := wgclient.New(wgclient.Config{
 		PrivateKey: e.alice, Address: clientAddr, Peer: e.clientsKey.Public(), Endpoint: clientEndpoint(a1),
 		AllowedIPs: []netip.Prefix{ra.prefix, rb.prefix},
@@ -60,15 +62,15 @@ func TestPartitionHealsRoutes(t *testing.T) {
 	mustFetch(t, client, rb)
 
 	p.Cut(true)
-	waitUntil(t, "each region to see the other dead", 15*time.Second, alive(2))
-	waitUntil(t, "a1 to drop its route to region B", 5*time.Second, func() bool {
+	testwait.Until(t, 15*time.Second, "each region to see the other dead", alive(2))
+	testwait.Until(t, 5*time.Second, "a1 to drop its route to region B", func() bool {
 		_, ok := a1.Router().LookupHop(rb.service.Addr())
 		return !ok
 	})
 	time.Sleep(3 * time.Second) // memberlist forgets the dead (1 s and a probe round): nothing to await
 	p.Cut(false)
 	healed := time.Now()
-	waitUntil(t, "4 gateways in every view again", 10*time.Second, alive(4))
+	testwait.Until(t, 10*time.Second, "4 gateways in every view again", alive(4))
 	t.Logf("members back %s after the link returned", time.Since(healed).Round(time.Millisecond))
 	mustFetch(t, client, rb)
 	t.Logf("client reached region B %s after the link returned", time.Since(healed).Round(time.Millisecond))

@@ -12,6 +12,8 @@ import (
 	"github.com/anyguard/anyguard/health"
 	"github.com/anyguard/anyguard/internal/gateway"
 	"github.com/anyguard/anyguard/internal/keys"
+
+	"github.com/anyguard/anyguard/internal/testwait"
 )
 
 // insider joins the cluster of e as an insider holding the gossip key
@@ -39,10 +41,10 @@ func insider(t *testing.T, e *clusterEnv, join string, region string, prefixes .
 	return c, addr
 }
 
-// getStatus fetches /status over HTTP.
+// getStatus fetches /status over HTTP from the admin listener.
 func getStatus(t *testing.T, srv *health.Server) health.Status {
 	t.Helper()
-	resp, err := http.Get("http://" + srv.Addr().String() + "/status")
+	resp, err := http.Get("http://" + srv.AdminAddr().String() + "/status")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +96,7 @@ func TestInsiderCannotHijackPrefixes(t *testing.T) {
 		{"x1", "10.99.0.2/32", "client_network"},
 	}
 	for name, g := range e.gws {
-		waitUntil(t, name+" to refuse the insider's prefixes", 10*time.Second, func() bool {
+		testwait.Until(t, 10*time.Second, name+" to refuse the insider's prefixes", func() bool {
 			got := refusedKeys(g.Status())
 			// b1 and b2 see themselves as contested too; the set is the same.
 			return slices.Equal(got, want)
@@ -140,7 +142,7 @@ func TestInsiderCannotHijackPrefixes(t *testing.T) {
 	if err := x1.SetMeta(meta); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "a1 to route 10.3.0.0/16 to x1 and region B's prefix to region B", 10*time.Second, func() bool {
+	testwait.Until(t, 10*time.Second, "a1 to route 10.3.0.0/16 to x1 and region B's prefix to region B", func() bool {
 		h3, ok3 := a1.Router().LookupHop(netip.MustParseAddr("10.3.0.1"))
 		sb := servingGateway(t, e, rb)
 		return ok3 && h3.Via == xAddr && (sb == "b1" || sb == "b2") && len(a1.Status().RefusedPrefixes) == 0

@@ -7,7 +7,7 @@ import (
 	"slices"
 
 	"github.com/anyguard/anyguard/internal/config"
-	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/internal/gateway/admission"
 )
 
 // ErrRestartNeeded is returned by Reload for a change that only a restart
@@ -39,7 +39,7 @@ func (g *Gateway) reload(cfg *config.Config) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
-	old := g.cfg
+	old := g.cfg.Load()
 	if field := restartField(old, cfg); field != "" {
 		return fmt.Errorf("reload: %s %w", field, ErrRestartNeeded)
 	}
@@ -52,30 +52,19 @@ func (g *Gateway) reload(cfg *config.Config) error {
 		}
 		return fmt.Errorf("reload: clients.peers: %w", err)
 	}
-	g.cfg = cfg
-	if err := g.applyRoutes(); err != nil {
-		g.cfg = old
-		err = errors.Join(err, g.setClients(old), g.applyRoutes())
+	g.cfg.Store(cfg)
+	if err := g.routes.Reapply(); err != nil {
+		g.cfg.Store(old)
+		err = errors.Join(err, g.setClients(old), g.routes.Reapply())
 		return fmt.Errorf("reload: %w", err)
 	}
 	g.digest = cfg.ClientSetDigest()
-	if g.cluster != nil {
-		g.cluster.announce(cfg, g.digest)
+	if g.members != nil {
+		g.members.Announce(cfg, g.digest)
 	}
 	g.logger.Info("configuration reloaded", "node", cfg.Node.Name,
 		"clients", len(cfg.Clients.Peers), "digest", g.digest[:12],
 		"prefixes", fmt.Sprint(cfg.Egress.Prefixes))
-	return nil
-}
-
-// applyRoutes brings the router and the TUN's kernel routes in line with g.cfg.
-func (g *Gateway) applyRoutes() error {
-	if err := g.setRoutes(); err != nil {
-		return err
-	}
-	if g.tun != nil {
-		return g.tun.SetRoutes(routesOutside(g.cfg.Clients.Address, clientPrefixes(g.cfg)))
-	}
 	return nil
 }
 
@@ -114,39 +103,28 @@ func restartField(a, b *config.Config) string {
 }
 
 // Config returns the configuration in force.
-func (g *Gateway) Config() *config.Config {
-	cfg, _ := g.config()
-	return cfg
-}
+func (g *Gateway) Config() *config.Config { return g.cfg.Load() }
 
 // config returns the configuration in force and its client-set digest.
 func (g *Gateway) config() (*config.Config, string) {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
-	return g.cfg, g.digest
+	return g.cfg.Load(), g.digest
 }
 
 // setClients installs the client index of cfg and brings the device's
 // live client peers in line with it.
 func (g *Gateway) setClients(cfg *config.Config) error {
-	g.jit.mu.Lock()
-	defer g.jit.mu.Unlock()
-	g.indexClients(cfg)
-	return g.jit.reloadLocked()
+	return g.admission.Reindex(func() { g.index.set(cfg) })
 }
 
-// indexClients publishes the client set by public key, for the lookups
-// made per initiation, per claim and per ownership change.
-func (g *Gateway) indexClients(cfg *config.Config) {
-	m := make(map[keys.Key]config.Peer, len(cfg.Clients.Peers))
-	for _, p := range cfg.Clients.Peers {
-		m[p.PublicKey] = p
-	}
-	g.byKey.Store(&m)
-}
+// PeerStats returns the counts of configured clients and live peers and
+// the just-in-time counters.
+func (g *Gateway) PeerStats() JITStats { return g.admission.Stats() }
 
-// peer returns the configured client with public key k.
-func (g *Gateway) peer(k keys.Key) (config.Peer, bool) {
-	p, ok := (*g.byKey.Load())[k]
-	return p, ok
-}
+// JITStats are the just-in-time peer counters.
+type JITStats = admission.Stats
+
+// DefaultIdleTimeout is how long a client's peer stays on the client
+// device after its last handshake, initiation or addition.
+const DefaultIdleTimeout = admission.DefaultIdleTimeout

@@ -10,6 +10,8 @@ import (
 	"github.com/anyguard/anyguard/cluster"
 	"github.com/anyguard/anyguard/internal/config"
 	"github.com/anyguard/anyguard/internal/wgclient"
+
+	"github.com/anyguard/anyguard/internal/testwait"
 )
 
 // captureRelay forwards a client's datagrams to one gateway and the
@@ -106,7 +108,7 @@ func TestReplayedInitiationMovesNothing(t *testing.T) {
 	}
 	defer client.Close()
 	mustFetch(t, client, rb)
-	waitUntil(t, "every gateway to agree that a1 owns alice", 5*time.Second, func() bool { return ownersAgree(e, "a1") })
+	testwait.Until(t, 5*time.Second, "every gateway to agree that a1 owns alice", func() bool { return ownersAgree(e, "a1") })
 	before, _ := a1.Cluster().Owner(e.alice.Public())
 	if before.Reason != cluster.ReasonHandshake {
 		t.Fatalf("a1's claim after alice's handshake: %+v", before)
@@ -196,7 +198,7 @@ func TestReplayedInitiationMovesNothing(t *testing.T) {
 		t.Fatalf("client after moving to b2: %q %v", body, err)
 	}
 	back := time.Since(moved)
-	waitUntil(t, "every gateway to agree that b2 owns alice", 5*time.Second, func() bool { return ownersAgree(e, "b2") })
+	testwait.Until(t, 5*time.Second, "every gateway to agree that b2 owns alice", func() bool { return ownersAgree(e, "b2") })
 	t.Logf("moved to b2 after the replays: traffic back after %s", back.Round(time.Millisecond))
 	if back > 3*time.Second {
 		t.Errorf("the takeover after a replay took %s: held back by the replay's handshake", back)
@@ -222,7 +224,7 @@ func TestIdleClientClaimedAfterConfirmation(t *testing.T) {
 	if err := client.Handshake(); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "every gateway to agree that b1 owns alice", 5*time.Second, func() bool { return ownersAgree(e, "b1") })
+	testwait.Until(t, 5*time.Second, "every gateway to agree that b1 owns alice", func() bool { return ownersAgree(e, "b1") })
 	rec, _ := b1.Cluster().Owner(e.alice.Public())
 	if rec.Reason != cluster.ReasonHandshake {
 		t.Fatalf("record: %+v", rec)
@@ -249,7 +251,7 @@ func TestRestartUnderSameNameRecovers(t *testing.T) {
 	}
 	defer client.Close()
 	mustFetch(t, client, ra)
-	waitUntil(t, "every gateway to agree that b1 owns alice", 5*time.Second, func() bool { return ownersAgree(e, "b1") })
+	testwait.Until(t, 5*time.Second, "every gateway to agree that b1 owns alice", func() bool { return ownersAgree(e, "b1") })
 
 	b1.CrashForTest()
 	delete(e.gws, "b1")
@@ -257,7 +259,7 @@ func TestRestartUnderSameNameRecovers(t *testing.T) {
 		cfg.Clients.ListenPort = port
 		cfg.Cluster.Bind = gossip
 	})
-	waitUntil(t, "the restarted b1 to learn that it owns alice", 10*time.Second, func() bool {
+	testwait.Until(t, 10*time.Second, "the restarted b1 to learn that it owns alice", func() bool {
 		rec, ok := restarted.Cluster().Owner(e.alice.Public())
 		return ok && rec.Owner == "b1"
 	})

@@ -3,6 +3,7 @@
 package gateway_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/netip"
 	"os"
@@ -15,6 +16,8 @@ import (
 	"github.com/anyguard/anyguard/internal/e2etest"
 	"github.com/anyguard/anyguard/internal/gateway"
 	"github.com/anyguard/anyguard/internal/keys"
+
+	"github.com/anyguard/anyguard/internal/testwait"
 )
 
 const inNetnsEnv = "ANYGUARD_TEST_IN_NETNS"
@@ -56,6 +59,7 @@ func startTUNGateway(t *testing.T, tunName string) (waitReady func(want int, why
 	cfg.Egress.TunName = tunName
 	cfg.Egress.Queues = 2
 	cfg.Health.Listen = "127.0.0.1:0"
+	cfg.Health.AdminListen = config.Off
 	cfg.Health.TCPListen = "off"
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -72,19 +76,16 @@ func startTUNGateway(t *testing.T, tunName string) (waitReady func(want int, why
 	t.Cleanup(func() { srv.Close(); st.Close() })
 	return func(want int, why string) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		testwait.NoError(t, 10*time.Second, fmt.Sprintf("%s: /readyz to answer %d", why, want), func() error {
 			resp, err := http.Get("http://" + srv.Addr().String() + "/readyz?verbose")
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == want {
-					return
-				}
+			if err != nil {
+				return err
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: /readyz never answered %d (last: %v %v)", why, want, resp, err)
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				return fmt.Errorf("/readyz = %d", resp.StatusCode)
 			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 }

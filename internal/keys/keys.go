@@ -1,29 +1,25 @@
-// Package keys handles WireGuard Curve25519 keys in the base64 form that
-// wg(8) reads and writes: generation, parsing, public-key derivation and
-// reading key files with a permission check.
+// Package keys reads WireGuard key files with a permission check. The key
+// type itself, its parsing and derivation, are in the public package wgkey;
+// Key, Len, ErrBadKey, Parse and Generate here are aliases of it, so that
+// code inside the module may keep naming keys.Key.
 package keys
 
 import (
-	"bytes"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
-	"strings"
 
-	"golang.org/x/crypto/curve25519"
+	"github.com/anyguard/anyguard/wgkey"
 )
 
 // Len is the length in bytes of every WireGuard key.
-const Len = 32
+const Len = wgkey.Len
 
-// Key is a Curve25519 private, public or preshared key.
-type Key [Len]byte
+// Key is a Curve25519 private, public or preshared key (wgkey.Key).
+type Key = wgkey.Key
 
 // ErrBadKey is returned (wrapped) for text that is not a base64 WireGuard key.
-var ErrBadKey = errors.New("not a WireGuard key: want 44 characters of base64 encoding 32 bytes")
+var ErrBadKey = wgkey.ErrBadKey
 
 // ErrWorldReadable is returned (wrapped in an *AccessError) for a key file
 // whose mode lets group or others read or write it.
@@ -33,62 +29,11 @@ var ErrWorldReadable = errors.New("key file is open to group or others")
 // owned by a user other than the one this process runs as, or root.
 var ErrKeyFileOwner = errors.New("key file is owned by another user")
 
-// Parse decodes a base64 key as printed by `wg genkey` or `wg pubkey`.
-// Surrounding white space is ignored.
-func Parse(s string) (Key, error) {
-	var k Key
-	s = strings.TrimSpace(s)
-	if len(s) != base64.StdEncoding.EncodedLen(Len) {
-		return k, ErrBadKey
-	}
-	b, err := base64.StdEncoding.DecodeString(s)
-	if err != nil || len(b) != Len {
-		return Key{}, ErrBadKey
-	}
-	copy(k[:], b)
-	return k, nil
-}
+// Parse decodes a base64 key (wgkey.Parse).
+func Parse(s string) (Key, error) { return wgkey.Parse(s) }
 
-// Generate returns a new random private key, clamped as `wg genkey` does.
-func Generate() (Key, error) {
-	var k Key
-	if _, err := rand.Read(k[:]); err != nil {
-		return k, fmt.Errorf("generate key: %w", err)
-	}
-	k.clamp()
-	return k, nil
-}
-
-func (k *Key) clamp() {
-	k[0] &= 248
-	k[31] = (k[31] & 127) | 64
-}
-
-// Public derives the public key of private key k.
-func (k Key) Public() Key {
-	var pub Key
-	priv := k
-	priv.clamp()
-	curve25519.ScalarBaseMult((*[32]byte)(&pub), (*[32]byte)(&priv))
-	return pub
-}
-
-// IsZero reports whether k is all zeros (unset).
-func (k Key) IsZero() bool { return k == Key{} }
-
-// String returns the base64 form of k. Never log a private key.
-func (k Key) String() string { return base64.StdEncoding.EncodeToString(k[:]) }
-
-// Hex returns the lower-case hex form used by the WireGuard UAPI.
-func (k Key) Hex() string {
-	const digits = "0123456789abcdef"
-	b := make([]byte, 2*Len)
-	for i, c := range k {
-		b[2*i] = digits[c>>4]
-		b[2*i+1] = digits[c&15]
-	}
-	return string(b)
-}
+// Generate returns a new random private key (wgkey.Generate).
+func Generate() (Key, error) { return wgkey.Generate() }
 
 // ReadFile reads a key file. It refuses, before reading a byte, a file
 // that someone other than this process's user (or root) could read or
@@ -127,6 +72,3 @@ func ReadFile(path string) (Key, error) {
 	}
 	return k, nil
 }
-
-// Compare orders keys bytewise, for sorting.
-func (k Key) Compare(o Key) int { return bytes.Compare(k[:], o[:]) }

@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"sync"
+
+	"github.com/anyguard/anyguard/packet"
 )
 
 // Packet returns a UDP packet from src to dst (both IPv4 or both IPv6) with
@@ -24,7 +26,7 @@ func Packet(headroom int, src, dst netip.Addr, ttl uint8, payload []byte) []byte
 		s, d := src.As4(), dst.As4()
 		copy(p[12:], s[:])
 		copy(p[16:], d[:])
-		binary.BigEndian.PutUint16(p[10:], Checksum(p[:20]))
+		binary.BigEndian.PutUint16(p[10:], packet.Checksum(p[:20]))
 		binary.BigEndian.PutUint16(p[20:], 1234)
 		binary.BigEndian.PutUint16(p[22:], 5678)
 		binary.BigEndian.PutUint16(p[24:], uint16(udpLen+len(payload)))
@@ -48,20 +50,9 @@ func Packet(headroom int, src, dst netip.Addr, ttl uint8, payload []byte) []byte
 	return b
 }
 
-// Checksum is the Internet checksum (RFC 1071) of b.
-func Checksum(b []byte) uint16 {
-	var sum uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(b[i:]))
-	}
-	if len(b)%2 == 1 {
-		sum += uint32(b[len(b)-1]) << 8
-	}
-	for sum>>16 != 0 {
-		sum = (sum & 0xffff) + sum>>16
-	}
-	return ^uint16(sum)
-}
+// Checksum is the Internet checksum (RFC 1071) of b: zero over an IPv4
+// header whose checksum is right.
+func Checksum(b []byte) uint16 { return packet.Checksum(b) }
 
 // Sink is a Port that records copies of the packets delivered to it.
 type Sink struct {

@@ -1,7 +1,0 @@
-//go:build race
-
-package device
-
-// The race detector's sync.Pool drops items at random, so allocation counts
-// are meaningless under it.
-const handshakeRaceEnabled = true

@@ -1,0 +1,140 @@
+package admission
+
+import (
+	"time"
+
+	"github.com/anyguard/anyguard/device/handshake"
+	"github.com/anyguard/anyguard/internal/config"
+	"github.com/anyguard/anyguard/internal/keys"
+)
+
+func (a *Admission) work() {
+	defer a.wg.Done()
+	var in handshake.Initiation
+	for {
+		select {
+		case <-a.stop:
+			return
+		case h := <-a.queue:
+			a.handle(&h, &in)
+		}
+	}
+}
+
+// handle decides one held initiation: release it to the device (adding
+// the client's peer first if need be) or drop it.
+func (a *Admission) handle(h *heldInitiation, in *handshake.Initiation) {
+	if err := a.reader.Read(h.msg[:], in); err != nil {
+		// Not for this key, or not decryptable: the device would drop it.
+		a.unreadable.Add(1)
+		return
+	}
+	client := in.Static
+	a.mu.Lock()
+	peer, configured := a.index.Peer(client)
+	if !configured {
+		live := a.dev.HasPeer(client) // the probe, or one set with wg(8)
+		a.mu.Unlock()
+		if live {
+			a.release(h)
+			return
+		}
+		a.unknown.Add(1)
+		return
+	}
+	s, err := a.seenLocked(client)
+	if err != nil {
+		a.mu.Unlock()
+		a.notAuthentic.Add(1)
+		return
+	}
+	ts, err := in.Authenticate(&s.secret)
+	if err != nil {
+		a.mu.Unlock()
+		a.notAuthentic.Add(1)
+		return
+	}
+	if !ts.After(s.lastTS) {
+		a.mu.Unlock()
+		a.replays.Add(1)
+		return
+	}
+	s.lastTS = ts
+	now := time.Now()
+	s.lastInit = now
+	err = a.addLocked(peer, s, now)
+	a.mu.Unlock()
+	if err != nil {
+		a.logger.Error("cannot add a connecting client to the device", "client", peer.Name, "err", err)
+		return
+	}
+	if a.sessions != nil {
+		// Not a claim yet: the client must first prove its session with
+		// data (package recovery). Registered before the release, which
+		// the device may answer at once.
+		a.sessions.ExpectConfirmation(in.Sender, client, endpointAddr(h.from))
+	}
+	a.release(h)
+}
+
+func (a *Admission) release(h *heldInitiation) {
+	a.pace()
+	if a.bind.Release(h.msg[:], h.from) {
+		a.accepted.Add(1)
+		a.released++
+	}
+}
+
+// pace waits while the device has releaseWindow released initiations it
+// has not answered, at most releaseStall.
+func (a *Admission) pace() {
+	b := a.bind
+	var since time.Time
+	for {
+		waiting := int64(a.released + a.answeredBase - b.Answered())
+		if waiting < releaseWindow {
+			if waiting < 0 { // answers to initiations not released here
+				a.answeredBase = b.Answered() - a.released
+			}
+			return
+		}
+		now := time.Now()
+		if since.IsZero() {
+			since = now
+		} else if now.Sub(since) >= releaseStall {
+			a.answeredBase = b.Answered() - a.released // dropped by the device
+			return
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// seenLocked returns the client's record, computing its static-static
+// secret the first time (one X25519).
+func (a *Admission) seenLocked(client keys.Key) (*clientSeen, error) {
+	if s, ok := a.seen[client]; ok {
+		return s, nil
+	}
+	secret, err := a.reader.SharedSecret(client)
+	if err != nil {
+		return nil, err
+	}
+	s := &clientSeen{secret: secret}
+	a.seen[client] = s
+	return s, nil
+}
+
+// addLocked makes the configured client a device peer if it is not one.
+func (a *Admission) addLocked(peer config.Peer, s *clientSeen, now time.Time) error {
+	added, err := a.dev.AddPeer(clientPeer(peer))
+	if err != nil {
+		return err
+	}
+	if added {
+		a.added.Add(1)
+		if s != nil {
+			s.added = now
+		}
+	}
+	return nil
+}

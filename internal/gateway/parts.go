@@ -1,0 +1,169 @@
+package gateway
+
+import (
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/anyguard/anyguard/cluster"
+	"github.com/anyguard/anyguard/health"
+	"github.com/anyguard/anyguard/internal/config"
+	"github.com/anyguard/anyguard/internal/gateway/membership"
+	"github.com/anyguard/anyguard/internal/gateway/probe"
+	"github.com/anyguard/anyguard/internal/gateway/recovery"
+	"github.com/anyguard/anyguard/internal/keys"
+)
+
+// The small values the gateway hands its parts in place of itself.
+
+// clientIndex is the configured client set by public key, for the lookups
+// made per initiation, per claim and per ownership change. It implements
+// the Index of admission, recovery and membership. A reload swaps it
+// under the admission lock (admission.Reindex).
+type clientIndex struct {
+	m atomic.Pointer[map[keys.Key]config.Peer]
+}
+
+// set publishes the client set of cfg.
+func (x *clientIndex) set(cfg *config.Config) {
+	m := make(map[keys.Key]config.Peer, len(cfg.Clients.Peers))
+	for _, p := range cfg.Clients.Peers {
+		m[p.PublicKey] = p
+	}
+	x.m.Store(&m)
+}
+
+// Peer returns the configured client with public key k.
+func (x *clientIndex) Peer(k keys.Key) (config.Peer, bool) {
+	p, ok := (*x.m.Load())[k]
+	return p, ok
+}
+
+// Len is the number of configured clients.
+func (x *clientIndex) Len() int { return len(*x.m.Load()) }
+
+// sessionsRef is fast recovery as admission and the client hop see it:
+// absent until the gateway has joined its cluster (and always when it
+// runs alone). It implements admission.Sessions.
+type sessionsRef struct {
+	p atomic.Pointer[recovery.Recovery]
+}
+
+func (s *sessionsRef) load() *recovery.Recovery { return s.p.Load() }
+
+// ExpectConfirmation implements admission.Sessions.
+func (s *sessionsRef) ExpectConfirmation(sender uint32, client keys.Key, endpoint netip.AddrPort) {
+	if r := s.p.Load(); r != nil {
+		r.ExpectConfirmation(sender, client, endpoint)
+	}
+}
+
+// Lost implements admission.Sessions.
+func (s *sessionsRef) Lost(client keys.Key) {
+	if r := s.p.Load(); r != nil {
+		r.Lost(client)
+	}
+}
+
+// ownerStats counts ownership changes by reason
+// (anyguard_ownership_changes_total) and how long they took to converge
+// (anyguard_convergence_seconds). It implements membership.Observer.
+type ownerStats struct {
+	changes     [16]atomic.Uint64
+	convergence health.Histogram
+}
+
+// OwnershipChanged counts a change of a client's owner by its reason;
+// endpoint refreshes by the same owner do not count.
+func (o *ownerStats) OwnershipChanged(old, rec cluster.Record) {
+	if old.Owner != rec.Owner {
+		o.changes[int(rec.Reason)%len(o.changes)].Add(1)
+	}
+}
+
+// ObserveConvergence records how long an ownership change took to reach
+// this gateway.
+func (o *ownerStats) ObserveConvergence(d time.Duration) { o.convergence.Observe(d) }
+
+// counts returns the counts by reason name: the reasons the cluster
+// writes always, others once seen.
+func (o *ownerStats) counts() map[string]uint64 {
+	m := make(map[string]uint64)
+	for i := range o.changes {
+		r := cluster.Reason(i)
+		n := o.changes[i].Load()
+		switch r {
+		case cluster.ReasonHandshake, cluster.ReasonData, cluster.ReasonTakeover, cluster.ReasonRelease:
+			m[r.String()] = n
+		default:
+			if n != 0 {
+				m[r.String()] = n
+			}
+		}
+	}
+	return m
+}
+
+// joinCluster wires the cluster parts: the membership part (backbone
+// device and port, cluster) and fast recovery on the client bind's hooks.
+// On error it leaves nothing of them running.
+func (g *Gateway) joinCluster(cfg *config.Config, opts Options) (err error) {
+	m, err := membership.New(membership.Config{
+		Gateway:    cfg,
+		Digest:     g.digest,
+		Router:     g.router,
+		Routes:     g.routes,
+		ClientPort: g.clientPort,
+		Index:      &g.index,
+		Peers:      g.admission,
+		Observer:   &g.owners,
+		Logger:     g.logger,
+	})
+	if err != nil {
+		return err
+	}
+	rec := recovery.New(recovery.Config{
+		Self:      cfg.Node.Name,
+		Addresses: cfg.Clients.Address,
+		Claimer:   m,
+		Index:     &g.index,
+		Admitter:  g.admission,
+		Device:    g.clients,
+		Port:      g.port,
+		Logger:    g.logger,
+	})
+	g.routes.setExtra(m.Routes) // before any cluster goroutine reroutes
+	if err := m.Join(rec, opts.ClusterClock, opts.ClusterConfig); err != nil {
+		m.Close(false)
+		g.routes.setExtra(nil)
+		return err
+	}
+	g.members, g.recovery = m, rec
+	rec.Start()
+	bind := g.clients.Bind()
+	if !opts.NoFastRecovery {
+		// The takeover of moved flows; off, a moved client comes back by
+		// its own re-handshake, as to stock servers sharing a key.
+		bind.SetTransportHook(rec.OnTransport)
+	}
+	bind.SetResponseHook(rec.OnResponse)
+	g.sessions.p.Store(rec)
+	return nil
+}
+
+// Cluster returns the gateway's cluster membership, or nil when it runs alone.
+func (g *Gateway) Cluster() *cluster.Cluster {
+	if g.members == nil {
+		return nil
+	}
+	return g.members.Cluster()
+}
+
+// DefaultProbeInterval is the data-path probe's period.
+const DefaultProbeInterval = probe.DefaultInterval
+
+// The probe's source addresses (see package probe).
+var (
+	ProbeSource4 = probe.Source4
+	ProbeSource6 = probe.Source6
+)

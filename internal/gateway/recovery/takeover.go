@@ -1,0 +1,167 @@
+package recovery
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/anyguard/anyguard/cluster"
+	"github.com/anyguard/anyguard/internal/config"
+	"github.com/anyguard/anyguard/internal/gateway/probe"
+	"github.com/anyguard/anyguard/internal/keys"
+	"github.com/anyguard/anyguard/packet"
+)
+
+// takeover initiates a handshake to a client whose flow arrived here.
+func (r *Recovery) takeover(req takeoverRequest) {
+	now := time.Now()
+	if now.Sub(r.lastTry[req.client]) < takeoverRetry {
+		return
+	}
+	r.lastTry[req.client] = now
+	if r.ownsLive(req.client) {
+		return
+	}
+	// The client may not be a device peer here (yet, or any more): add
+	// it, as its own initiation would.
+	peer, ok, err := r.admitter.EnsureLive(req.client)
+	if err != nil {
+		r.logger.Warn("cannot add a moved client to the device", "client", peer.Name, "err", err)
+		return
+	}
+	if !ok || len(peer.AllowedIPs) == 0 {
+		return
+	}
+	addr := peer.AllowedIPs[0].Addr()
+	r.setPending(addr, pendingClaim{client: req.client, endpoint: req.endpoint, reason: cluster.ReasonTakeover, at: now})
+	if !r.isLive(req.client) {
+		// No confirmed session here: whatever handshake the device holds
+		// is not the client's (perhaps a replayed initiation it answered)
+		// and must not hold back the one that wins the client back.
+		r.dev.ForgetHandshake(req.client)
+	}
+	if err := r.dev.SetEndpoint(req.client, req.endpoint); err != nil {
+		r.logger.Warn("cannot point a moved client's peer at its endpoint", "client", peer.Name, "err", err)
+		return
+	}
+	// An echo request to the client makes the device handshake with it
+	// (it has no session) and then deliver the request; the client's reply,
+	// decrypted over the new session, is what claims it (CheckPending),
+	// even when the client has nothing else to send.
+	if !r.sendEcho(peer, addr) {
+		if err := r.dev.Initiate(req.client, req.endpoint); err != nil {
+			r.logger.Warn("cannot initiate a handshake to a moved client", "client", peer.Name, "err", err)
+			return
+		}
+	}
+	r.initiated.Add(1)
+	r.logger.Info("client flow arrived here: initiating handshake", "client", peer.Name, "endpoint", req.endpoint)
+}
+
+// sendEcho hands the client device an echo request from the gateway's
+// own client-network address to the client's address addr. It reports
+// false when the gateway has no address of addr's family.
+func (r *Recovery) sendEcho(peer config.Peer, addr netip.Addr) bool {
+	gw, ok := r.gatewayAddr(addr)
+	if !ok {
+		return false
+	}
+	r.seq++
+	pkt := append(make([]byte, echoHeadroom), probe.EchoRequest(gw, addr, takeoverEchoID, r.seq)...)
+	if err := r.port.Deliver([][]byte{pkt}, echoHeadroom); err != nil {
+		r.logger.Warn("cannot send to a client", "client", peer.Name, "err", err)
+	}
+	return true
+}
+
+// CheckPending looks at packets decrypted from clients while a claim
+// waits: the first one from the client proves its session with this
+// gateway, which then claims it.
+func (r *Recovery) CheckPending(bufs [][]byte, offset int) {
+	if r.pendingN.Load() == 0 {
+		return
+	}
+	for _, b := range bufs {
+		src, ok := sourceAddr(b[offset:])
+		if !ok {
+			continue
+		}
+		v, ok := r.pending.LoadAndDelete(src)
+		if !ok {
+			continue
+		}
+		r.pendingN.Add(-1)
+		r.confirmedClaim(v.(pendingClaim))
+	}
+}
+
+// confirmedClaim claims a client whose first packet over a session with
+// this gateway just decrypted.
+func (r *Recovery) confirmedClaim(p pendingClaim) {
+	r.live.Store(p.client, struct{}{})
+	rec, ok := r.claimer.Claim(p.client, p.endpoint, p.reason)
+	switch {
+	case ok && p.reason == cluster.ReasonTakeover:
+		r.taken.Add(1)
+	case ok:
+		r.confirmed.Add(1)
+	}
+	if rec.Owner == r.self && rec.Endpoint.IsValid() {
+		// Ours again with a live session (after a restart, the record
+		// did not change): its packets need no takeover any more.
+		r.foreign.CompareAndDelete(rec.Endpoint, p.client)
+	}
+}
+
+// Lost forgets that client's session lives here: it moved away, or its
+// peer left the device. If this gateway still owns it, its endpoint is
+// recognised again for fast recovery.
+func (r *Recovery) Lost(client keys.Key) {
+	r.live.Delete(client)
+	if rec, ok := r.claimer.Owner(client); ok && rec.Owner == r.self && rec.Endpoint.IsValid() {
+		r.foreign.Store(rec.Endpoint, client)
+	}
+}
+
+// gatewayAddr returns the gateway's own client-network address of the
+// family of a.
+func (r *Recovery) gatewayAddr(a netip.Addr) (netip.Addr, bool) {
+	for _, p := range r.addrs {
+		if p.Addr().Is4() == a.Is4() {
+			return p.Addr(), true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// echoHeadroom is the room left before packets handed to the client port.
+const echoHeadroom = 16
+
+// takeoverEchoID marks the echo requests of takeovers (the probe's
+// echoRequest builds them).
+const takeoverEchoID = 0x6167
+
+// sourceAddr returns the source address of an IP packet.
+func sourceAddr(p []byte) (netip.Addr, bool) {
+	h, err := packet.Parse(p)
+	return h.Src, err == nil
+}
+
+// OwnerChanged follows a change of a client's ownership record (or, with
+// a zero old, a record known at start): a client lost to another gateway
+// is no longer live here, and the map of endpoints of clients whose
+// session is not here stays in step.
+func (r *Recovery) OwnerChanged(old, rec cluster.Record) {
+	if old.Owner == r.self && rec.Owner != r.self {
+		r.live.Delete(rec.Client)
+	}
+	r.trackEndpoint(old, rec)
+}
+
+func (r *Recovery) trackEndpoint(old, rec cluster.Record) {
+	if old.Endpoint.IsValid() {
+		r.foreign.CompareAndDelete(old.Endpoint, old.Client)
+	}
+	if rec.Owner != "" && rec.Endpoint.IsValid() && (rec.Owner != r.self || !r.isLive(rec.Client)) {
+		r.foreign.Store(rec.Endpoint, rec.Client)
+	}
+}
