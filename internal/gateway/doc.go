@@ -11,8 +11,13 @@
 // part imports this package; the table in internal/archtest keeps it so):
 //
 //   - admission: adds configured clients to the client device when they
-//     send an authentic handshake initiation, removes idle ones. It sees
-//     the client index, the device's peer set and its bind.
+//     send an authentic handshake initiation (a live client's, from the
+//     endpoint it was last read at, goes to the device unread: the fast
+//     path), removes idle ones. It sees the client index, the device's
+//     peer set, its bind (the initiation and response hooks are
+//     admission's) and Sessions: recovery, told of authentic initiations,
+//     lost peers and the device's responses, and asked whether a client
+//     needs a claim.
 //   - recovery: claims a client once its data decrypted here, and wins a
 //     moved client's flow back at its first packet. It sees the ownership
 //     table (Claimer), the client index, admission (Admitter), the client
@@ -30,8 +35,9 @@
 // # The packet's path
 //
 // From a client: the client UDP socket's bind (device.ClassifyingBind,
-// which holds initiations back for admission and tells recovery of
-// transport packets) → the client device decrypts (wireguard-go) and
+// which holds initiations back for admission, tells admission of the
+// device's handshake responses (forwarded to recovery through
+// sessionsRef) and recovery of transport packets) → the client device decrypts (wireguard-go) and
 // writes to its Port → Gateway.fromClients (recovery's CheckPending, then
 // the router) → router.Router.Forward → the egress (device.TUN or
 // device.Netstack, Deliver) or, for another region or a client owned by
@@ -49,7 +55,7 @@
 // those to its left in its chain):
 //
 //	Gateway.reloadMu → membership.Part.syncMu → routeTable.mu → membership.Part.mu → prefixGuard.mu
-//	Gateway.reloadMu → admission.Admission.mu
+//	Gateway.reloadMu → admission.Admission.mu → admission.fastPath.mu
 //
 // What each guards:
 //
@@ -77,6 +83,11 @@
 //     the device and recovery's Lost (sync.Map and the cluster's table,
 //     no lock of this list); it is never held together with the locks of
 //     the first chain.
+//   - admission.fastPath.mu guards the fast path's endpoints and the
+//     initiations the device answered unread; a leaf, taken under
+//     Admission.mu or alone (the response hook, on the device's handshake
+//     goroutines, takes it and then calls recovery's OnResponse with
+//     nothing held).
 //   - probe.Probe.mu guards the last round's outcome; a leaf.
 //
 // Recovery has no mutex: its maps are sync.Map and its counters atomic;

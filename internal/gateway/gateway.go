@@ -288,8 +288,8 @@ func (g *Gateway) close(leave bool) {
 	g.recovery.Close()
 	if g.clients != nil {
 		g.clients.Bind().SetTransportHook(nil)
-		g.clients.Bind().SetResponseHook(nil)
 	}
+	g.sessions.p.Store(nil) // admission's response hook stops forwarding to recovery
 	g.probe.Close()
 	g.admission.Close()
 	if g.uapi != nil {

@@ -58,6 +58,23 @@ func (s *sessionsRef) ExpectConfirmation(sender uint32, client keys.Key, endpoin
 	}
 }
 
+// NeedsClaim implements admission.Sessions: alone, no claim is ever
+// needed.
+func (s *sessionsRef) NeedsClaim(client keys.Key) bool {
+	if r := s.p.Load(); r != nil {
+		return r.NeedsClaim(client)
+	}
+	return false
+}
+
+// OnResponse implements admission.Sessions: admission holds the client
+// bind's response hook and forwards the device's responses here.
+func (s *sessionsRef) OnResponse(receiver uint32) {
+	if r := s.p.Load(); r != nil {
+		r.OnResponse(receiver)
+	}
+}
+
 // Lost implements admission.Sessions.
 func (s *sessionsRef) Lost(client keys.Key) {
 	if r := s.p.Load(); r != nil {
@@ -105,7 +122,9 @@ func (o *ownerStats) counts() map[string]uint64 {
 }
 
 // joinCluster wires the cluster parts: the membership part (backbone
-// device and port, cluster) and fast recovery on the client bind's hooks.
+// device and port, cluster) and fast recovery on the client bind's
+// transport hook; the device's responses reach it through admission
+// (sessionsRef.OnResponse).
 // On error it leaves nothing of them running.
 func (g *Gateway) joinCluster(cfg *config.Config, opts Options) (err error) {
 	m, err := membership.New(membership.Config{
@@ -146,7 +165,6 @@ func (g *Gateway) joinCluster(cfg *config.Config, opts Options) (err error) {
 		// its own re-handshake, as to stock servers sharing a key.
 		bind.SetTransportHook(rec.OnTransport)
 	}
-	bind.SetResponseHook(rec.OnResponse)
 	g.sessions.p.Store(rec)
 	return nil
 }

@@ -42,7 +42,9 @@ import (
 // ephemeral key, opening the initiator's static key), authenticates it
 // with the static-static secret (one X25519 per client, kept) and refuses
 // timestamps not newer than the last one seen here, so a replayed
-// initiation cannot re-create a peer. A configured client that is not a
+// initiation cannot re-create a peer. (An initiation of a client that is
+// already a device peer, from the endpoint where it was last read, may
+// skip the read: fast.go.) A configured client that is not a
 // peer is then added, and the initiation is released to the device, which
 // completes the handshake on that very initiation. The worker then hands
 // the authenticated initiation to Sessions (fast recovery), which claims
@@ -69,8 +71,9 @@ import (
 // The device itself must never be under load: it would demand cookies of
 // its own (another secret), a client's retry with one would fail the
 // gateway's check and get the gateway's cookie, and so on: nobody gets
-// through. The worker is faster than the device (one X25519 per
-// initiation against its seven), so it paces its releases: at most
+// through. The worker is faster than the device (at most one X25519 per
+// initiation, none for a live peer's, against its seven), so it paces its
+// releases: at most
 // releaseWindow released initiations unanswered by the device (which is
 // under load at 128 queued).
 //
@@ -133,9 +136,11 @@ type Device interface {
 
 // Bind is the client device's socket as admission uses it
 // (*device.ClassifyingBind): the hook that holds initiations back, the
-// release that hands them to the device, and the count of its answers.
+// hook that hears the device's handshake responses, the release that
+// hands initiations to the device, and the count of its answers.
 type Bind interface {
 	SetInitiationHook(fn device.InitiationHook)
+	SetResponseHook(fn device.ResponseHook)
 	Release(msg []byte, from conn.Endpoint) bool
 	Answered() uint64
 }
@@ -148,12 +153,18 @@ type Sender interface {
 
 // Sessions hears about client sessions; fast recovery implements it. The
 // worker calls ExpectConfirmation before it releases an authentic
-// initiation; Lost is called, with the admission lock held, for every
-// client whose peer leaves the device. Neither may call back into the
-// Admission.
+// initiation, and NeedsClaim before it releases a live client's
+// initiation unread (false: the initiation would need no
+// ExpectConfirmation); Lost is called, with the admission lock held, for
+// every client whose peer leaves the device; OnResponse is the bind's
+// response hook, forwarded on the device's handshake goroutines (the
+// device answered the initiation with sender index receiver). None may
+// block or call back into the Admission.
 type Sessions interface {
 	ExpectConfirmation(sender uint32, client keys.Key, endpoint netip.AddrPort)
+	NeedsClaim(client keys.Key) bool
 	Lost(client keys.Key)
+	OnResponse(receiver uint32)
 }
 
 // Config is what an Admission works on.
@@ -168,7 +179,7 @@ type Config struct {
 	Device   Device
 	Bind     Bind
 	Reply    Sender
-	Sessions Sessions // nil: nobody listens
+	Sessions Sessions // nil: nobody listens, and no claim is ever needed
 	Logger   *slog.Logger
 }
 
@@ -185,12 +196,16 @@ type Admission struct {
 	reply    Sender
 	sessions Sessions
 	reserved keys.Key
+	fast     *fastPath // live clients' endpoints (fast.go)
 
 	// mu serialises changes of the device's client peers with the index
 	// they follow: the worker's additions, the sweep, reload, takeovers
-	// and the removal of moved clients. It guards seen.
-	mu   sync.Mutex
-	seen map[keys.Key]*clientSeen
+	// and the removal of moved clients. It guards seen and the catch-up's
+	// scratch. Lock order: mu → fast.mu.
+	mu         sync.Mutex
+	seen       map[keys.Key]*clientSeen
+	catchUpMsg [148]byte
+	catchUpIn  handshake.Initiation
 
 	added                           atomic.Uint64
 	removedIdle, removedReload      atomic.Uint64
@@ -198,6 +213,7 @@ type Admission struct {
 	accepted, unknown, notAuthentic atomic.Uint64
 	replays, unreadable, overload   atomic.Uint64
 	cookiesSent, rateLimited        atomic.Uint64
+	acceptedUnread                  atomic.Uint64 // released without a read (fast.go)
 
 	cookies        wgdevice.CookieChecker // mac2 and cookie replies under load
 	limiter        ratelimiter.Ratelimiter
@@ -247,6 +263,7 @@ func New(cfg Config) *Admission {
 		reply:    cfg.Reply,
 		sessions: cfg.Sessions,
 		reserved: cfg.Reserved,
+		fast:     newFastPath(),
 		seen:     make(map[keys.Key]*clientSeen),
 		stop:     make(chan struct{}),
 	}
@@ -256,23 +273,26 @@ func New(cfg Config) *Admission {
 
 func (a *Admission) isReserved(k keys.Key) bool { return k == a.reserved }
 
-// Start installs the hook on the client bind and starts the worker and
-// the idle sweep.
+// Start installs the hooks on the client bind (initiations, and the
+// device's responses, which it forwards to Sessions) and starts the worker
+// and the idle sweep.
 func (a *Admission) Start() {
 	a.limiter.Init()
 	a.wg.Add(2)
 	go a.work()
 	go a.sweepLoop()
+	a.bind.SetResponseHook(a.onResponse)
 	a.bind.SetInitiationHook(a.onInitiation)
 }
 
-// Close removes the hook and stops the worker and the sweep. It is safe
+// Close removes the hooks and stops the worker and the sweep. It is safe
 // on a nil Admission and more than once.
 func (a *Admission) Close() {
 	if a == nil {
 		return
 	}
 	a.bind.SetInitiationHook(nil)
+	a.bind.SetResponseHook(nil)
 	select {
 	case <-a.stop:
 	default:

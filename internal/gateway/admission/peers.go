@@ -44,6 +44,10 @@ func (a *Admission) Remove(ks []keys.Key, reason Reason) {
 func (a *Admission) removeLocked(ks []keys.Key, reason Reason) {
 	ks = slices.DeleteFunc(ks, a.isReserved) // never the probe
 	n, err := a.dev.RemovePeers(ks)
+	for _, k := range ks {
+		// Even on error: a fast entry of a peer that may be gone is unsafe.
+		a.fast.forget(k)
+	}
 	if err != nil {
 		a.logger.Error("cannot remove peers from the client device", "reason", reason, "err", err)
 		return
@@ -136,6 +140,7 @@ func (a *Admission) reindexLocked() error {
 	for k := range a.seen {
 		if _, ok := a.index.Peer(k); !ok {
 			delete(a.seen, k)
+			a.fast.remove(k)
 		}
 	}
 	a.removeLocked(gone, RemovedReload)
@@ -175,6 +180,10 @@ type Stats struct {
 	Added            uint64
 	Removed          map[string]uint64 // by reason: idle, reload, moved
 	Initiations      map[string]uint64 // by result
+	// AcceptedUnread counts the accepted initiations of live peers that
+	// were released without a read (fast.go); they are in
+	// Initiations["accepted"] too.
+	AcceptedUnread uint64
 }
 
 func (a *Admission) probeLive() int {
@@ -188,9 +197,10 @@ func (a *Admission) probeLive() int {
 // counters.
 func (a *Admission) Stats() Stats {
 	return Stats{
-		Configured: a.index.Len(),
-		Live:       a.dev.PeerCount() - a.probeLive(),
-		Added:      a.added.Load(),
+		Configured:     a.index.Len(),
+		Live:           a.dev.PeerCount() - a.probeLive(),
+		Added:          a.added.Load(),
+		AcceptedUnread: a.acceptedUnread.Load(),
 		Removed: map[string]uint64{
 			string(RemovedIdle): a.removedIdle.Load(), string(RemovedReload): a.removedReload.Load(), string(RemovedMoved): a.removedMoved.Load(),
 		},

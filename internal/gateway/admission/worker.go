@@ -24,6 +24,9 @@ func (a *Admission) work() {
 // handle decides one held initiation: release it to the device (adding
 // the client's peer first if need be) or drop it.
 func (a *Admission) handle(h *heldInitiation, in *handshake.Initiation) {
+	if a.tryFast(h) {
+		return
+	}
 	if err := a.reader.Read(h.msg[:], in); err != nil {
 		// Not for this key, or not decryptable: the device would drop it.
 		a.unreadable.Add(1)
@@ -48,6 +51,7 @@ func (a *Admission) handle(h *heldInitiation, in *handshake.Initiation) {
 		a.notAuthentic.Add(1)
 		return
 	}
+	a.catchUpLocked(client, s)
 	ts, err := in.Authenticate(&s.secret)
 	if err != nil {
 		a.mu.Unlock()
@@ -63,6 +67,9 @@ func (a *Admission) handle(h *heldInitiation, in *handshake.Initiation) {
 	now := time.Now()
 	s.lastInit = now
 	err = a.addLocked(peer, s, now)
+	if err == nil {
+		a.fast.learn(endpointAddr(h.from), client, now)
+	}
 	a.mu.Unlock()
 	if err != nil {
 		a.logger.Error("cannot add a connecting client to the device", "client", peer.Name, "err", err)
@@ -77,12 +84,15 @@ func (a *Admission) handle(h *heldInitiation, in *handshake.Initiation) {
 	a.release(h)
 }
 
-func (a *Admission) release(h *heldInitiation) {
+// release hands h to the device, reporting whether the bind took it.
+func (a *Admission) release(h *heldInitiation) bool {
 	a.pace()
-	if a.bind.Release(h.msg[:], h.from) {
-		a.accepted.Add(1)
-		a.released++
+	if !a.bind.Release(h.msg[:], h.from) {
+		return false
 	}
+	a.accepted.Add(1)
+	a.released++
+	return true
 }
 
 // pace waits while the device has releaseWindow released initiations it

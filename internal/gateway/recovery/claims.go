@@ -27,6 +27,11 @@ func (r *Recovery) ownsLive(client keys.Key) bool {
 	return ok && rec.Owner == r.self
 }
 
+// NeedsClaim reports whether an initiation of client would need
+// ExpectConfirmation: false when this gateway owns the client with a live
+// session, so admission may release it unread. Admission worker.
+func (r *Recovery) NeedsClaim(client keys.Key) bool { return !r.ownsLive(client) }
+
 // ExpectConfirmation registers the authenticated initiation of client,
 // from endpoint, with sender index sender, before it is released to the
 // device: the device's response to it starts the wait for the client's
