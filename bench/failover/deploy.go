@@ -253,6 +253,9 @@ func (h *harness) startGateway(name string, region int) (*gw, error) {
 	cfg.Cluster.SecretKey = h.secret
 	cfg.Health.Listen = "127.0.0.1:0"
 	cfg.Health.TCPListen = "127.0.0.1:0"
+	// Gateways side by side in one process: not the admin listener's fixed
+	// default port; the harness reads only the health listener.
+	cfg.Health.AdminListen = config.Off
 	cfg.Health.DrainTimeout = h.opts.DrainWindow
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("configuration of %s: %w", name, err)
