@@ -106,6 +106,7 @@ deps:
 # target then runs for TESTFUZZTIME beyond its seeds (scripts/fuzz.sh).
 test: deps
 	$(GO) vet ./...
+	$(GO) build -tags nodev -o /dev/null ./cmd/anyguard/   # the image's binary (make image) builds
 	$(GO) test -p 1 -timeout $(TESTTIMEOUT) $(TESTFLAGS) $$($(GO) list ./... | grep -v '/e2e$$')
 	$(GO) test -race -p 1 -timeout $(TESTTIMEOUT) $(TESTFLAGS) $(RACE_PKGS)
 	GO="$(GO)" FUZZTIME="$(TESTFUZZTIME)" scripts/fuzz.sh
@@ -144,6 +145,7 @@ lint:
 	@unformatted=$$(gofmt -l .); \
 	if [ -n "$$unformatted" ]; then echo "gofmt -l: not formatted:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) build -tags nodev -o /dev/null ./cmd/anyguard/
 	@if command -v staticcheck >/dev/null 2>&1; then \
 		echo staticcheck ./...; staticcheck ./...; \
 	elif $(GO) run $(STATICCHECK) -version >/dev/null 2>&1; then \
