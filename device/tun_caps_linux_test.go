@@ -1,14 +1,12 @@
 package device
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -57,7 +55,7 @@ func TestTUNWithNetAdminOnly(t *testing.T) {
 	}
 	before := runtime.NumGoroutine()
 	rec := make(linkRecorder, 16)
-	var logs syncBuffer
+	var logs testwait.Buffer
 	tn, err := OpenTUN(TUNConfig{Name: "agcaps0", Queues: 2, MTU: 1420, StartDown: true, OnLink: rec.record,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))}, func([][]byte, int) {})
 	if err != nil {
@@ -102,22 +100,4 @@ func TestTUNWithNetAdminOnly(t *testing.T) {
 		t.Fatal("readers still running 5 s after Close")
 	}
 	testwait.UntilStacks(t, 5*time.Second, fmt.Sprintf("goroutines back to %d after Close", before), func() bool { return runtime.NumGoroutine() <= before })
-}
-
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

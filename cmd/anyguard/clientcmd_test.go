@@ -265,7 +265,7 @@ func TestClientAddReloadsGateway(t *testing.T) {
 }
 
 // waitFor waits until the output holds every one of want in one line.
-func waitFor(t *testing.T, out *syncBuffer, done <-chan struct{}, want ...string) {
+func waitFor(t *testing.T, out *testwait.Buffer, done <-chan struct{}, want ...string) {
 	t.Helper()
 	testwait.NoError(t, 20*time.Second, fmt.Sprintf("%q in the gateway's output", want), func() error {
 		for line := range strings.SplitSeq(out.String(), "\n") {

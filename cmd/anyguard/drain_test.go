@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"net/http"
@@ -9,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -42,27 +40,9 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// syncBuffer collects a subprocess's output while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type gatewayProc struct {
 	cmd       *exec.Cmd
-	out       *syncBuffer
+	out       *testwait.Buffer
 	done      chan struct{}
 	http, tcp string
 	config    string // the configuration file
@@ -108,9 +88,9 @@ health:
 // environment env (which must set runMainEnv), its output going to out.
 // done is closed when it exits; it is killed when t ends, and its output
 // logged if t failed.
-func startChild(t testing.TB, env []string, args ...string) (cmd *exec.Cmd, out *syncBuffer, done chan struct{}) {
+func startChild(t testing.TB, env []string, args ...string) (cmd *exec.Cmd, out *testwait.Buffer, done chan struct{}) {
 	t.Helper()
-	out, done = &syncBuffer{}, make(chan struct{})
+	out, done = &testwait.Buffer{}, make(chan struct{})
 	cmd = exec.Command(os.Args[0], args...)
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = out, out

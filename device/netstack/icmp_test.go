@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -67,26 +66,8 @@ func TestNetstackPingOwnAddress(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestNetstackPingUnavailable(t *testing.T) {
-	var logs syncBuffer
+	var logs testwait.Buffer
 	e := newTestEnv(t, func(e *testEnv, cfg *Config) {
 		cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 		cfg.Ping = func(context.Context, netip.Addr, uint16, uint16, []byte) ([]byte, error) {
