@@ -20,6 +20,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/stack/gro"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
@@ -219,7 +220,7 @@ type Stack struct {
 	log   *slog.Logger
 	emit  func(bufs [][]byte, offset int)
 	stack *stack.Stack
-	ep    *channel.Endpoint
+	ep    *link
 	own   []netip.Addr
 	ping  func(ctx context.Context, dst netip.Addr, id, seq uint16, payload []byte) ([]byte, error)
 	sys   *sysPinger // built-in pinger, nil when cfg.Ping is set
@@ -307,9 +308,11 @@ func (n *Stack) initStack() error {
 			return fmt.Errorf("netstack: tcp option %T: %v", opt, err)
 		}
 	}
-	n.ep = channel.New(netstackQueueLen, uint32(n.cfg.MTU), "")
+	n.ep = &link{Endpoint: channel.New(netstackQueueLen, uint32(n.cfg.MTU), "")}
 	// TCP hands over super-segments; the emit loop cuts them (gso.go).
 	n.ep.SupportedGSOKind = stack.HostGSOSupported
+	// Deliver verifies checksums before GRO merges segments (gro.go).
+	n.ep.LinkEPCapabilities = stack.CapabilityRXChecksumOffload
 	if err := s.CreateNIC(netstackNIC, n.ep); err != nil {
 		return fmt.Errorf("netstack: create NIC: %v", err)
 	}
@@ -392,6 +395,18 @@ func (n *Stack) Deliver(bufs [][]byte, offset int) error {
 		n.drops[DropClosed].Add(uint64(len(bufs)))
 		return ErrClosed
 	}
+	d := n.ep.dispatcher.Load()
+	if d == nil {
+		n.drops[DropClosed].Add(uint64(len(bufs)))
+		return ErrClosed
+	}
+	g := groPool.Get().(*gro.GRO)
+	g.Dispatcher = d.NetworkDispatcher
+	defer func() {
+		flushGRO(g)
+		g.Dispatcher = nil
+		groPool.Put(g)
+	}()
 	for _, b := range bufs {
 		n.packetsIn.Add(1)
 		if offset < 0 || offset >= len(b) {
@@ -414,8 +429,14 @@ func (n *Stack) Deliver(bufs [][]byte, offset int) error {
 			n.handleEcho(h.Src, h.Dst, e)
 			continue
 		}
+		if !checksumsValid(&h, p) {
+			n.drops[DropStack].Add(1)
+			continue
+		}
 		pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(p)})
-		n.ep.InjectInbound(proto, pkt)
+		pkt.NetworkProtocolNumber = proto
+		pkt.RXChecksumValidated = true
+		g.Enqueue(pkt)
 		pkt.DecRef()
 	}
 	return nil

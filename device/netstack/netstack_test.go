@@ -143,20 +143,30 @@ func (e *testEnv) inject(bufs [][]byte, offset int) {
 	}
 }
 
-// pump Delivers the client's packets, with headroom, one batch per wakeup.
+// pump Delivers the client's packets, with headroom, in batches of what
+// is ready (up to 128, as wireguard-go's receive path hands them over).
 func (e *testEnv) pump(ctx context.Context) {
 	defer e.wg.Done()
+	var batch [][]byte
 	for {
 		pkt := e.ep.ReadContext(ctx)
 		if pkt == nil {
 			return
 		}
-		v := pkt.ToView()
-		pkt.DecRef()
-		b := make([]byte, 16+v.Size())
-		copy(b[16:], v.AsSlice())
-		v.Release()
-		e.ns.Deliver([][]byte{b}, 16)
+		batch = batch[:0]
+		for pkt != nil {
+			v := pkt.ToView()
+			pkt.DecRef()
+			b := make([]byte, 16+v.Size())
+			copy(b[16:], v.AsSlice())
+			v.Release()
+			batch = append(batch, b)
+			if len(batch) == 128 {
+				break
+			}
+			pkt = e.ep.Read()
+		}
+		e.ns.Deliver(batch, 16)
 	}
 }
 
