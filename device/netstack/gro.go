@@ -41,6 +41,10 @@ func (l *link) Attach(d stack.NetworkDispatcher) {
 	l.dispatcher.Store(&dispatcher{d})
 }
 
+// GSOMaxSize implements stack.GSOEndpoint: super-segments up to gVisor's
+// software GSO limit, 64 KiB, twice the channel endpoint's.
+func (l *link) GSOMaxSize() uint32 { return stack.GVisorGSOMaxSize }
+
 // groBucketSize is gro's per-bucket capacity: Flush delivers only the
 // oldest packet of each bucket (its loop stops after the first removal),
 // so emptying the engine takes this many calls.
