@@ -80,7 +80,7 @@ const (
 	DefaultPingTimeout       = 5 * time.Second
 	defaultDialTimeout       = 5 * time.Second
 	netstackEmitOffset       = 16   // headroom before each emitted packet
-	netstackEmitBatch        = 64   // packets per emit call at most
+	netstackEmitBatch        = 128  // packets per emit call at most
 	netstackQueueLen         = 1024 // packets the stack may queue toward emit
 	netstackReplyQueueLen    = 256  // synthesized echo replies waiting for emit
 	netstackNIC              = tcpip.NICID(1)
