@@ -20,6 +20,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/stack/gro"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
@@ -79,7 +80,7 @@ const (
 	DefaultPingTimeout       = 5 * time.Second
 	defaultDialTimeout       = 5 * time.Second
 	netstackEmitOffset       = 16   // headroom before each emitted packet
-	netstackEmitBatch        = 64   // packets per emit call at most
+	netstackEmitBatch        = 128  // packets per emit call at most
 	netstackQueueLen         = 1024 // packets the stack may queue toward emit
 	netstackReplyQueueLen    = 256  // synthesized echo replies waiting for emit
 	netstackNIC              = tcpip.NICID(1)
@@ -219,7 +220,7 @@ type Stack struct {
 	log   *slog.Logger
 	emit  func(bufs [][]byte, offset int)
 	stack *stack.Stack
-	ep    *channel.Endpoint
+	ep    *link
 	own   []netip.Addr
 	ping  func(ctx context.Context, dst netip.Addr, id, seq uint16, payload []byte) ([]byte, error)
 	sys   *sysPinger // built-in pinger, nil when cfg.Ping is set
@@ -307,7 +308,11 @@ func (n *Stack) initStack() error {
 			return fmt.Errorf("netstack: tcp option %T: %v", opt, err)
 		}
 	}
-	n.ep = channel.New(netstackQueueLen, uint32(n.cfg.MTU), "")
+	n.ep = &link{Endpoint: channel.New(netstackQueueLen, uint32(n.cfg.MTU), "")}
+	// TCP hands over super-segments; the emit loop cuts them (gso.go).
+	n.ep.SupportedGSOKind = stack.HostGSOSupported
+	// Deliver verifies checksums before GRO merges segments (gro.go).
+	n.ep.LinkEPCapabilities = stack.CapabilityRXChecksumOffload
 	if err := s.CreateNIC(netstackNIC, n.ep); err != nil {
 		return fmt.Errorf("netstack: create NIC: %v", err)
 	}
@@ -390,6 +395,18 @@ func (n *Stack) Deliver(bufs [][]byte, offset int) error {
 		n.drops[DropClosed].Add(uint64(len(bufs)))
 		return ErrClosed
 	}
+	d := n.ep.dispatcher.Load()
+	if d == nil {
+		n.drops[DropClosed].Add(uint64(len(bufs)))
+		return ErrClosed
+	}
+	g := groPool.Get().(*gro.GRO)
+	g.Dispatcher = d.NetworkDispatcher
+	defer func() {
+		flushGRO(g)
+		g.Dispatcher = nil
+		groPool.Put(g)
+	}()
 	for _, b := range bufs {
 		n.packetsIn.Add(1)
 		if offset < 0 || offset >= len(b) {
@@ -412,8 +429,14 @@ func (n *Stack) Deliver(bufs [][]byte, offset int) error {
 			n.handleEcho(h.Src, h.Dst, e)
 			continue
 		}
+		if !checksumsValid(&h, p) {
+			n.drops[DropStack].Add(1)
+			continue
+		}
 		pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(p)})
-		n.ep.InjectInbound(proto, pkt)
+		pkt.NetworkProtocolNumber = proto
+		pkt.RXChecksumValidated = true
+		g.Enqueue(pkt)
 		pkt.DecRef()
 	}
 	return nil
@@ -432,85 +455,130 @@ func (n *Stack) WriteNotify() {
 // emit, batching whatever is ready without waiting for more.
 func (n *Stack) emitLoop() {
 	defer n.wg.Done()
-	bufs := make([][]byte, netstackEmitBatch)
-	for i := range bufs {
-		bufs[i] = make([]byte, netstackEmitOffset+n.cfg.MTU)
+	b := emitBatch{bufs: make([][]byte, netstackEmitBatch), mtu: n.cfg.MTU}
+	for i := range b.bufs {
+		b.bufs[i] = make([]byte, netstackEmitOffset+n.cfg.MTU)
 	}
-	out := make([][]byte, 0, netstackEmitBatch)
+	b.out = make([][]byte, 0, netstackEmitBatch)
+	var held *stack.PacketBuffer // read but not fitting into the last batch
+	defer func() {
+		if held != nil {
+			held.DecRef()
+		}
+	}()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
 		case <-n.wake:
 		case r := <-n.replies:
-			out = append(out, n.fill(bufs, len(out), r))
+			b.appendCopy(r)
 		}
 		for {
-			for len(out) < netstackEmitBatch {
-				pkt := n.ep.Read()
+			for len(b.out) < netstackEmitBatch {
+				pkt := held
+				held = nil
+				if pkt == nil {
+					pkt = n.ep.Read()
+				}
 				if pkt == nil {
 					break
 				}
-				out = append(out, n.fillPacket(bufs, len(out), pkt))
+				if len(b.out) > 0 && len(b.out)+gsoSegments(pkt) > netstackEmitBatch {
+					held = pkt
+					break
+				}
+				if !b.appendPacket(pkt) {
+					n.drop(DropEmitOverflow)
+				}
 				pkt.DecRef()
 			}
 		replies:
-			for len(out) < netstackEmitBatch {
+			for len(b.out) < netstackEmitBatch {
 				select {
 				case r := <-n.replies:
-					out = append(out, n.fill(bufs, len(out), r))
+					b.appendCopy(r)
 				default:
 					break replies
 				}
 			}
-			if len(out) == 0 {
+			if len(b.out) == 0 {
 				break
 			}
 			var bytes uint64
-			for _, b := range out {
-				bytes += uint64(len(b) - netstackEmitOffset)
+			for _, p := range b.out {
+				bytes += uint64(len(p) - netstackEmitOffset)
 			}
-			n.emit(out, netstackEmitOffset)
-			n.packetsOut.Add(uint64(len(out)))
+			n.emit(b.out, netstackEmitOffset)
+			n.packetsOut.Add(uint64(len(b.out)))
 			n.bytesOut.Add(bytes)
-			full := len(out) == netstackEmitBatch
-			out = out[:0]
-			if !full {
+			more := len(b.out) >= netstackEmitBatch || held != nil
+			b.out = b.out[:0]
+			if !more {
 				break
 			}
 		}
 	}
 }
 
-// slot returns buffer i of bufs with room for a packet of size bytes after
-// the headroom, growing it if a packet exceeds the MTU.
-func slot(bufs [][]byte, i, size int) []byte {
-	if cap(bufs[i]) < netstackEmitOffset+size {
-		bufs[i] = make([]byte, netstackEmitOffset+size)
-	}
-	return bufs[i][:netstackEmitOffset+size]
+// emitBatch is the emit loop's batch: packets out[i] live in bufs[i] after
+// netstackEmitOffset bytes of headroom. The buffers are reused from batch to
+// batch; there are more than netstackEmitBatch only after one super-segment
+// was cut into more packets than that.
+type emitBatch struct {
+	bufs [][]byte
+	out  [][]byte
+	mtu  int
 }
 
-func (n *Stack) fill(bufs [][]byte, i int, p []byte) []byte {
-	b := slot(bufs, i, len(p))
-	copy(b[netstackEmitOffset:], p)
-	return b
+// next returns the next buffer, with room for size bytes after the
+// headroom, growing it if a packet exceeds the MTU.
+func (b *emitBatch) next(size int) []byte {
+	i := len(b.out)
+	if i == len(b.bufs) {
+		b.bufs = append(b.bufs, make([]byte, netstackEmitOffset+max(size, b.mtu)))
+	}
+	if cap(b.bufs[i]) < netstackEmitOffset+size {
+		b.bufs[i] = make([]byte, netstackEmitOffset+size)
+	}
+	return b.bufs[i][:netstackEmitOffset+size]
 }
 
-func (n *Stack) fillPacket(bufs [][]byte, i int, pkt *stack.PacketBuffer) []byte {
-	b := slot(bufs, i, pkt.Size())
-	views, skip := pkt.AsViewList()
-	w := netstackEmitOffset
-	for v := views.Front(); v != nil; v = v.Next() {
-		s := v.AsSlice()
-		if skip >= len(s) {
-			skip -= len(s)
-			continue
-		}
-		w += copy(b[w:], s[skip:])
-		skip = 0
+// appendCopy appends a copy of packet p.
+func (b *emitBatch) appendCopy(p []byte) {
+	buf := b.next(len(p))
+	copy(buf[netstackEmitOffset:], p)
+	b.out = append(b.out, buf)
+}
+
+// appendPacket appends the packet the stack sent, cut into MSS-sized
+// packets if it is a TCP super-segment (gso.go). It reports false, having
+// appended nothing, for a super-segment whose headers it cannot cut.
+func (b *emitBatch) appendPacket(pkt *stack.PacketBuffer) bool {
+	g := pkt.GSOOptions
+	if g.Type != stack.GSOTCPv4 && g.Type != stack.GSOTCPv6 {
+		buf := b.next(pkt.Size())
+		c := newPacketCursor(pkt)
+		b.out = append(b.out, buf[:netstackEmitOffset+c.read(buf[netstackEmitOffset:])])
+		return true
 	}
-	return b[:w]
+	ip, tcp := pkt.NetworkHeader().Slice(), pkt.TransportHeader().Slice()
+	if !gsoHeadersOK(ip, tcp) {
+		return false
+	}
+	payload := pkt.Data().Size()
+	mss := int(g.MSS)
+	if mss <= 0 || mss > payload {
+		mss = max(payload, 1)
+	}
+	c := newPayloadCursor(pkt)
+	for seg, off := 0, 0; seg == 0 || off < payload; seg, off = seg+1, off+mss {
+		size := min(mss, payload-off)
+		buf := b.next(len(ip) + len(tcp) + size)
+		w := tcpSegment(buf[netstackEmitOffset:], ip, tcp, &c, size, seg, off, off+size == payload)
+		b.out = append(b.out, buf[:netstackEmitOffset+w])
+	}
+	return true
 }
 
 // startGoroutine registers a goroutine that Close waits for, or reports
