@@ -56,8 +56,10 @@ type Metrics struct {
 	// Claims counts this gateway's claims by stage: "confirmed" (written
 	// after the client's own handshake, once its first packet decrypted),
 	// "unconfirmed" (a handshake answered whose session never carried a
-	// packet: a lost client, or a replayed initiation), "takeover_started"
-	// and "takeover_claimed" (fast recovery). Nil when not clustered.
+	// packet: a lost client, or a replayed initiation), "takeover_started",
+	// "takeover_retried" (the moved client's packets asked again while its
+	// takeover's handshake was under way) and "takeover_claimed" (fast
+	// recovery). Nil when not clustered.
 	Claims map[string]uint64
 	// Members counts gossip members by state ("alive", "dead",
 	// "left").
@@ -215,7 +217,7 @@ var (
 	descDrops       = counterDesc("anyguard_dropped_packets_total", "Packets dropped, by stage and reason.", "stage", "reason")
 	descOwned       = gaugeDesc("anyguard_owned_clients", "Clients this gateway owns (holds the session of).")
 	descOwnChanges  = counterDesc("anyguard_ownership_changes_total", "Client ownership changes seen, by reason.", "reason")
-	descClaims      = counterDesc("anyguard_claims_total", "This gateway's client claims by stage (confirmed, unconfirmed, takeover_started, takeover_claimed).", "stage")
+	descClaims      = counterDesc("anyguard_claims_total", "This gateway's client claims by stage (confirmed, unconfirmed, takeover_started, takeover_retried, takeover_claimed).", "stage")
 	descMembers     = gaugeDesc("anyguard_gossip_members", "Cluster members by state, this gateway included.", "state")
 	descGossip      = counterDesc("anyguard_gossip_events_total", "Ownership gossip by event (received, bad, applied, relayed, sent, send_error, repair_sent, push_pull, catch_up, decrypt_error, refused_clock, refused_version, refused_unknown_client, reconnect_try, reconnected, heal, left_released, forgotten).", "event")
 	descRefusals    = counterDesc("anyguard_prefix_refusals_total", "Prefix announcements of cluster members refused and not routed, by reason (invalid, default_route, reserved, client_network, client, region_overlap); counted when a refusal begins.", "reason")

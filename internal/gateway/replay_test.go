@@ -24,6 +24,9 @@ type captureRelay struct {
 	client      *net.UDPAddr
 	to          netip.AddrPort
 	inits       [][]byte
+	// slow delays the client's handshake responses, as a loaded machine
+	// does.
+	slow time.Duration
 }
 
 func newCaptureRelay(t *testing.T, to netip.AddrPort) *captureRelay {
@@ -50,8 +53,13 @@ func newCaptureRelay(t *testing.T, to netip.AddrPort) *captureRelay {
 			if n == 148 && buf[0] == 1 {
 				r.inits = append(r.inits, append([]byte(nil), buf[:n]...))
 			}
-			to := r.to
+			to, slow := r.to, r.slow
 			r.mu.Unlock()
+			if slow > 0 && n == 92 && buf[0] == 2 {
+				msg := append([]byte(nil), buf[:n]...)
+				time.AfterFunc(slow, func() { back.WriteToUDPAddrPort(msg, to) })
+				continue
+			}
 			back.WriteToUDPAddrPort(buf[:n], to)
 		}
 	}()
@@ -79,6 +87,14 @@ func (r *captureRelay) addr() netip.AddrPort { return r.front.LocalAddr().(*net.
 func (r *captureRelay) move(to netip.AddrPort) {
 	r.mu.Lock()
 	r.to = to
+	r.mu.Unlock()
+}
+
+// slowResponses delays every handshake response of the client by d from
+// now on.
+func (r *captureRelay) slowResponses(d time.Duration) {
+	r.mu.Lock()
+	r.slow = d
 	r.mu.Unlock()
 }
 

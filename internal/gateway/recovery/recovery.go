@@ -62,7 +62,10 @@ import (
 // recognised for fast recovery like any other gateway's clients, so a flow
 // that comes back to the restarted gateway recovers as fast as any move.
 
-// takeoverRetry is how soon a gateway tries again to win back a client.
+// takeoverRetry is how soon a gateway asks a client it is winning back
+// again. A retry within pendingTTL of the takeover's start only resends
+// the echo request: the handshake in flight is never restarted
+// (retryInFlight), however slow the machine.
 const takeoverRetry = time.Second
 
 // pendingTTL is how long a takeover waits for the client's first packet
@@ -155,6 +158,7 @@ type Recovery struct {
 	seq     uint16                 // claim worker only
 
 	initiated   atomic.Uint64 // takeovers begun
+	retried     atomic.Uint64 // requests for a takeover under way
 	taken       atomic.Uint64 // claims written after a takeover
 	confirmed   atomic.Uint64 // claims written after the client's own handshake
 	unconfirmed atomic.Uint64 // answered initiations whose session never confirmed
@@ -269,5 +273,6 @@ func (r *Recovery) Stats() map[string]uint64 {
 	return map[string]uint64{
 		"confirmed": r.confirmed.Load(), "unconfirmed": r.unconfirmed.Load(),
 		"takeover_started": r.initiated.Load(), "takeover_claimed": r.taken.Load(),
+		"takeover_retried": r.retried.Load(),
 	}
 }

@@ -21,6 +21,9 @@ func (r *Recovery) takeover(req takeoverRequest) {
 	if r.ownsLive(req.client) {
 		return
 	}
+	if r.retryInFlight(req.client, now) {
+		return
+	}
 	// The client may not be a device peer here (yet, or any more): add
 	// it, as its own initiation would.
 	peer, ok, err := r.admitter.EnsureLive(req.client)
@@ -55,6 +58,36 @@ func (r *Recovery) takeover(req takeoverRequest) {
 	}
 	r.initiated.Add(1)
 	r.logger.Info("client flow arrived here: initiating handshake", "client", peer.Name, "endpoint", req.endpoint)
+}
+
+// retryInFlight handles a request for a client whose takeover is under
+// way: it started less than pendingTTL ago and waits for the client's
+// first packet over the new session. The client's packets over its old
+// session keep asking for a takeover meanwhile, and on a loaded machine
+// the handshake takes longer than takeoverRetry: starting over would
+// forget the handshake in flight (its response then matches nothing) and
+// no takeover would complete while the load lasts. So a retry only asks
+// again (an echo request: the device sends it over the new session if it
+// has one, else stages it, and does not initiate again within
+// REKEY_TIMEOUT, after which it retransmits its initiation itself), and
+// costs no device reconfiguration. It reports whether req was handled.
+func (r *Recovery) retryInFlight(client keys.Key, now time.Time) bool {
+	peer, ok := r.index.Peer(client)
+	if !ok || len(peer.AllowedIPs) == 0 {
+		return false
+	}
+	addr := peer.AllowedIPs[0].Addr()
+	v, ok := r.pending.Load(addr)
+	if !ok {
+		return false
+	}
+	p := v.(pendingClaim)
+	if p.client != client || p.reason != cluster.ReasonTakeover || now.Sub(p.at) > pendingTTL {
+		return false
+	}
+	r.sendEcho(peer, addr)
+	r.retried.Add(1)
+	return true
 }
 
 // sendEcho hands the client device an echo request from the gateway's
@@ -117,6 +150,16 @@ func (r *Recovery) confirmedClaim(p pendingClaim) {
 // recognised again for fast recovery.
 func (r *Recovery) Lost(client keys.Key) {
 	r.live.Delete(client)
+	// A takeover under way has lost its peer and handshake: the client's
+	// next packet starts a new one instead of waiting for it.
+	if peer, ok := r.index.Peer(client); ok && len(peer.AllowedIPs) > 0 {
+		addr := peer.AllowedIPs[0].Addr()
+		if v, ok := r.pending.Load(addr); ok {
+			if p := v.(pendingClaim); p.client == client && p.reason == cluster.ReasonTakeover && r.pending.CompareAndDelete(addr, v) {
+				r.pendingN.Add(-1)
+			}
+		}
+	}
 	if rec, ok := r.claimer.Owner(client); ok && rec.Owner == r.self && rec.Endpoint.IsValid() {
 		r.foreign.Store(rec.Endpoint, client)
 	}
