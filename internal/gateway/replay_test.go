@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +25,10 @@ type captureRelay struct {
 	client      *net.UDPAddr
 	to          netip.AddrPort
 	inits       [][]byte
+	// holdData, when set, drops the client's transport packets once the
+	// client has sent a handshake response (answered a gateway's
+	// initiation) after it was set; responded says one was.
+	holdData, responded atomic.Bool
 }
 
 func newCaptureRelay(t *testing.T, to netip.AddrPort) *captureRelay {
@@ -52,6 +57,13 @@ func newCaptureRelay(t *testing.T, to netip.AddrPort) *captureRelay {
 			}
 			to := r.to
 			r.mu.Unlock()
+			if r.holdData.Load() {
+				if n == 92 && buf[0] == 2 {
+					r.responded.Store(true)
+				} else if buf[0] == 4 && r.responded.Load() {
+					continue
+				}
+			}
 			back.WriteToUDPAddrPort(buf[:n], to)
 		}
 	}()
