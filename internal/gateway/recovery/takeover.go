@@ -96,7 +96,10 @@ func (r *Recovery) watchHandshake(ep netip.AddrPort, addr netip.Addr, now time.T
 
 // answered reports whether the client at ep answered this gateway's
 // handshake less than takeoverRetry ago: the device has yet to read that
-// answer, and a retry would forget the handshake it answers.
+// answer, and a retry would forget the handshake it answers. It holds a
+// retry back at most once per handshake (for up to 2 × takeoverRetry after
+// it began), so responses spoofed from the client's address cannot stop
+// the takeover's retries.
 func (r *Recovery) answered(ep netip.AddrPort, now time.Time) bool {
 	if r.handshakesN.Load() == 0 {
 		return false
@@ -105,8 +108,9 @@ func (r *Recovery) answered(ep netip.AddrPort, now time.Time) bool {
 	if !ok {
 		return false
 	}
-	at := v.(*takeoverHandshake).respondedAt.Load()
-	return at != 0 && now.Sub(time.Unix(0, at)) < takeoverRetry
+	h := v.(*takeoverHandshake)
+	at := h.respondedAt.Load()
+	return at != 0 && now.Sub(time.Unix(0, at)) < takeoverRetry && now.Sub(h.at) < 2*takeoverRetry
 }
 
 // OnReceivedResponse is the client bind's hook for handshake responses

@@ -57,6 +57,15 @@ func TestSentTransportClaimsOnlyTheResponse(t *testing.T) {
 	if r.answered(ep, time.Now().Add(takeoverRetry)) {
 		t.Fatal("a response older than takeoverRetry still holds retries back")
 	}
+	// Responses keep coming (spoofed from the client's address, say): a
+	// handshake older than 2 × takeoverRetry holds no retry back.
+	late := now.Add(2 * takeoverRetry)
+	v, _ := r.handshakes.Load(ep)
+	v.(*takeoverHandshake).respondedAt.Store(late.UnixNano())
+	if r.answered(ep, late) {
+		t.Fatal("responses hold a handshake's retries back for ever")
+	}
+	r.OnReceivedResponse(42, std(ep))
 	r.OnSentTransport(41, std(ep))    // not the response's index
 	r.OnSentTransport(42, std(other)) // the index, another endpoint
 	r.OnSentTransport(42, bindtest.ChannelEndpoint(1))
