@@ -451,23 +451,6 @@ func (w *WireGuard) ForgetHandshake(k wgkey.Key) {
 	}
 }
 
-// InitiateNow sends peer k a handshake initiation at once, from the
-// caller's goroutine, to the endpoint the peer has: unlike a packet for
-// k, it does not wait in the device's queue behind the data path. Call
-// ForgetHandshake first, or wireguard-go sends nothing within
-// REKEY_TIMEOUT of its last initiation. It reports false for an unknown
-// peer.
-func (w *WireGuard) InitiateNow(k wgkey.Key) (bool, error) {
-	p := w.dev.LookupPeer(wgdevice.NoisePublicKey(k))
-	if p == nil {
-		return false, nil
-	}
-	if err := p.SendHandshakeInitiation(false); err != nil {
-		return true, fmt.Errorf("initiate handshake on %s: %w", w.name, err)
-	}
-	return true, nil
-}
-
 // Initiate makes the device start a handshake with the peer at endpoint
 // now, instead of waiting for the peer to initiate: the way a gateway wins
 // back a client whose traffic a load balancer just moved to it.

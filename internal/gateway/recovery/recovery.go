@@ -111,9 +111,6 @@ type Admitter interface {
 // (*device.WireGuard).
 type Device interface {
 	ForgetHandshake(k keys.Key)
-	// InitiateNow sends the peer an initiation at once; false: no such
-	// peer.
-	InitiateNow(k keys.Key) (bool, error)
 	SetEndpoint(k keys.Key, endpoint netip.AddrPort) error
 	Initiate(k keys.Key, endpoint netip.AddrPort) error
 }

@@ -51,19 +51,15 @@ func (r *Recovery) takeover(req takeoverRequest) {
 		r.logger.Warn("cannot point a moved client's peer at its endpoint", "client", peer.Name, "err", err)
 		return
 	}
-	if !live {
-		// At once, not behind the data path's queue into the device.
-		if _, err := r.dev.InitiateNow(req.client); err != nil {
-			r.logger.Warn("cannot initiate a handshake to a moved client", "client", peer.Name, "err", err)
-		}
-	}
 	// An echo request to the client makes the device handshake with it
-	// if it has not yet (it has no session) and then deliver the request;
-	// the client's reply, decrypted over the new session, claims it
-	// (CheckPending) even when the client has nothing else to send, and
-	// the request itself carries the device's proof that it accepted the
-	// client's response (OnSentTransport).
-	if !r.sendEcho(peer, addr) && live {
+	// (it has no session) and then deliver the request, which carries the
+	// device's proof that it accepted the client's response
+	// (OnSentTransport); the client's reply, decrypted over the new
+	// session, claims it too (CheckPending), even when the client has
+	// nothing else to send. (The device's TUN reader, not this worker,
+	// computes the initiation: a burst of takeovers is not serialised
+	// behind their X25519s and sends.)
+	if !r.sendEcho(peer, addr) {
 		if err := r.dev.Initiate(req.client, req.endpoint); err != nil {
 			r.logger.Warn("cannot initiate a handshake to a moved client", "client", peer.Name, "err", err)
 			return
