@@ -50,6 +50,8 @@ type ClassifyingBind struct {
 	onInitiation                                     atomic.Pointer[InitiationHook]
 	onTransport                                      atomic.Pointer[TransportHook]
 	onResponse                                       atomic.Pointer[ResponseHook]
+	onReceivedResponse                               atomic.Pointer[ReceivedResponseHook]
+	onSentTransport                                  atomic.Pointer[SentTransportHook]
 
 	released                   chan releasedInitiation // for the device's extra receive function
 	releaseDrops               atomic.Uint64
@@ -97,6 +99,41 @@ func (b *ClassifyingBind) SetResponseHook(fn ResponseHook) {
 		return
 	}
 	b.onResponse.Store(&fn)
+}
+
+// ReceivedResponseHook is called on the receive goroutine for every
+// handshake response that arrives, before the device reads it, with the
+// response's sender index and its source. Nothing of it is authenticated
+// yet: the device may still refuse it. It must be cheap, must not block,
+// and must not retain anything.
+type ReceivedResponseHook func(sender uint32, from conn.Endpoint)
+
+// SetReceivedResponseHook installs fn (nil removes it).
+func (b *ClassifyingBind) SetReceivedResponseHook(fn ReceivedResponseHook) {
+	if fn == nil {
+		b.onReceivedResponse.Store(nil)
+		return
+	}
+	b.onReceivedResponse.Store(&fn)
+}
+
+// SentTransportHook is called for every transport (data or keepalive)
+// message the device sends through the bind, before it is sent, with its
+// receiver index (the peer's index of the session that encrypted it) and
+// its destination. The device encrypts only with a session it has
+// derived: a handshake response it accepted (it initiated), or an
+// initiation it answered whose session the peer then confirmed. It runs
+// per packet on the device's send goroutines: it must be cheap, must not
+// block, and must not retain anything.
+type SentTransportHook func(receiver uint32, to conn.Endpoint)
+
+// SetSentTransportHook installs fn (nil removes it).
+func (b *ClassifyingBind) SetSentTransportHook(fn SentTransportHook) {
+	if fn == nil {
+		b.onSentTransport.Store(nil)
+		return
+	}
+	b.onSentTransport.Store(&fn)
 }
 
 // InitiationHook is called on the receive goroutine for every datagram
@@ -160,10 +197,14 @@ func (b *ClassifyingBind) Close() error {
 
 // Send implements conn.Bind, counting the handshake responses and cookie
 // replies among bufs (one length comparison per datagram) and telling the
-// response hook of each response.
+// response hook of each response and the transport hook of each
+// transport message.
 func (b *ClassifyingBind) Send(bufs [][]byte, ep conn.Endpoint) error {
+	thook := b.onSentTransport.Load()
 	for _, p := range bufs {
 		switch {
+		case thook != nil && len(p) >= minSizeTransport && p[0] == msgTransport:
+			(*thook)(binary.LittleEndian.Uint32(p[4:8]), ep)
 		case len(p) == sizeResponse && p[0] == msgResponse:
 			b.sentResponses.Add(1)
 			if hook := b.onResponse.Load(); hook != nil {
@@ -234,6 +275,7 @@ func (b *ClassifyingBind) classify(packets [][]byte, sizes []int, eps []conn.End
 	var ini, resp, cookie, data, junk uint64
 	hook := b.onInitiation.Load()
 	thook := b.onTransport.Load()
+	rhook := b.onReceivedResponse.Load()
 	for i, size := range sizes {
 		switch Classify(packets[i][:size]) {
 		case msgInitiation:
@@ -243,6 +285,9 @@ func (b *ClassifyingBind) classify(packets [][]byte, sizes []int, eps []conn.End
 			}
 		case msgResponse:
 			resp++
+			if rhook != nil && i < len(eps) {
+				(*rhook)(binary.LittleEndian.Uint32(packets[i][4:8]), eps[i])
+			}
 		case msgCookieReply:
 			cookie++
 		case msgTransport:

@@ -3,6 +3,9 @@ package device
 import (
 	"encoding/binary"
 	"testing"
+
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/conn/bindtest"
 )
 
 func msg(typ uint32, size int) []byte {
@@ -58,4 +61,53 @@ func FuzzClassify(f *testing.F) {
 			t.Fatalf("Classify = %d for type %d", c, binary.LittleEndian.Uint32(p))
 		}
 	})
+}
+
+// nopBind is a conn.Bind that sends nothing anywhere.
+type nopBind struct{ conn.Bind }
+
+func (nopBind) Send([][]byte, conn.Endpoint) error { return nil }
+
+// TestBindSessionHooks: the received-response hook sees each received
+// response's sender index (bytes 4–8) and source, the sent-transport hook
+// each sent transport message's receiver index (bytes 4–8) and
+// destination; neither sees other kinds, junk or short datagrams, and the
+// send path allocates nothing.
+func TestBindSessionHooks(t *testing.T) {
+	b := NewClassifyingBind(nopBind{})
+	ep := bindtest.ChannelEndpoint(3)
+	type seen struct {
+		index uint32
+		ep    conn.Endpoint
+	}
+	var responses, sent []seen
+	b.SetReceivedResponseHook(func(sender uint32, from conn.Endpoint) { responses = append(responses, seen{sender, from}) })
+	b.SetSentTransportHook(func(receiver uint32, to conn.Endpoint) { sent = append(sent, seen{receiver, to}) })
+	withIndex := func(p []byte, i uint32) []byte { binary.LittleEndian.PutUint32(p[4:8], i); return p }
+
+	packets := [][]byte{withIndex(msg(2, 92), 7), withIndex(msg(2, 93), 8), withIndex(msg(4, 64), 9), withIndex(msg(1, 148), 10)}
+	b.classify(packets, []int{92, 93, 64, 148}, []conn.Endpoint{ep, ep, ep, ep})
+	if len(responses) != 1 || responses[0] != (seen{7, ep}) {
+		t.Fatalf("responses seen: %v", responses)
+	}
+	out := [][]byte{withIndex(msg(4, 48), 11), withIndex(msg(2, 92), 12), withIndex(msg(4, 31), 13), msg(4, 3), withIndex(msg(4, 1452), 14)}
+	if err := b.Send(out, ep); err != nil {
+		t.Fatal(err)
+	}
+	if len(sent) != 2 || sent[0] != (seen{11, ep}) || sent[1] != (seen{14, ep}) {
+		t.Fatalf("transport seen: %v", sent)
+	}
+
+	b.SetReceivedResponseHook(nil)
+	b.SetSentTransportHook(func(uint32, conn.Endpoint) {})
+	if n := testing.AllocsPerRun(100, func() { b.Send(out, ep) }); n != 0 {
+		t.Fatalf("Send with the hook: %v allocs", n)
+	}
+	b.SetSentTransportHook(nil)
+	sent = nil
+	b.Send(out, ep)
+	b.classify(packets, []int{92, 93, 64, 148}, []conn.Endpoint{ep, ep, ep, ep})
+	if len(sent) != 0 || len(responses) != 1 {
+		t.Fatalf("hooks removed, yet: sent %v, responses %v", sent, responses)
+	}
 }

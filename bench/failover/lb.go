@@ -34,6 +34,9 @@ type lb struct {
 	wg      sync.WaitGroup
 	stop    chan struct{}
 
+	// trace, when set, sees every datagram relayed (tests' timelines).
+	trace atomic.Pointer[traceFunc]
+
 	// handshakes[s] counts handshake responses that crossed the load
 	// balancer in second s since epoch (either direction: a gateway's
 	// answer to a client's initiation, or a client's answer to a
@@ -367,6 +370,9 @@ func (l *lb) fromClient(i int, pkt []byte) {
 	if isResponse(pkt) {
 		l.handshakes.add(l.now(), int(ti))
 	}
+	if fn := l.trace.Load(); fn != nil && len(pkt) > 0 {
+		(*fn)(i, 'u', pkt[0], int(ti), l.now())
+	}
 	f.sock.WriteToUDPAddrPort(pkt, t.addr)
 }
 
@@ -423,6 +429,9 @@ func (l *lb) serveFlow(f *flow) {
 			continue
 		}
 		f.last.Store(l.now())
+		if fn := l.trace.Load(); fn != nil && n > 0 {
+			(*fn)(f.client, 'd', buf[0], int(ti), l.now())
+		}
 		if isResponse(buf[:n]) {
 			l.handshakes.add(l.now(), int(ti))
 		}
@@ -528,3 +537,8 @@ func mix(x uint64) uint64 {
 	x = (x ^ x>>27) * 0x94d049bb133111eb
 	return x ^ x>>31
 }
+
+// traceFunc sees a datagram the load balancer relays: client i's flow,
+// dir 'u' (client to gateway) or 'd', the WireGuard message type (first
+// byte), the target, and when (ns since epoch). It must not block.
+type traceFunc func(client int, dir, typ byte, target int, at int64)

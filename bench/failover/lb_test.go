@@ -171,3 +171,11 @@ func TestRecovery(t *testing.T) {
 		t.Fatalf("p99 of nothing = %v", got)
 	}
 }
+
+// TestAppendRTTs: round trips are receive minus send, in ms.
+func TestAppendRTTs(t *testing.T) {
+	got := appendRTTs([]float64{1}, []answer{{sent: 1e6, recv: 3e6}, {sent: 5e6, recv: 5e6}})
+	if len(got) != 3 || got[0] != 1 || got[1] != 2 || got[2] != 0 {
+		t.Fatalf("appendRTTs: %v", got)
+	}
+}

@@ -36,6 +36,11 @@ type Result struct {
 	// sent after it.
 	Up   Outage `json:"up"`
 	Down Outage `json:"down"`
+	// UnmovedRTT: round trips of the clients whose flow did not move,
+	// over the whole recorded time: the floor under any outage, since a
+	// moved flow needs several sequential trips through the same queues
+	// (on a saturated process, mostly queueing in the harness).
+	UnmovedRTT RTT `json:"unmoved_rtt_ms"`
 	// NotBack: clients with a move after which a direction had no answer
 	// within the limit.
 	NotBack int `json:"not_back"`
@@ -88,6 +93,14 @@ type Result struct {
 	OutagesMs  []float64 `json:"outages_ms"`
 }
 
+// RTT summarises round-trip times per direction (ms).
+type RTT struct {
+	UpP50   float64 `json:"up_p50"`
+	UpP99   float64 `json:"up_p99"`
+	DownP50 float64 `json:"down_p50"`
+	DownP99 float64 `json:"down_p99"`
+}
+
 // Outage summarises per-move outages of one direction.
 type Outage struct {
 	N      int     `json:"n"`
@@ -108,7 +121,7 @@ func (h *harness) measure(res *Result, ev event, t0, cutoff, end int64, s *sampl
 		victims[v.target] = true
 	}
 	limit := int64(h.opts.Limit)
-	var up, down, upGap, downGap []float64
+	var up, down, upGap, downGap, rttUp, rttDown []float64
 	for i, c := range h.clients {
 		nUp, aUp := c.echoes.snapshot()
 		nDown, aDown := c.pings.snapshot()
@@ -127,6 +140,7 @@ func (h *harness) measure(res *Result, ev event, t0, cutoff, end int64, s *sampl
 			if maxGap(aUp) > int64(time.Second) || maxGap(aDown) > int64(time.Second) {
 				res.UnmovedGaps++
 			}
+			rttUp, rttDown = appendRTTs(rttUp, aUp), appendRTTs(rttDown, aDown)
 			continue
 		}
 		res.Moved++
@@ -163,6 +177,7 @@ func (h *harness) measure(res *Result, ev event, t0, cutoff, end int64, s *sampl
 			res.RecoveredS = append(res.RecoveredS, float64(last-ev.at)/1e9)
 		}
 	}
+	res.UnmovedRTT = RTT{UpP50: pct(rttUp, 50), UpP99: pct(rttUp, 99), DownP50: pct(rttDown, 50), DownP99: pct(rttDown, 99)}
 	res.Up = summarise(up, upGap)
 	res.Down = summarise(down, downGap)
 	slices.Sort(res.RecoveredS)
@@ -225,6 +240,14 @@ func recovery(as []answer, t, limit int64) (since, gap float64, ok bool) {
 		gap = float64(first-prev) / 1e6
 	}
 	return since, gap, true
+}
+
+// appendRTTs appends the round trips of as (ms) to to.
+func appendRTTs(to []float64, as []answer) []float64 {
+	for _, a := range as {
+		to = append(to, float64(a.recv-a.sent)/1e6)
+	}
+	return to
 }
 
 // maxGap is the longest time between two answers received in a row.

@@ -34,8 +34,9 @@ func (r *Result) line() string {
 	if r.Error != "" {
 		return fmt.Sprintf("%s, %s: FAILED: %s", r.Scenario, r.Mode, r.Error)
 	}
-	return fmt.Sprintf("%s, %s: %d moved, up p50/p99/max %s/%s/%s, down %s/%s/%s, not back %d, lost %d+%d, misdelivered %d, handshakes peak %d/s, not ready %d/%d, moves %v",
+	return fmt.Sprintf("%s, %s: %d moved, up p50/p99/max %s/%s/%s, down %s/%s/%s, unmoved round trip up p50/p99 %s/%s down %s/%s, not back %d, lost %d+%d, misdelivered %d, handshakes peak %d/s, not ready %d/%d, moves %v",
 		r.Scenario, r.Mode, r.Moved, sec(r.Up.P50Ms), sec(r.Up.P99Ms), sec(r.Up.MaxMs), sec(r.Down.P50Ms), sec(r.Down.P99Ms), sec(r.Down.MaxMs),
+		sec(r.UnmovedRTT.UpP50), sec(r.UnmovedRTT.UpP99), sec(r.UnmovedRTT.DownP50), sec(r.UnmovedRTT.DownP99),
 		r.NotBack, r.LostUp, r.LostDown, r.Misdelivered, r.HandshakesPeak, r.NotReadySamples, r.ReadySamples, r.MovesBy)
 }
 

@@ -288,6 +288,8 @@ func (g *Gateway) close(leave bool) {
 	g.recovery.Close()
 	if g.clients != nil {
 		g.clients.Bind().SetTransportHook(nil)
+		g.clients.Bind().SetReceivedResponseHook(nil)
+		g.clients.Bind().SetSentTransportHook(nil)
 	}
 	g.sessions.p.Store(nil) // admission's response hook stops forwarding to recovery
 	g.probe.Close()

@@ -164,6 +164,8 @@ func (g *Gateway) joinCluster(cfg *config.Config, opts Options) (err error) {
 		// The takeover of moved flows; off, a moved client comes back by
 		// its own re-handshake, as to stock servers sharing a key.
 		bind.SetTransportHook(rec.OnTransport)
+		bind.SetReceivedResponseHook(rec.OnReceivedResponse)
+		bind.SetSentTransportHook(rec.OnSentTransport)
 	}
 	g.sessions.p.Store(rec)
 	return nil

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +28,10 @@ type captureRelay struct {
 	// slow delays the client's handshake responses, as a loaded machine
 	// does.
 	slow time.Duration
+	// holdData, when set, drops the client's transport packets once the
+	// client has sent a handshake response (answered a gateway's
+	// initiation) after it was set; responded says one was.
+	holdData, responded atomic.Bool
 }
 
 func newCaptureRelay(t *testing.T, to netip.AddrPort) *captureRelay {
@@ -55,6 +60,13 @@ func newCaptureRelay(t *testing.T, to netip.AddrPort) *captureRelay {
 			}
 			to, slow := r.to, r.slow
 			r.mu.Unlock()
+			if r.holdData.Load() {
+				if n == 92 && buf[0] == 2 {
+					r.responded.Store(true)
+				} else if buf[0] == 4 && r.responded.Load() {
+					continue
+				}
+			}
 			if slow > 0 && n == 92 && buf[0] == 2 {
 				msg := append([]byte(nil), buf[:n]...)
 				time.AfterFunc(slow, func() { back.WriteToUDPAddrPort(msg, to) })

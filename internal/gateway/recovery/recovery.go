@@ -52,9 +52,22 @@ import (
 // client's endpoint, so the new gateway knows at the first packet whose
 // flow it is: it initiates a handshake to the client at once (with the
 // shared identity the client accepts from any gateway), and claims the
-// client when the client's first packet decrypts over the new session.
-// A spoofed packet from a client's address can make a gateway send a
-// handshake, but cannot move the client.
+// client as soon as the device accepts the client's handshake response.
+// That response answers the gateway's fresh ephemeral key and needs the
+// client's static private key, so it proves the session as well as the
+// client's data would, one round trip earlier: the device shows it has
+// accepted it by sending the client its first transport packet with the
+// response's sender index as receiver (the takeover's echo request;
+// OnSentTransport). The client's first packet that decrypts over the new
+// session claims it too (CheckPending), whichever comes first. A spoofed
+// packet from a client's address can make a gateway send a handshake,
+// but cannot move the client; a spoofed response is refused by the
+// device, which then sends nothing on it.
+//
+// Under load a handshake round trip can outlast takeoverRetry. A retry
+// that forgot the handshake whose response the device is about to read
+// would throw that response away and start over, again and again: a
+// takeover whose response arrived within takeoverRetry is left to finish.
 //
 // A gateway that restarts under its old name finds records naming itself
 // for clients it holds no session with. Only clients whose session this
@@ -151,6 +164,10 @@ type Recovery struct {
 	confirms chan pendingClaim
 	pending  sync.Map // netip.Addr (client tunnel address) → pendingClaim
 	pendingN atomic.Int32
+	// handshakes holds the takeovers whose handshake the gateway
+	// initiated: client endpoint (netip.AddrPort) → *takeoverHandshake.
+	handshakes  sync.Map
+	handshakesN atomic.Int32
 	// live holds the clients whose session this process has seen
 	// confirmed: keys.Key → struct{}.
 	live    sync.Map
@@ -201,6 +218,12 @@ func (r *Recovery) expire(now time.Time) {
 	r.awaiting.Range(func(k, v any) bool {
 		if now.Sub(v.(pendingClaim).at) > pendingTTL && r.awaiting.CompareAndDelete(k, v) {
 			r.awaitingN.Add(-1)
+		}
+		return true
+	})
+	r.handshakes.Range(func(k, v any) bool {
+		if now.Sub(v.(*takeoverHandshake).at) > pendingTTL && r.handshakes.CompareAndDelete(k, v) {
+			r.handshakesN.Add(-1)
 		}
 		return true
 	})

@@ -2,7 +2,10 @@ package recovery
 
 import (
 	"net/netip"
+	"sync/atomic"
 	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/anyguard/anyguard/cluster"
 	"github.com/anyguard/anyguard/internal/config"
@@ -14,7 +17,7 @@ import (
 // takeover initiates a handshake to a client whose flow arrived here.
 func (r *Recovery) takeover(req takeoverRequest) {
 	now := time.Now()
-	if now.Sub(r.lastTry[req.client]) < takeoverRetry {
+	if now.Sub(r.lastTry[req.client]) < takeoverRetry || r.answered(req.endpoint, now) {
 		return
 	}
 	r.lastTry[req.client] = now
@@ -36,20 +39,29 @@ func (r *Recovery) takeover(req takeoverRequest) {
 	}
 	addr := peer.AllowedIPs[0].Addr()
 	r.setPending(addr, pendingClaim{client: req.client, endpoint: req.endpoint, reason: cluster.ReasonTakeover, at: now})
-	if !r.isLive(req.client) {
+	live := r.isLive(req.client)
+	if !live {
 		// No confirmed session here: whatever handshake the device holds
 		// is not the client's (perhaps a replayed initiation it answered)
-		// and must not hold back the one that wins the client back.
+		// and must not hold back the one that wins the client back. With
+		// it gone, the device sends the client nothing until a new
+		// session, so the first transport packet to the client's endpoint
+		// with the new response's index proves the client (OnSentTransport).
 		r.dev.ForgetHandshake(req.client)
+		r.watchHandshake(req.endpoint, addr, now)
 	}
 	if err := r.dev.SetEndpoint(req.client, req.endpoint); err != nil {
 		r.logger.Warn("cannot point a moved client's peer at its endpoint", "client", peer.Name, "err", err)
 		return
 	}
 	// An echo request to the client makes the device handshake with it
-	// (it has no session) and then deliver the request; the client's reply,
-	// decrypted over the new session, is what claims it (CheckPending),
-	// even when the client has nothing else to send.
+	// (it has no session) and then deliver the request, which carries the
+	// device's proof that it accepted the client's response
+	// (OnSentTransport); the client's reply, decrypted over the new
+	// session, claims it too (CheckPending), even when the client has
+	// nothing else to send. (The device's TUN reader, not this worker,
+	// computes the initiation: a burst of takeovers is not serialised
+	// behind their X25519s and sends.)
 	if !r.sendEcho(peer, addr) {
 		if err := r.dev.Initiate(req.client, req.endpoint); err != nil {
 			r.logger.Warn("cannot initiate a handshake to a moved client", "client", peer.Name, "err", err)
@@ -88,6 +100,95 @@ func (r *Recovery) retryInFlight(client keys.Key, now time.Time) bool {
 	r.sendEcho(peer, addr)
 	r.retried.Add(1)
 	return true
+}
+
+// takeoverHandshake is a takeover's handshake initiated by this gateway:
+// the client's tunnel address (the key of its pending claim), when it
+// began, and the client's latest response to it.
+type takeoverHandshake struct {
+	addr netip.Addr
+	at   time.Time
+	// response is 1<<32 | the sender index of the latest handshake
+	// response from the client's endpoint (0: none yet); respondedAt its
+	// arrival (unix ns).
+	response    atomic.Uint64
+	respondedAt atomic.Int64
+}
+
+// watchHandshake starts following the handshake of a takeover of the
+// client at endpoint ep with tunnel address addr. Claim worker only.
+func (r *Recovery) watchHandshake(ep netip.AddrPort, addr netip.Addr, now time.Time) {
+	if _, loaded := r.handshakes.Swap(ep, &takeoverHandshake{addr: addr, at: now}); !loaded {
+		r.handshakesN.Add(1)
+	}
+}
+
+// answered reports whether the client at ep answered this gateway's
+// handshake less than takeoverRetry ago: the device has yet to read that
+// answer, and a retry would forget the handshake it answers. It holds a
+// retry back at most once per handshake (for up to 2 × takeoverRetry after
+// it began), so responses spoofed from the client's address cannot stop
+// the takeover's retries.
+func (r *Recovery) answered(ep netip.AddrPort, now time.Time) bool {
+	if r.handshakesN.Load() == 0 {
+		return false
+	}
+	v, ok := r.handshakes.Load(ep)
+	if !ok {
+		return false
+	}
+	h := v.(*takeoverHandshake)
+	at := h.respondedAt.Load()
+	return at != 0 && now.Sub(time.Unix(0, at)) < takeoverRetry && now.Sub(h.at) < 2*takeoverRetry
+}
+
+// OnReceivedResponse is the client bind's hook for handshake responses
+// arriving: one from the endpoint of a client this gateway is taking over
+// is remembered by its sender index (unauthenticated: only the device's
+// use of it, OnSentTransport, counts).
+func (r *Recovery) OnReceivedResponse(sender uint32, from conn.Endpoint) {
+	if r.handshakesN.Load() == 0 {
+		return
+	}
+	ep, ok := from.(*conn.StdNetEndpoint)
+	if !ok {
+		return
+	}
+	v, ok := r.handshakes.Load(ep.AddrPort)
+	if !ok {
+		return
+	}
+	h := v.(*takeoverHandshake)
+	h.response.Store(1<<32 | uint64(sender))
+	h.respondedAt.Store(time.Now().UnixNano())
+}
+
+// OnSentTransport is the client bind's hook for transport packets sent:
+// the first one to the endpoint of a client being taken over whose
+// receiver is the sender index of the client's response is the device's
+// proof that it accepted that response (which needs the client's private
+// key and answers this gateway's fresh initiation), and claims the client.
+func (r *Recovery) OnSentTransport(receiver uint32, to conn.Endpoint) {
+	if r.handshakesN.Load() == 0 {
+		return
+	}
+	ep, ok := to.(*conn.StdNetEndpoint)
+	if !ok {
+		return
+	}
+	v, ok := r.handshakes.Load(ep.AddrPort)
+	if !ok {
+		return
+	}
+	h := v.(*takeoverHandshake)
+	if h.response.Load() != 1<<32|uint64(receiver) || !r.handshakes.CompareAndDelete(ep.AddrPort, v) {
+		return
+	}
+	r.handshakesN.Add(-1)
+	if p, ok := r.pending.LoadAndDelete(h.addr); ok {
+		r.pendingN.Add(-1)
+		r.confirmedClaim(p.(pendingClaim))
+	}
 }
 
 // sendEcho hands the client device an echo request from the gateway's
@@ -131,6 +232,11 @@ func (r *Recovery) CheckPending(bufs [][]byte, offset int) {
 // this gateway just decrypted.
 func (r *Recovery) confirmedClaim(p pendingClaim) {
 	r.live.Store(p.client, struct{}{})
+	if p.reason == cluster.ReasonTakeover && r.handshakesN.Load() != 0 {
+		if _, ok := r.handshakes.LoadAndDelete(p.endpoint); ok {
+			r.handshakesN.Add(-1)
+		}
+	}
 	rec, ok := r.claimer.Claim(p.client, p.endpoint, p.reason)
 	switch {
 	case ok && p.reason == cluster.ReasonTakeover:
