@@ -244,7 +244,14 @@ func (r *Router) Forward(in PortID, bufs [][]byte, offset int) {
 		drops          [numDropReasons]uint32
 		rxPkts, rxByte uint64
 	)
-	var h packet.Header
+	var (
+		h packet.Header
+		// The last lookups, reused while packets share their addresses:
+		// a segmented TUN read or a decrypted batch is mostly one flow.
+		lastSrc, lastDst netip.Addr // zero: nothing looked up yet
+		srcOK, hopOK     bool
+		hop              Hop
+	)
 	for _, b := range bufs {
 		if len(b) < offset {
 			drops[DropTruncated]++
@@ -257,12 +264,19 @@ func (r *Router) Forward(in PortID, bufs [][]byte, offset int) {
 			drops[dropReason(err)]++
 			continue
 		}
-		if allowed, found := lookupSource(src, h.Src); !found || !allowed {
+		if h.Src != lastSrc { // a decoded address is never the zero Addr
+			allowed, found := lookupSource(src, h.Src)
+			lastSrc, srcOK = h.Src, found && allowed
+		}
+		if !srcOK {
 			drops[DropSourceInvalid]++
 			continue
 		}
-		hop, ok := t.fib.Lookup(h.Dst)
-		if !ok {
+		if h.Dst != lastDst {
+			hop, hopOK = t.fib.Lookup(h.Dst)
+			lastDst = h.Dst
+		}
+		if !hopOK {
 			drops[DropNoRoute]++
 			continue
 		}
