@@ -11,14 +11,52 @@ import (
 func (a *Admission) work() {
 	defer a.wg.Done()
 	var in handshake.Initiation
+	var h heldInitiation
 	for {
 		select {
 		case <-a.stop:
 			return
-		case h := <-a.queue:
+		case h = <-a.probeHeld:
+			a.handleProbe(&h, &in)
+			continue
+		case <-a.wake:
+		}
+		for a.next(&h) {
+			start := time.Now()
 			a.handle(&h, &in)
+			a.observe(time.Since(start))
+			select {
+			case <-a.stop:
+				return
+			case p := <-a.probeHeld: // the probe waits for one initiation at most
+				a.handleProbe(&p, &in)
+			default:
+			}
 		}
 	}
+}
+
+// next takes the initiation to serve next: the newest retry, else the
+// newest first try, dropping those that waited longer than maxWait.
+func (a *Admission) next(h *heldInitiation) bool {
+	cutoff := time.Now().UnixNano() - int64(maxWait)
+	for _, st := range [2]*stack{a.retry, a.first} {
+		ok, stale := st.pop(h, cutoff)
+		if stale > 0 {
+			a.stale.Add(uint64(stale))
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+// observe folds the time one initiation took the worker (pacing
+// included: the device's pace is the worker's) into its moving average.
+func (a *Admission) observe(d time.Duration) {
+	old := a.service.Load()
+	a.service.Store(old + (int64(d)-old)/8)
 }
 
 // handle decides one held initiation: release it to the device (adding
