@@ -42,7 +42,11 @@ func (a *Admission) holdProbe(msg []byte, from conn.Endpoint, now time.Time) boo
 		return false
 	}
 	ep := a.probeEndpoint()
-	if !ep.IsValid() || endpointAddr(from) != ep {
+	if !ep.IsValid() {
+		return false
+	}
+	// A dual-stack socket names an IPv4 source as IPv4-mapped IPv6.
+	if got := endpointAddr(from); got.Port() != ep.Port() || got.Addr().Unmap() != ep.Addr().Unmap() {
 		return false
 	}
 	last := a.probeLast.Load()

@@ -235,10 +235,16 @@ func (p *Probe) round() {
 	// of clients handshaking at once) would throw away a working session
 	// and need a handshake just when handshakes are scarcest.
 	if failed >= probeFailures {
-		if err := p.dev.Down(); err == nil {
-			p.dev.Up()
-			p.learnPort()
-		}
+		p.Rehandshake()
+	}
+}
+
+// Rehandshake drops the probe's session, so that its next echo starts
+// with a new handshake.
+func (p *Probe) Rehandshake() {
+	if err := p.dev.Down(); err == nil {
+		p.dev.Up()
+		p.learnPort()
 	}
 }
 
@@ -248,11 +254,19 @@ func (p *Probe) round() {
 // its flows and push the herd onto the next gateway.
 const probeFailures = 2
 
+// probeLateRounds: a reply to the echo of this round or of the rounds
+// before it, up to this many in all, completes a round.
+const probeLateRounds = 4
+
 func (p *Probe) await(seq uint16, start time.Time, deadline, resend <-chan time.Time, send func() error) error {
 	for {
 		select {
 		case got := <-p.replies:
-			if got == seq {
+			// A late reply to one of the last rounds' echoes proves the
+			// data path as well: slow under a herd is not broken, and a
+			// gateway that turned unready for it would have the load
+			// balancer move yet more flows onto the others.
+			if seq-got < probeLateRounds {
 				return nil
 			}
 		case <-resend:
