@@ -108,16 +108,17 @@ const (
 	underLoadAfter = wgdevice.UnderLoadAfterTime
 )
 
-// Pacing of releases to the device: at most releaseWindow unanswered; after
-// waiting releaseStall for answers, the rest count as dropped by the device.
-// The device demands cookies of its own once 128 handshake messages wait
-// in its queue (which the clients' responses to takeovers and the probe's
-// share): the window stays well below that, and the stall is long enough
-// for a device starved of CPU to answer a window, so that slowness is not
-// mistaken for drops and the device pushed under load.
+// Pacing of releases to the device: at most releaseWindow unanswered.
+// After waiting releaseStall for answers, a quarter of those unanswered
+// count as dropped by the device, and the next stall may free another
+// quarter. The device demands cookies of its own once 128 handshake
+// messages wait in its queue (which the clients' responses to takeovers
+// and the probe's share), and its cookies and the gateway's refuse each
+// other's clients: a device starved of CPU that answers slowly must not be
+// taken for one that drops, and sent a whole new window.
 const (
-	releaseWindow = 32
-	releaseStall  = time.Second
+	releaseWindow = 64
+	releaseStall  = 250 * time.Millisecond
 )
 
 // initialService is the worker's assumed time per initiation until it

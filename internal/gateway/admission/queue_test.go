@@ -7,6 +7,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/conn"
 
+	"github.com/anyguard/anyguard/device"
 	"github.com/anyguard/anyguard/internal/keys"
 )
 
@@ -122,5 +123,43 @@ func TestHookNoAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("%v allocations per initiation", allocs)
+	}
+}
+
+// silentBind takes every release and never answers.
+type silentBind struct{ releases int }
+
+func (b *silentBind) SetInitiationHook(device.InitiationHook) {}
+func (b *silentBind) SetResponseHook(device.ResponseHook)     {}
+func (b *silentBind) Release([]byte, conn.Endpoint) bool      { b.releases++; return true }
+func (b *silentBind) Answered() uint64                        { return 0 }
+
+// TestPaceShrinksByAQuarter: a device that stops answering is sent a full
+// window, then a quarter of a window per releaseStall, not a new window:
+// a slow device must not be pushed past its under-load mark.
+func TestPaceShrinksByAQuarter(t *testing.T) {
+	b := &silentBind{}
+	a := New(Config{PrivateKey: keys.Key{9}, Bind: b})
+	h := held(1, time.Now())
+	start := time.Now()
+	for range releaseWindow {
+		a.release(&h)
+	}
+	if took := time.Since(start); took >= releaseStall {
+		t.Fatalf("a window of releases took %v", took)
+	}
+	for range releaseWindow / 4 {
+		a.release(&h)
+	}
+	took := time.Since(start)
+	if took < releaseStall || took >= 2*releaseStall {
+		t.Fatalf("a quarter window more after %v, want one stall (%v)", took, releaseStall)
+	}
+	a.release(&h)
+	if took := time.Since(start); took < 2*releaseStall {
+		t.Fatalf("released past the quarter window after %v without a second stall", took)
+	}
+	if b.releases != releaseWindow+releaseWindow/4+1 {
+		t.Fatalf("%d releases", b.releases)
 	}
 }
