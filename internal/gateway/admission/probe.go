@@ -30,10 +30,12 @@ import (
 // address costs the worker at most one X25519 per probeGap. The device
 // itself checks the probe's timestamp, as for any peer of its own.
 
-// probeGap is the least time between two probe initiations held apart.
-// wireguard-go sends one per RekeyTimeout (5 s) at most, except right
-// after the probe's device restarts.
-const probeGap = 250 * time.Millisecond
+// probeGap is the least time between two probe initiations held apart:
+// wireguard-go's own least time between two initiations of one peer that
+// it consumes (HandshakeInitationRate). The probe sends one per
+// RekeyTimeout (5 s) at most, except when its device restarts, which a
+// round's failure and a test may both ask for at once.
+const probeGap = 50 * time.Millisecond
 
 // holdProbe holds msg apart for the worker if it comes from the probe's
 // endpoint, reporting whether it did. Receive goroutines.
