@@ -29,3 +29,7 @@ func (g *Gateway) UnderLoadForTest(d time.Duration) { g.admission.ForceUnderLoad
 // ProbeRehandshakeForTest makes the data-path probe start its next round
 // with a new handshake.
 func (g *Gateway) ProbeRehandshakeForTest() { g.probe.Rehandshake() }
+
+// RaceEnabledForTest reports whether the race detector is on (tests
+// that load the machine scale down).
+const RaceEnabledForTest = raceEnabled
