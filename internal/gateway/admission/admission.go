@@ -151,6 +151,10 @@ type Device interface {
 	PeerKeys() []keys.Key
 	PeerCount() int
 	Status() ([]device.PeerStatus, error)
+	// UnderLoad: the device demands cookies of its own (its handshake
+	// queue is deep); what is released then gets the device's cookie,
+	// which the gateway's own check refuses on the client's retry.
+	UnderLoad() bool
 }
 
 // Bind is the client device's socket as admission uses it
@@ -248,6 +252,7 @@ type Admission struct {
 	replays, unreadable, overload   atomic.Uint64
 	cookiesSent, rateLimited        atomic.Uint64
 	stale, probeReleased            atomic.Uint64
+	deviceBusy                      atomic.Uint64 // worker's polls of a device under load
 	acceptedUnread                  atomic.Uint64 // released without a read (fast.go)
 
 	cookies        wgdevice.CookieChecker // mac2 and cookie replies under load

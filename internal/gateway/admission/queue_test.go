@@ -2,6 +2,7 @@ package admission
 
 import (
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -161,5 +162,42 @@ func TestPaceShrinksByAQuarter(t *testing.T) {
 	}
 	if b.releases != releaseWindow+releaseWindow/4+1 {
 		t.Fatalf("%d releases", b.releases)
+	}
+}
+
+// loadedDevice is a Device whose only working method is UnderLoad.
+type loadedDevice struct {
+	Device
+	loaded atomic.Bool
+}
+
+func (d *loadedDevice) UnderLoad() bool { return d.loaded.Load() }
+
+// TestWorkerWaitsForLoadedDevice: while the device demands cookies of its
+// own, the worker releases nothing; it goes on when the device is out of
+// load, and stops waiting when the Admission closes.
+func TestWorkerWaitsForLoadedDevice(t *testing.T) {
+	dev := &loadedDevice{}
+	dev.loaded.Store(true)
+	a := New(Config{PrivateKey: keys.Key{9}, Device: dev})
+	ready := make(chan bool)
+	go func() { ready <- a.deviceReady() }()
+	select {
+	case <-ready:
+		t.Fatal("the worker went on while the device was under load")
+	case <-time.After(5 * deviceLoadPoll):
+	}
+	dev.loaded.Store(false)
+	if !<-ready {
+		t.Fatal("deviceReady reported a stop")
+	}
+	if a.deviceBusy.Load() == 0 {
+		t.Fatal("no wait counted")
+	}
+	dev.loaded.Store(true)
+	go func() { ready <- a.deviceReady() }()
+	close(a.stop)
+	if <-ready {
+		t.Fatal("deviceReady reported ready after the stop")
 	}
 }

@@ -21,7 +21,7 @@ func (a *Admission) work() {
 			continue
 		case <-a.wake:
 		}
-		for a.next(&h) {
+		for a.deviceReady() && a.next(&h) {
 			start := time.Now()
 			a.handle(&h, &in)
 			a.observe(time.Since(start))
@@ -35,6 +35,28 @@ func (a *Admission) work() {
 		}
 	}
 }
+
+// deviceReady waits while the device is under load (clients' responses
+// to its own initiations, takeovers among them, fill its queue too): an
+// initiation released then would get the device's cookie, and its
+// client's retry would carry a mac2 that the gateway's check refuses.
+// Initiations keep waiting in the stacks meanwhile, newest first. It
+// reports false when the Admission stops.
+func (a *Admission) deviceReady() bool {
+	for a.dev.UnderLoad() {
+		a.deviceBusy.Add(1)
+		select {
+		case <-a.stop:
+			return false
+		case <-time.After(deviceLoadPoll):
+		}
+	}
+	return true
+}
+
+// deviceLoadPoll is how often the worker looks whether the device is
+// still under load.
+const deviceLoadPoll = 10 * time.Millisecond
 
 // next takes the initiation to serve next: the newest retry, else the
 // newest first try, dropping those that waited longer than maxWait.
