@@ -142,23 +142,32 @@ func (r *Recovery) answered(ep netip.AddrPort, now time.Time) bool {
 	return at != 0 && now.Sub(time.Unix(0, at)) < takeoverRetry && now.Sub(h.at) < 2*takeoverRetry
 }
 
+// watched returns the takeover handshake followed for endpoint e, if any:
+// the bind's hooks cost one atomic load while none is.
+func (r *Recovery) watched(e conn.Endpoint) (netip.AddrPort, *takeoverHandshake, bool) {
+	if r.handshakesN.Load() == 0 {
+		return netip.AddrPort{}, nil, false
+	}
+	ep, ok := e.(*conn.StdNetEndpoint)
+	if !ok {
+		return netip.AddrPort{}, nil, false
+	}
+	v, ok := r.handshakes.Load(ep.AddrPort)
+	if !ok {
+		return netip.AddrPort{}, nil, false
+	}
+	return ep.AddrPort, v.(*takeoverHandshake), true
+}
+
 // OnReceivedResponse is the client bind's hook for handshake responses
 // arriving: one from the endpoint of a client this gateway is taking over
 // is remembered by its sender index (unauthenticated: only the device's
 // use of it, OnSentTransport, counts).
 func (r *Recovery) OnReceivedResponse(sender uint32, from conn.Endpoint) {
-	if r.handshakesN.Load() == 0 {
-		return
-	}
-	ep, ok := from.(*conn.StdNetEndpoint)
+	_, h, ok := r.watched(from)
 	if !ok {
 		return
 	}
-	v, ok := r.handshakes.Load(ep.AddrPort)
-	if !ok {
-		return
-	}
-	h := v.(*takeoverHandshake)
 	h.response.Store(1<<32 | uint64(sender))
 	h.respondedAt.Store(time.Now().UnixNano())
 }
@@ -169,19 +178,11 @@ func (r *Recovery) OnReceivedResponse(sender uint32, from conn.Endpoint) {
 // proof that it accepted that response (which needs the client's private
 // key and answers this gateway's fresh initiation), and claims the client.
 func (r *Recovery) OnSentTransport(receiver uint32, to conn.Endpoint) {
-	if r.handshakesN.Load() == 0 {
-		return
-	}
-	ep, ok := to.(*conn.StdNetEndpoint)
+	ep, h, ok := r.watched(to)
 	if !ok {
 		return
 	}
-	v, ok := r.handshakes.Load(ep.AddrPort)
-	if !ok {
-		return
-	}
-	h := v.(*takeoverHandshake)
-	if h.response.Load() != 1<<32|uint64(receiver) || !r.handshakes.CompareAndDelete(ep.AddrPort, v) {
+	if h.response.Load() != 1<<32|uint64(receiver) || !r.handshakes.CompareAndDelete(ep, h) {
 		return
 	}
 	r.handshakesN.Add(-1)
