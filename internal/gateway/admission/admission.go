@@ -108,17 +108,17 @@ const (
 	underLoadAfter = wgdevice.UnderLoadAfterTime
 )
 
-// Pacing of releases to the device: at most releaseWindow unanswered;
-// after waiting releaseStall for answers, the rest count as dropped by the
-// device. A device starved of CPU is not pushed past its own under-load
-// mark by the next window: the worker releases nothing while the device
-// is under load (deviceReady). Forgiving only part of the window per
-// longer stall (tried with the herd changes) left the worker idle while a
-// storm of live peers waited: 450-820 handshakes/s at 8,000 offered
-// against 1,400 with this pacing (docs/benchmarks.md).
+// Pacing of releases to the device: at most releaseWindow unanswered.
+// After waiting releaseStall for answers, a quarter of those unanswered
+// count as dropped by the device, and the next stall may free another
+// quarter. The device demands cookies of its own once 128 handshake
+// messages wait in its queue (which the clients' responses to takeovers
+// and the probe's share), and its cookies and the gateway's refuse each
+// other's clients: a device starved of CPU that answers slowly must not be
+// taken for one that drops, and sent a whole new window.
 const (
 	releaseWindow = 64
-	releaseStall  = 50 * time.Millisecond
+	releaseStall  = 250 * time.Millisecond
 )
 
 // initialService is the worker's assumed time per initiation until it

@@ -156,8 +156,8 @@ func (a *Admission) release(h *heldInitiation) bool {
 }
 
 // pace waits while the device has releaseWindow released initiations it
-// has not answered, at most releaseStall: then the rest count as dropped
-// by the device.
+// has not answered; each releaseStall without enough answers, a quarter of
+// them count as dropped by the device.
 func (a *Admission) pace() {
 	b := a.bind
 	var since time.Time
@@ -173,8 +173,9 @@ func (a *Admission) pace() {
 		if since.IsZero() {
 			since = now
 		} else if now.Sub(since) >= releaseStall {
-			a.answeredBase = b.Answered() - a.released // dropped by the device
-			return
+			a.answeredBase -= uint64(waiting / 4) // dropped by the device
+			since = now
+			continue
 		}
 		time.Sleep(100 * time.Microsecond)
 	}
