@@ -54,26 +54,19 @@ import (
 // The work is off the receive goroutine because adding a peer configures
 // the device, which waits on a lock that closing the device's socket holds
 // while it waits for the receive goroutines; and so that a flood of
-// initiations costs the worker's core, not the data path. Initiations
-// wait newest first, and one that waited too long to be answered before
-// its client's retry is dropped unread (queue.go).
+// initiations costs the worker's core, not the data path. When the worker
+// is behind (queueLen full), initiations are dropped: the client retries.
 //
 // Under load the worker's X25519s are what a flood would spend, so the
 // receive goroutine applies WireGuard's DoS defence itself, before
 // anything is queued, as wireguard-go does before its own (which never
-// sees load here: the worker feeds it at its own pace). While the
-// initiations waiting would take the worker more than admitBudget, and
-// for a second after, an initiation with a bad mac1 is dropped; one
-// without a valid mac2 gets a cookie reply (bound to its source address,
-// so a spoofed source never gets one back) and is dropped; one with a
-// valid mac2 is rate-limited per source IP (20/s, bursts of 5:
-// wireguard-go's limiter) and served before first tries. Real clients
-// retry with the cookie after 5 s. Out of load none of this costs
-// anything.
-//
-// The data-path probe's initiations (probe.go) skip all of this: a
-// gateway whose probe waits behind a herd turns unready, and the load
-// balancer moves yet more flows onto the others.
+// sees load here: the worker feeds it at its own pace). While the queue
+// is an eighth full, and for a second after, an initiation with a bad mac1
+// is dropped; one without a valid mac2 gets a cookie reply (bound to its
+// source address, so a spoofed source never gets one back) and is
+// dropped; one with a valid mac2 is rate-limited per source IP (20/s,
+// bursts of 5: wireguard-go's limiter). Real clients retry with the
+// cookie after 5 s. Out of load none of this costs anything.
 //
 // The device itself must never be under load: it would demand cookies of
 // its own (another secret), a client's retry with one would fail the
@@ -96,34 +89,22 @@ import (
 // responder records at the first data packet.
 const DefaultIdleTimeout = 210 * time.Second
 
-// queueLen bounds the initiations waiting for the worker, in each of
-// its two stacks (queue.go).
+// queueLen bounds the initiations waiting for the worker.
 const queueLen = 1024
 
-// Under load: the initiations waiting would take the worker longer than
-// admitBudget, or fill half a stack, or did within underLoadAfter
-// (wireguard-go's UnderLoadAfterTime).
+// Under load: the queue is queueLen/8 full, or was within underLoadAfter
+// (wireguard-go's QueueHandshakeSize/8 and UnderLoadAfterTime).
 const (
-	underLoadQueue = queueLen / 2
+	underLoadQueue = queueLen / 8
 	underLoadAfter = wgdevice.UnderLoadAfterTime
 )
 
-// Pacing of releases to the device: at most releaseWindow unanswered.
-// After waiting releaseStall for answers, a quarter of those unanswered
-// count as dropped by the device, and the next stall may free another
-// quarter. The device demands cookies of its own once 128 handshake
-// messages wait in its queue (which the clients' responses to takeovers
-// and the probe's share), and its cookies and the gateway's refuse each
-// other's clients: a device starved of CPU that answers slowly must not be
-// taken for one that drops, and sent a whole new window.
+// Pacing of releases to the device: at most releaseWindow unanswered; after
+// waiting releaseStall for answers, the rest count as dropped by the device.
 const (
 	releaseWindow = 64
-	releaseStall  = 250 * time.Millisecond
+	releaseStall  = 50 * time.Millisecond
 )
-
-// initialService is the worker's assumed time per initiation until it
-// has measured its own.
-const initialService = 250 * time.Microsecond
 
 // Reason is why a peer leaves the device (anyguard_peers_removed_total).
 type Reason string
@@ -151,10 +132,6 @@ type Device interface {
 	PeerKeys() []keys.Key
 	PeerCount() int
 	Status() ([]device.PeerStatus, error)
-	// UnderLoad: the device demands cookies of its own (its handshake
-	// queue is deep); what is released then gets the device's cookie,
-	// which the gateway's own check refuses on the client's retry.
-	UnderLoad() bool
 }
 
 // Bind is the client device's socket as admission uses it
@@ -193,12 +170,6 @@ type Sessions interface {
 // Config is what an Admission works on.
 type Config struct {
 	PrivateKey keys.Key // the client device's
-	// ProbeEndpoint returns the data-path probe's own address and port
-	// (its socket on loopback), or the zero value before it has one. An
-	// initiation from there skips the queue and the cookie demand; the
-	// worker releases it only if it is the Reserved key's. Nil: none.
-	// Called on receive goroutines; must be cheap.
-	ProbeEndpoint func() netip.AddrPort
 	// IdleTimeout: zero means DefaultIdleTimeout.
 	IdleTimeout time.Duration
 	// Reserved is a device peer admission never removes nor counts as a
@@ -215,26 +186,17 @@ type Config struct {
 // Admission is the just-in-time peer manager: the bind's initiation
 // hook, the worker that admits clients and the idle sweep.
 type Admission struct {
-	logger *slog.Logger
-	reader *handshake.InitiationReader
-	idle   time.Duration
-	// first and retry hold the initiations for the worker (queue.go);
-	// wake tells it there are some.
-	first, retry *stack
-	wake         chan struct{}
-	service      atomic.Int64 // the worker's time per initiation, ns (a moving average)
-	// probeEndpoint, probeHeld and probeLast: the probe's way past the
-	// queue (probe.go).
-	probeEndpoint func() netip.AddrPort
-	probeHeld     chan heldInitiation
-	probeLast     atomic.Int64 // unix ns of the last probe initiation held
-	index         Index
-	dev           Device
-	bind          Bind
-	reply         Sender
-	sessions      Sessions
-	reserved      keys.Key
-	fast          *fastPath // live clients' endpoints (fast.go)
+	logger   *slog.Logger
+	reader   *handshake.InitiationReader
+	idle     time.Duration
+	queue    chan heldInitiation
+	index    Index
+	dev      Device
+	bind     Bind
+	reply    Sender
+	sessions Sessions
+	reserved keys.Key
+	fast     *fastPath // live clients' endpoints (fast.go)
 
 	// mu serialises changes of the device's client peers with the index
 	// they follow: the worker's additions, the sweep, reload, takeovers
@@ -251,8 +213,6 @@ type Admission struct {
 	accepted, unknown, notAuthentic atomic.Uint64
 	replays, unreadable, overload   atomic.Uint64
 	cookiesSent, rateLimited        atomic.Uint64
-	stale, probeReleased            atomic.Uint64
-	deviceBusy                      atomic.Uint64 // worker's polls of a device under load
 	acceptedUnread                  atomic.Uint64 // released without a read (fast.go)
 
 	cookies        wgdevice.CookieChecker // mac2 and cookie replies under load
@@ -280,7 +240,6 @@ type clientSeen struct {
 type heldInitiation struct {
 	msg  [148]byte
 	from conn.Endpoint
-	at   int64 // arrival, unix ns
 }
 
 // New makes an Admission; Start puts it to work.
@@ -294,25 +253,20 @@ func New(cfg Config) *Admission {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	a := &Admission{
-		logger:        logger,
-		reader:        handshake.NewInitiationReader(cfg.PrivateKey),
-		idle:          idle,
-		first:         newStack(queueLen),
-		retry:         newStack(queueLen),
-		wake:          make(chan struct{}, 1),
-		probeHeld:     make(chan heldInitiation, 1),
-		probeEndpoint: cfg.ProbeEndpoint,
-		index:         cfg.Index,
-		dev:           cfg.Device,
-		bind:          cfg.Bind,
-		reply:         cfg.Reply,
-		sessions:      cfg.Sessions,
-		reserved:      cfg.Reserved,
-		fast:          newFastPath(),
-		seen:          make(map[keys.Key]*clientSeen),
-		stop:          make(chan struct{}),
+		logger:   logger,
+		reader:   handshake.NewInitiationReader(cfg.PrivateKey),
+		idle:     idle,
+		queue:    make(chan heldInitiation, queueLen),
+		index:    cfg.Index,
+		dev:      cfg.Device,
+		bind:     cfg.Bind,
+		reply:    cfg.Reply,
+		sessions: cfg.Sessions,
+		reserved: cfg.Reserved,
+		fast:     newFastPath(),
+		seen:     make(map[keys.Key]*clientSeen),
+		stop:     make(chan struct{}),
 	}
-	a.service.Store(int64(initialService))
 	a.cookies.Init(wgdevice.NoisePublicKey(cfg.PrivateKey.Public()))
 	return a
 }
@@ -350,16 +304,10 @@ func (a *Admission) Close() {
 
 // onInitiation runs on the client socket's receive goroutine: it queues a
 // copy for the worker and holds the datagram back (the device never sees
-// an initiation the worker did not release). Under load it first demands
-// a cookie (see the top of this file); a retry that carries one goes to
-// the retry stack. The probe's initiations take their own way (probe.go).
+// an initiation the worker did not release), dropping it when the queue is
+// full. Under load it first demands a cookie (see the top of this file).
 func (a *Admission) onInitiation(msg []byte, from conn.Endpoint) bool {
-	now := time.Now()
-	if a.holdProbe(msg, from, now) {
-		return true
-	}
-	st := a.first
-	if a.underLoad(now) {
+	if a.underLoad(time.Now()) {
 		if !a.reader.CheckMAC1(msg) {
 			a.unreadable.Add(1)
 			return true
@@ -373,20 +321,14 @@ func (a *Admission) onInitiation(msg []byte, from conn.Endpoint) bool {
 			a.rateLimited.Add(1)
 			return true
 		}
-		st = a.retry
 	}
-	h := heldInitiation{from: from, at: now.UnixNano()}
+	var h heldInitiation
 	copy(h.msg[:], msg)
-	stale, full := st.push(&h, now.UnixNano()-int64(maxWait))
-	if stale > 0 {
-		a.stale.Add(uint64(stale))
-	}
-	if full {
-		a.overload.Add(1)
-	}
+	h.from = from
 	select {
-	case a.wake <- struct{}{}:
+	case a.queue <- h:
 	default:
+		a.overload.Add(1)
 	}
 	return true
 }
@@ -398,11 +340,9 @@ func (a *Admission) ForceUnderLoad(d time.Duration) {
 }
 
 // underLoad reports whether the worker is (or was within underLoadAfter)
-// so far behind that initiations must carry a cookie: those waiting would
-// take it longer than admitBudget.
+// so far behind that initiations must carry a cookie.
 func (a *Admission) underLoad(now time.Time) bool {
-	waiting := a.first.len() + a.retry.len()
-	if waiting >= underLoadQueue || time.Duration(int64(waiting)*a.service.Load()) > admitBudget {
+	if len(a.queue) >= underLoadQueue {
 		a.underLoadUntil.Store(now.Add(underLoadAfter).UnixNano())
 		return true
 	}

@@ -11,74 +11,14 @@ import (
 func (a *Admission) work() {
 	defer a.wg.Done()
 	var in handshake.Initiation
-	var h heldInitiation
 	for {
 		select {
 		case <-a.stop:
 			return
-		case h = <-a.probeHeld:
-			a.handleProbe(&h, &in)
-			continue
-		case <-a.wake:
-		}
-		for a.deviceReady() && a.next(&h) {
-			start := time.Now()
+		case h := <-a.queue:
 			a.handle(&h, &in)
-			a.observe(time.Since(start))
-			select {
-			case <-a.stop:
-				return
-			case p := <-a.probeHeld: // the probe waits for one initiation at most
-				a.handleProbe(&p, &in)
-			default:
-			}
 		}
 	}
-}
-
-// deviceReady waits while the device is under load (clients' responses
-// to its own initiations, takeovers among them, fill its queue too): an
-// initiation released then would get the device's cookie, and its
-// client's retry would carry a mac2 that the gateway's check refuses.
-// Initiations keep waiting in the stacks meanwhile, newest first. It
-// reports false when the Admission stops.
-func (a *Admission) deviceReady() bool {
-	for a.dev.UnderLoad() {
-		a.deviceBusy.Add(1)
-		select {
-		case <-a.stop:
-			return false
-		case <-time.After(deviceLoadPoll):
-		}
-	}
-	return true
-}
-
-// deviceLoadPoll is how often the worker looks whether the device is
-// still under load.
-const deviceLoadPoll = 10 * time.Millisecond
-
-// next takes the initiation to serve next: the newest retry, else the
-// newest first try, dropping those that waited longer than maxWait.
-func (a *Admission) next(h *heldInitiation) bool {
-	cutoff := time.Now().UnixNano() - int64(maxWait)
-	for _, st := range [2]*stack{a.retry, a.first} {
-		ok, stale := st.pop(h, cutoff)
-		if stale > 0 {
-			a.stale.Add(uint64(stale))
-		}
-		if ok {
-			return true
-		}
-	}
-	return false
-}
-
-// observe folds the time one initiation took the worker (pacing
-// included: the device's pace is the worker's) into its moving average.
-func (a *Admission) observe(d time.Duration) {
-	old := a.service.Load()
-	a.service.Store(old + (int64(d)-old)/8)
 }
 
 // handle decides one held initiation: release it to the device (adding
@@ -156,8 +96,7 @@ func (a *Admission) release(h *heldInitiation) bool {
 }
 
 // pace waits while the device has releaseWindow released initiations it
-// has not answered; each releaseStall without enough answers, a quarter of
-// them count as dropped by the device.
+// has not answered, at most releaseStall.
 func (a *Admission) pace() {
 	b := a.bind
 	var since time.Time
@@ -173,9 +112,8 @@ func (a *Admission) pace() {
 		if since.IsZero() {
 			since = now
 		} else if now.Sub(since) >= releaseStall {
-			a.answeredBase -= uint64(waiting / 4) // dropped by the device
-			since = now
-			continue
+			a.answeredBase = b.Answered() - a.released // dropped by the device
+			return
 		}
 		time.Sleep(100 * time.Microsecond)
 	}
