@@ -269,10 +269,13 @@ func TestDrainLosesNothing(t *testing.T) {
 			default:
 			}
 			binary.BigEndian.PutUint32(b[:], seq)
+			// Counted before it is sent: its echo may arrive before
+			// this goroutine runs again, and the count must never
+			// fall behind the echoes (a drain would show -1 lost).
+			udpSent.Add(1)
 			if _, err := uc.Write(b[:]); err != nil {
 				firstErr.CompareAndSwap(nil, fmt.Sprintf("UDP send %d: %v", seq, err))
 			}
-			udpSent.Add(1)
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
