@@ -34,6 +34,26 @@ type captureRelay struct {
 	holdData, responded atomic.Bool
 }
 
+// aliceViaRelayOnA1 starts alice's client behind a capture relay that
+// forwards to a1, with allowed IPs both regions (and extra), and returns
+// once her traffic crosses and every gateway agrees that a1 owns her. The
+// client closes at the end of the test.
+func aliceViaRelayOnA1(t *testing.T, e *clusterEnv, ra, rb *region, extra ...netip.Prefix) (*captureRelay, *wgclient.Client) {
+	t.Helper()
+	relay := newCaptureRelay(t, clientEndpoint(e.gws["a1"]))
+	client, err := wgclient.New(wgclient.Config{
+		PrivateKey: e.alice, Address: clientAddr, Peer: e.clientsKey.Public(), Endpoint: relay.addr(),
+		AllowedIPs: append(extra, ra.prefix, rb.prefix),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	mustFetch(t, client, rb)
+	testwait.Until(t, 5*time.Second, "every gateway to agree that a1 owns alice", func() bool { return ownersAgree(e, "a1") })
+	return relay, client
+}
+
 func newCaptureRelay(t *testing.T, to netip.AddrPort) *captureRelay {
 	t.Helper()
 	front, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -126,17 +146,7 @@ func (r *captureRelay) initiations() [][]byte {
 func TestReplayedInitiationMovesNothing(t *testing.T) {
 	e, ra, rb := startTwoRegions(t)
 	a1 := e.gws["a1"]
-	relay := newCaptureRelay(t, clientEndpoint(a1))
-	client, err := wgclient.New(wgclient.Config{
-		PrivateKey: e.alice, Address: clientAddr, Peer: e.clientsKey.Public(), Endpoint: relay.addr(),
-		AllowedIPs: []netip.Prefix{ra.prefix, rb.prefix},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	mustFetch(t, client, rb)
-	testwait.Until(t, 5*time.Second, "every gateway to agree that a1 owns alice", func() bool { return ownersAgree(e, "a1") })
+	relay, client := aliceViaRelayOnA1(t, e, ra, rb)
 	before, _ := a1.Cluster().Owner(e.alice.Public())
 	if before.Reason != cluster.ReasonHandshake {
 		t.Fatalf("a1's claim after alice's handshake: %+v", before)

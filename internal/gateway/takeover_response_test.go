@@ -1,13 +1,11 @@
 package gateway_test
 
 import (
-	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/anyguard/anyguard/cluster"
 	"github.com/anyguard/anyguard/internal/testwait"
-	"github.com/anyguard/anyguard/internal/wgclient"
 )
 
 // TestTakeoverClaimsAtResponse: a load balancer moves a client's flow to
@@ -20,18 +18,8 @@ import (
 // after its response, so only the response can claim it.
 func TestTakeoverClaimsAtResponse(t *testing.T) {
 	e, ra, rb := startTwoRegions(t)
-	a1, b2 := e.gws["a1"], e.gws["b2"]
-	relay := newCaptureRelay(t, clientEndpoint(a1))
-	client, err := wgclient.New(wgclient.Config{
-		PrivateKey: e.alice, Address: clientAddr, Peer: e.clientsKey.Public(), Endpoint: relay.addr(),
-		AllowedIPs: []netip.Prefix{ra.prefix, rb.prefix},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	mustFetch(t, client, rb)
-	testwait.Until(t, 5*time.Second, "every gateway to agree that a1 owns alice", func() bool { return ownersAgree(e, "a1") })
+	b2 := e.gws["b2"]
+	relay, client := aliceViaRelayOnA1(t, e, ra, rb)
 
 	relay.holdData.Store(true)
 	relay.move(clientEndpoint(b2))

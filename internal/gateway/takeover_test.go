@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/anyguard/anyguard/internal/testwait"
-	"github.com/anyguard/anyguard/internal/wgclient"
 )
 
 // TestSlowTakeoverConverges: on a loaded machine a takeover's handshake
@@ -25,17 +24,7 @@ import (
 // cross the client's own re-handshake 15 s after the move.)
 func TestSlowTakeoverConverges(t *testing.T) {
 	e, ra, rb := startTwoRegions(t)
-	relay := newCaptureRelay(t, clientEndpoint(e.gws["a1"]))
-	client, err := wgclient.New(wgclient.Config{
-		PrivateKey: e.alice, Address: clientAddr, Peer: e.clientsKey.Public(), Endpoint: relay.addr(),
-		AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.99.0.0/16"), ra.prefix, rb.prefix},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	mustFetch(t, client, rb)
-	testwait.Until(t, 5*time.Second, "every gateway to agree that a1 owns alice", func() bool { return ownersAgree(e, "a1") })
+	relay, client := aliceViaRelayOnA1(t, e, ra, rb, netip.MustParsePrefix("10.99.0.0/16"))
 
 	// The client sends every 100 ms, as a client with traffic does.
 	ctx, cancel := context.WithCancel(context.Background())
