@@ -914,7 +914,7 @@ func (l *logAdapter) Write(p []byte) (int, error) {
 		if !l.c.logUndecryptable(line) {
 			level = slog.LevelDebug
 		}
-	} else if isUnlabeled(line) && !l.c.logUndecryptable(line) {
+	} else if (isUnlabeled(line) || isEmptyDatagram(line)) && !l.c.logUndecryptable(line) {
 		level = slog.LevelDebug
 	} else if strings.Contains(line, "failed to resolve") && !l.c.logOnce(line) {
 		// A join address that does not resolve is tried again every

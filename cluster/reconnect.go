@@ -2,12 +2,15 @@ package cluster
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -456,33 +459,27 @@ func (c *trackedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// newTransport returns memberlist's network transport for mc, as
-// memberlist.Create would make it (retrying a busy dynamic port), so that
-// it can be wrapped.
-func newTransport(mc *memberlist.Config) (*memberlist.NetTransport, error) {
-	nc := &memberlist.NetTransportConfig{
-		BindAddrs: []string{mc.BindAddr},
-		BindPort:  mc.BindPort,
-		Logger:    mc.Logger,
+// newTransport returns the gossip transport for mc (transport.go),
+// retrying a dynamic port whose UDP twin is taken.
+func newTransport(mc *memberlist.Config) (*gossipTransport, error) {
+	bind, err := netip.ParseAddr(mc.BindAddr)
+	if err != nil {
+		return nil, fmt.Errorf("bind address %q: %w", mc.BindAddr, err)
 	}
 	tries := 1
 	if mc.BindPort == 0 {
 		tries = 10
 	}
-	var err error
 	for range tries {
-		var nt *memberlist.NetTransport
-		if nt, err = memberlist.NewNetTransport(nc); err == nil {
+		var t *gossipTransport
+		if t, err = newGossipTransport(netip.AddrPortFrom(bind, uint16(mc.BindPort)), mc.Logger); err == nil {
 			if mc.BindPort == 0 {
-				mc.BindPort = nt.GetAutoBindPort()
+				mc.BindPort = t.port()
 				mc.AdvertisePort = mc.BindPort
 			}
-			return nt, nil
+			return t, nil
 		}
-		// Not errors.Is(err, syscall.EADDRINUSE): memberlist formats the
-		// listener's error with %v, so only its text survives (memberlist
-		// itself retries on the same text).
-		if !strings.Contains(err.Error(), "address already in use") {
+		if !errors.Is(err, syscall.EADDRINUSE) {
 			break
 		}
 	}
