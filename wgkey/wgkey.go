@@ -27,14 +27,16 @@ type Key [Len]byte
 var ErrBadKey = errors.New("not a WireGuard key: want 44 characters of base64 encoding 32 bytes")
 
 // Parse decodes a base64 key as printed by `wg genkey` or `wg pubkey`.
-// Surrounding white space is ignored.
+// Surrounding white space is ignored. As wg(8) does, it refuses text
+// whose last character carries nonzero padding bits: each key has one
+// text form, so two spellings of one key never pass as two keys.
 func Parse(s string) (Key, error) {
 	var k Key
 	s = strings.TrimSpace(s)
 	if len(s) != base64.StdEncoding.EncodedLen(Len) {
 		return k, ErrBadKey
 	}
-	b, err := base64.StdEncoding.DecodeString(s)
+	b, err := base64.StdEncoding.Strict().DecodeString(s)
 	if err != nil || len(b) != Len {
 		return Key{}, ErrBadKey
 	}
