@@ -47,8 +47,15 @@ func (cp *Part) onOwner(old, rec cluster.Record) {
 	}
 	if old.Owner == cp.self && rec.Owner != cp.self {
 		// Not inline: this may run on the device's own receive goroutine
-		// of that very peer, which removing the peer waits for.
-		cp.resets.push(rec.Client)
+		// of that very peer, which removing the peer waits for. While the
+		// client's datagrams are relayed here (the drain relay), its old
+		// session is still in use: it goes a little later (dropMoved
+		// checks the owner again then).
+		if d := cp.owners.HoldSession(old, rec); d > 0 {
+			time.AfterFunc(d, func() { cp.resets.push(rec.Client) })
+		} else {
+			cp.resets.push(rec.Client)
+		}
 	}
 }
 
