@@ -1,0 +1,159 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/binary"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/anyguard/anyguard/internal/testwait"
+)
+
+// drainMove drains a1 while alice's echoes run, and moves her flow to b2
+// the way a load balancer does (a1's datagrams to her are dropped from
+// then on); her handshake responses are late by slow, as on a loaded
+// machine, so the takeover takes a while. It returns the echoes sent and
+// lost from the move until b2 owns alice everywhere and 1 s more.
+// (Echoes of one ICMP socket per request were lost now and then without
+// any move; a UDP flow of numbered datagrams, as in
+// TestDrainLosesNothing, loses none.)
+func drainMove(t *testing.T, noRelay bool, slow time.Duration) (e *clusterEnv, sent, lost int64) {
+	t.Helper()
+	e, ra, rb := newClusterEnv(t)
+	e.noDrainRelay = noRelay
+	startGateways(t, e, ra, rb)
+	echo := rb.withEcho(t)
+	relay, client := aliceViaRelayOnA1(t, e, ra, rb)
+	relay.dropOld.Store(true)
+
+	// A numbered datagram every 5 ms to region B's UDP echo service, a
+	// reader taking the echoes: each crosses alice's session both ways,
+	// and the backbone from her gateway to region B and back.
+	pc, err := client.DialUDPAddrPort(netip.AddrPort{}, echo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	sentAt := map[uint32]time.Time{} // counted datagrams not echoed yet
+	var nSent int64
+	var counting atomic.Bool
+	var moved atomic.Pointer[time.Time]
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		buf := make([]byte, 64)
+		for {
+			n, err := pc.Read(buf)
+			if err != nil {
+				return
+			}
+			if n == 4 {
+				mu.Lock()
+				delete(sentAt, binary.BigEndian.Uint32(buf))
+				mu.Unlock()
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		var b [4]byte
+		for seq := uint32(1); ; seq++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			binary.BigEndian.PutUint32(b[:], seq)
+			if counting.Load() {
+				// Counted before it is sent: its echo may come first.
+				mu.Lock()
+				sentAt[seq] = time.Now()
+				nSent++
+				mu.Unlock()
+			}
+			pc.Write(b[:])
+		}
+	}()
+	defer func() { cancel(); pc.Close(); wg.Wait() }()
+	time.Sleep(300 * time.Millisecond)
+	counting.Store(true)
+
+	relay.slowResponses(slow)
+	now := time.Now()
+	moved.Store(&now)
+	e.gws["a1"].BeginDrain()
+	relay.move(clientEndpoint(e.gws["b2"]))
+	testwait.Until(t, 15*time.Second, "every gateway to agree that b2 owns alice", func() bool { return ownersAgree(e, "b2") })
+	t.Logf("b2 owns alice everywhere %v after the move", time.Since(now).Round(time.Millisecond))
+	time.Sleep(time.Second)
+	counting.Store(false)
+	cancel()
+	time.Sleep(2 * time.Second) // the last answers
+	pc.Close()
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	sent, lost = nSent, int64(len(sentAt))
+	m := *moved.Load()
+	first, last := time.Duration(-1), time.Duration(0)
+	for _, at := range sentAt {
+		d := at.Sub(m)
+		if first < 0 || d < first {
+			first = d
+		}
+		last = max(last, d)
+	}
+	if lost > 0 {
+		t.Logf("lost echoes were sent from %v to %v after the move", first.Round(time.Millisecond), last.Round(time.Millisecond))
+	}
+	t.Logf("relay off %v: %d echoes after the move, %d lost; a1's datagrams dropped by the load balancer: %d",
+		noRelay, sent, lost, relay.dropped.Load())
+	return e, sent, lost
+}
+
+// TestDrainRelayLosesNothing: a load balancer moves a client's flow off a
+// draining gateway (a1) to b2 while echoes run through it both ways, and
+// b2's takeover of the client is slow (its handshake responses arrive
+// 600 ms late). b2 relays the client's datagrams of a1's session to a1
+// over the backbone, and a1's answers leave through b2's client socket:
+// no echo is lost. With the relay off, the same move loses the echoes of
+// the takeover's duration (a1's answers are dropped by the load balancer,
+// b2 cannot decrypt the client's datagrams), which shows the test can
+// tell.
+func TestDrainRelayLosesNothing(t *testing.T) {
+	const slow = 600 * time.Millisecond
+	t.Run("relay", func(t *testing.T) {
+		e, sent, lost := drainMove(t, false, slow)
+		a1, b2 := e.gws["a1"].Metrics().Relayed, e.gws["b2"].Metrics().Relayed
+		t.Logf("a1 relayed: %v", a1)
+		t.Logf("b2 relayed: %v", b2)
+		if sent < 20 {
+			t.Fatalf("only %d echoes: too few to tell", sent)
+		}
+		if lost != 0 {
+			t.Errorf("%d of %d echoes lost with the drain relay", lost, sent)
+		}
+		if b2["to_owner"] == 0 || b2["to_client"] == 0 || a1["injected"] == 0 || a1["diverted"] == 0 {
+			t.Errorf("the echoes did not cross the relay: a1 %v, b2 %v", a1, b2)
+		}
+		if c := e.gws["b2"].Metrics().Claims; c["takeover_claimed"] != 1 {
+			t.Errorf("b2's claims: %v, want one takeover", c)
+		}
+	})
+	t.Run("no relay", func(t *testing.T) {
+		e, sent, lost := drainMove(t, true, slow)
+		if lost == 0 {
+			t.Errorf("no echo of %d lost without the drain relay: the test cannot tell", sent)
+		}
+		if r := e.gws["b2"].Metrics().Relayed; r != nil {
+			t.Errorf("b2 relayed with the relay off: %v", r)
+		}
+	})
+}
