@@ -301,7 +301,8 @@ func (r *Relay) toOwner(from netip.Addr, ep netip.AddrPort, datagram []byte, now
 	if v, ok := r.in.Load(ep); ok {
 		in = v.(*inRoute)
 		if *in.via.Load() != from {
-			in.via.Store(&from)
+			via := from // a new one: &from would move every call's from to the heap
+			in.via.Store(&via)
 		}
 	} else if r.inN.Load() < maxInbound {
 		cep, err := r.bind.ParseEndpoint(ep.String())
@@ -309,7 +310,8 @@ func (r *Relay) toOwner(from netip.Addr, ep netip.AddrPort, datagram []byte, now
 			return
 		}
 		in = &inRoute{ep: cep}
-		in.via.Store(&from)
+		via := from
+		in.via.Store(&via)
 		if v, loaded := r.in.LoadOrStore(ep, in); loaded {
 			in = v.(*inRoute)
 		} else {
