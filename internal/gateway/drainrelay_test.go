@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"encoding/binary"
+	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -143,6 +144,14 @@ func TestDrainRelayLosesNothing(t *testing.T) {
 		if b2["to_owner"] == 0 || b2["to_client"] == 0 || a1["injected"] == 0 || a1["diverted"] == 0 {
 			t.Errorf("the echoes did not cross the relay: a1 %v, b2 %v", a1, b2)
 		}
+		// No loop: the owner relays nothing on, the relaying gateway
+		// takes nothing back in, and b1 plays no part.
+		if a1["to_owner"] != 0 || a1["to_client"] != 0 || b2["injected"] != 0 || b2["diverted"] != 0 {
+			t.Errorf("datagrams relayed back: a1 %v, b2 %v", a1, b2)
+		}
+		if b1 := e.gws["b1"].Metrics().Relayed; b1["to_owner"]+b1["injected"]+b1["to_client"]+b1["diverted"] != 0 {
+			t.Errorf("b1 relayed: %v", b1)
+		}
 		if c := e.gws["b2"].Metrics().Claims; c["takeover_claimed"] != 1 {
 			t.Errorf("b2's claims: %v, want one takeover", c)
 		}
@@ -156,4 +165,103 @@ func TestDrainRelayLosesNothing(t *testing.T) {
 			t.Errorf("b2 relayed with the relay off: %v", r)
 		}
 	})
+}
+
+// relayShaped is what a relayed client datagram looks like inside the
+// backbone (outer IPv4 header of protocol 253, kind, endpoint, a
+// transport message), for ep.
+func relayShaped(ep netip.AddrPort, from, to netip.Addr) []byte {
+	d := make([]byte, 20+19+64)
+	d[0], d[8], d[9] = 0x45, 64, 253
+	binary.BigEndian.PutUint16(d[2:4], uint16(len(d)))
+	copy(d[12:16], from.AsSlice())
+	copy(d[16:20], to.AsSlice())
+	d[20] = 1
+	a := ep.Addr().As16()
+	copy(d[21:37], a[:])
+	binary.BigEndian.PutUint16(d[37:39], ep.Port())
+	d[39] = 4 // a transport message
+	return d
+}
+
+// TestDrainRelayRefusesOutsiders: while b2 relays a moved client's
+// datagrams to a1, (1) relay packets sent from outside the cluster, to
+// a1's client socket or backbone socket, inject nothing (relayed
+// datagrams are only taken from the backbone's WireGuard sessions), and
+// (2) a flood of junk transport datagrams from the client's own endpoint
+// to b2 (anyone can spoof it) reaches the backbone at most at the
+// per-endpoint bound, the rest counted.
+func TestDrainRelayRefusesOutsiders(t *testing.T) {
+	e, ra, rb := newClusterEnv(t)
+	startGateways(t, e, ra, rb)
+	a1, b2 := e.gws["a1"], e.gws["b2"]
+	relay, client := aliceViaRelayOnA1(t, e, ra, rb)
+	relay.dropOld.Store(true)
+	relay.slowResponses(5 * time.Second) // b2's takeover stays under way
+	relay.move(clientEndpoint(b2))
+	// The client's own traffic starts the relay.
+	go fetch(client, rb.service)
+	testwait.Until(t, 5*time.Second, "b2 to relay alice's datagrams to a1", func() bool {
+		return b2.Metrics().Relayed["to_owner"] > 0
+	})
+
+	// (1) Outsiders.
+	// a1's backbone socket and address, b2's address: a relay packet as
+	// b2 would send it, but from outside the backbone's sessions.
+	var a1Endpoint netip.AddrPort
+	var a1BB, b2BB netip.Addr
+	for _, m := range b2.Cluster().Members() {
+		switch m.Name {
+		case "a1":
+			a1Endpoint, a1BB = m.Meta.BackboneEndpoint, m.Meta.BackboneAddr
+		case "b2":
+			b2BB = m.Meta.BackboneAddr
+		}
+	}
+	injected := a1.Metrics().Relayed["injected"]
+	junkBefore := a1.Clients().BindStats().Junk
+	out, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	shaped := relayShaped(relay.back.LocalAddr().(*net.UDPAddr).AddrPort(), b2BB, a1BB)
+	for range 100 {
+		out.WriteToUDPAddrPort(shaped, clientEndpoint(a1))
+		out.WriteToUDPAddrPort(shaped, a1Endpoint)
+	}
+	testwait.Until(t, 5*time.Second, "a1 to count the outsider's datagrams as junk", func() bool {
+		return a1.Clients().BindStats().Junk >= junkBefore+100
+	})
+	if got := a1.Metrics().Relayed["injected"]; got > injected+10 { // alice's own datagrams may go on
+		t.Fatalf("a1 injected %d datagrams after outsiders sent relay packets", got-injected)
+	}
+
+	// (2) A flood from alice's endpoint, through the load balancer's
+	// socket that b2 sees as hers.
+	before := b2.Metrics().Relayed
+	junk := make([]byte, 128)
+	junk[0] = 4
+	const flood = 20000
+	start := time.Now()
+	for i := range flood {
+		binary.LittleEndian.PutUint32(junk[4:8], uint32(i))
+		relay.back.WriteToUDPAddrPort(junk, clientEndpoint(b2))
+	}
+	took := time.Since(start)
+	testwait.Until(t, 10*time.Second, "b2 to read the flood", func() bool {
+		return b2.Clients().BindStats().Transport >= uint64(flood)/2
+	})
+	time.Sleep(200 * time.Millisecond)
+	after := b2.Metrics().Relayed
+	relayed := after["to_owner"] - before["to_owner"]
+	dropped := after["drop_rate_endpoint"] - before["drop_rate_endpoint"]
+	slots := uint64(time.Since(start)/(100*time.Millisecond)) + 1
+	t.Logf("flood of %d in %v: b2 relayed %d, dropped %d over the bound (%d slots of 100 ms)", flood, took.Round(time.Millisecond), relayed, dropped, slots)
+	if relayed > slots*1000 {
+		t.Fatalf("b2 relayed %d datagrams in %d slots, beyond the bound of 1000 per slot", relayed, slots)
+	}
+	if relayed+dropped < flood/4 {
+		t.Fatalf("the flood barely reached the relay (%d relayed, %d dropped): the test cannot tell", relayed, dropped)
+	}
 }
