@@ -1,17 +1,3 @@
-// Package relay carries a moved client's old session through the drain:
-// the gateway that a load balancer moved a client's flow to relays the
-// client's transport datagrams it cannot decrypt to the gateway that holds
-// the client's session (the owner), over the backbone, and sends the
-// owner's encrypted datagrams for the client from its own client socket,
-// so that nothing is lost while its own takeover of the client completes.
-//
-// A Relay plays both sides: as the relaying gateway (FromClient on the
-// client bind's relay hook; RelayToClient datagrams from the backbone)
-// and as the owner (RelayToOwner datagrams from the backbone injected into
-// the client device; Divert on the client bind's divert hook). It receives
-// narrow views of what it works on: the backbone (Backbone), the client
-// bind (Bind) and who owns a client's endpoint (Owners). See doc.go for
-// the rules.
 package relay
 
 import (
