@@ -231,9 +231,10 @@ func (o relayOwners) RelayVia(ep netip.AddrPort) (netip.Addr, bool) {
 	}
 	rec, ok := o.members.Owner(client)
 	if !ok || rec.Endpoint != ep {
-		return netip.Addr{}, false
+		return netip.Addr{}, true
 	}
-	return o.members.RelayVia(rec.Owner)
+	via, _ := o.members.RelayVia(rec.Owner)
+	return via, true
 }
 
 // Cluster returns the gateway's cluster membership, or nil when it runs alone.

@@ -60,14 +60,21 @@ type Sender interface {
 	Send(bufs [][]byte, ep conn.Endpoint) error
 }
 
-// Owners says which gateway to relay a client endpoint's datagrams to: the
-// backbone address of the live gateway, not this one, that owns the
-// client whose recorded endpoint it is, when this gateway holds no
-// session with that client. It runs on the client bind's receive
-// goroutine for the first datagram of an endpoint not relayed yet.
+// Owners says which gateway to relay a client endpoint's datagrams to.
+// RelayVia reports candidate when endpoint is the recorded endpoint of a
+// client whose session this gateway does not hold (one cheap lookup, as
+// it runs for every datagram of an endpoint not relayed yet), and for
+// those the backbone address of the client's owner if it is another live
+// gateway (an invalid via: none to relay to). It runs on the client
+// bind's receive goroutines.
 type Owners interface {
-	RelayVia(endpoint netip.AddrPort) (via netip.Addr, ok bool)
+	RelayVia(endpoint netip.AddrPort) (via netip.Addr, candidate bool)
 }
+
+// retryOwner is how long a candidate endpoint with no owner to relay to
+// (dead, gone, this gateway) waits before its owner is looked up again:
+// the lookup takes locks that the per-datagram path must not take.
+const retryOwner = time.Second
 
 // Config is what a Relay works on.
 type Config struct {
@@ -220,8 +227,17 @@ func (r *Relay) FromClient(msg []byte, from conn.Endpoint) {
 			o = v.(*outRoute)
 		}
 	}
+	if o != nil && !o.via.IsValid() { // no owner to relay to, lately
+		if now <= o.until.Load() {
+			return
+		}
+		if r.out.CompareAndDelete(ep, o) {
+			r.outN.Add(-1)
+		}
+		o = nil
+	}
 	if o == nil {
-		if o = r.startRoute(ep, now); o == nil {
+		if o = r.startRoute(ep, now); o == nil || !o.via.IsValid() {
 			return
 		}
 	}
@@ -244,23 +260,32 @@ func (r *Relay) FromClient(msg []byte, from conn.Endpoint) {
 }
 
 // startRoute starts relaying ep's datagrams, if another live gateway holds
-// the session of the client whose endpoint it is.
+// the session of the client whose endpoint it is. For a candidate with no
+// such gateway it stores a route without via for retryOwner.
 func (r *Relay) startRoute(ep netip.AddrPort, now int64) *outRoute {
-	via, ok := r.owners.RelayVia(ep)
-	if !ok {
+	via, candidate := r.owners.RelayVia(ep)
+	if !candidate {
 		return nil
 	}
-	cep, err := r.bind.ParseEndpoint(ep.String())
-	if err != nil {
-		return nil
+	o := &outRoute{via: via, start: now}
+	if via.IsValid() {
+		cep, err := r.bind.ParseEndpoint(ep.String())
+		if err != nil {
+			return nil
+		}
+		o.ep = cep
+		o.until.Store(now + int64(Window))
+	} else {
+		o.until.Store(now + int64(retryOwner))
 	}
-	o := &outRoute{via: via, ep: cep, start: now}
-	o.until.Store(now + int64(Window))
 	v, loaded := r.out.LoadOrStore(ep, o)
 	if loaded {
 		return v.(*outRoute)
 	}
 	r.outN.Add(1)
+	if !via.IsValid() {
+		return o
+	}
 	r.stats.started.Add(1)
 	if r.logger.Enabled(context.Background(), slog.LevelInfo) {
 		r.logger.Info("relaying a moved client's datagrams to the gateway with its session", "endpoint", ep, "via", via)

@@ -32,7 +32,8 @@ type fakes struct {
 	backbone []sent
 	injected []netip.AddrPort
 	socket   []netip.AddrPort
-	owners   map[netip.AddrPort]netip.Addr
+	owners   map[netip.AddrPort]netip.Addr // invalid via: a candidate with no owner to relay to
+	lookups  int
 	injectOK bool
 }
 
@@ -63,6 +64,7 @@ func (f *fakes) Send(bufs [][]byte, ep conn.Endpoint) error {
 }
 
 func (f *fakes) RelayVia(ep netip.AddrPort) (netip.Addr, bool) {
+	f.lookups++
 	via, ok := f.owners[ep]
 	return via, ok
 }
@@ -99,7 +101,7 @@ func ep(ap netip.AddrPort) conn.Endpoint { return &conn.StdNetEndpoint{AddrPort:
 // is this gateway or not alive) are not relayed; those of a moved client
 // are, to its owner.
 func TestRelayOnlyForAnotherLiveOwner(t *testing.T) {
-	r, f, _ := newTestRelay(t)
+	r, f, c := newTestRelay(t)
 	d := transport(64)
 	r.FromClient(d, ep(netip.MustParseAddrPort("203.0.113.1:1000")))
 	r.FromClient(d, bindtestEndpoint{})
@@ -111,7 +113,25 @@ func TestRelayOnlyForAnotherLiveOwner(t *testing.T) {
 	if len(f.backbone) != 2 || f.backbone[0] != (sent{owner, device.RelayToOwner, cliEP}) {
 		t.Fatalf("relayed %v", f.backbone)
 	}
-	if s := r.Stats(); s["to_owner"] != 2 || s["endpoints_started"] != 1 {
+	// A moved client whose owner is not relayable (dead, this gateway):
+	// nothing relayed, and its owner looked up once per retryOwner, not
+	// per datagram.
+	dead := netip.MustParseAddrPort("198.51.100.8:51820")
+	f.owners[dead] = netip.Addr{}
+	f.lookups = 0
+	for range 100 {
+		r.FromClient(d, ep(dead))
+	}
+	if len(f.backbone) != 2 || f.lookups != 1 {
+		t.Fatalf("no owner to relay to: relayed %v, %d lookups", f.backbone, f.lookups)
+	}
+	c.advance(retryOwner + time.Millisecond)
+	f.owners[dead] = owner // it turned out alive after all
+	r.FromClient(d, ep(dead))
+	if len(f.backbone) != 3 || f.lookups != 2 {
+		t.Fatalf("after retryOwner: relayed %v, %d lookups", f.backbone, f.lookups)
+	}
+	if s := r.Stats(); s["to_owner"] != 3 || s["endpoints_started"] != 2 {
 		t.Fatalf("stats %v", s)
 	}
 }
