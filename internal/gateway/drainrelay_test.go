@@ -87,9 +87,9 @@ func drainMove(t *testing.T, noRelay bool, slow time.Duration) (e *clusterEnv, s
 	counting.Store(true)
 
 	relay.slowResponses(slow)
+	e.gws["a1"].BeginDrain()
 	now := time.Now()
 	moved.Store(&now)
-	e.gws["a1"].BeginDrain()
 	relay.move(clientEndpoint(e.gws["b2"]))
 	testwait.Until(t, 15*time.Second, "every gateway to agree that b2 owns alice", func() bool { return ownersAgree(e, "b2") })
 	t.Logf("b2 owns alice everywhere %v after the move", time.Since(now).Round(time.Millisecond))

@@ -109,7 +109,10 @@ type Relay struct {
 	inN atomic.Int32
 
 	up, down rateWindow // every endpoint's datagrams, per direction
-	sends    sync.Pool  // *[1][]byte: FromBackbone's batch of one
+	// recent holds what this gateway sent directly since it began to
+	// drain (recent.go); nil before.
+	recent atomic.Pointer[recentRing]
+	sends  sync.Pool // *[1][]byte: FromBackbone's batch of one
 
 	stats counters
 	stop  chan struct{}
@@ -141,6 +144,7 @@ type counters struct {
 	rateEndpoint, rateTotal   atomic.Uint64 // dropped by the bounds
 	notRelaying, injectFailed atomic.Uint64 // RelayToClient for an endpoint not relayed to that gateway; device behind
 	sendFailed                atomic.Uint64 // backbone or socket errors
+	replayed                  atomic.Uint64 // copies of what was sent directly, sent again through a relaying gateway
 }
 
 // New makes a Relay; Start starts its sweeper.
@@ -331,7 +335,14 @@ func (r *Relay) toOwner(from netip.Addr, ep netip.AddrPort, datagram []byte, now
 	} else {
 		return
 	}
-	in.last.Store(now)
+	if prev := in.last.Swap(now); now-prev > int64(Hold) {
+		// The first datagram relayed from ep (lately): what this gateway
+		// sent ep directly since the flow moved was dropped by the load
+		// balancer.
+		if q := r.recent.Load(); q != nil {
+			r.stats.replayed.Add(q.replay(r.backbone, from, ep, now-int64(recentAge)))
+		}
+	}
 	if !r.bind.Inject(datagram, in.ep) {
 		r.stats.injectFailed.Add(1)
 		return
@@ -380,19 +391,25 @@ func (r *Relay) toClient(from netip.Addr, ep netip.AddrPort, datagram []byte, no
 // load balancer now takes the client's flow there and drops this
 // gateway's datagrams.
 func (r *Relay) Divert(msg []byte, to conn.Endpoint) bool {
-	if r.inN.Load() == 0 {
+	q := r.recent.Load()
+	if r.inN.Load() == 0 && q == nil {
 		return false
 	}
 	e, ok := to.(*conn.StdNetEndpoint)
 	if !ok {
 		return false
 	}
-	v, ok := r.in.Load(e.AddrPort)
-	if !ok {
-		return false
+	now := r.now().UnixNano()
+	var in *inRoute
+	if r.inN.Load() != 0 {
+		if v, ok := r.in.Load(e.AddrPort); ok {
+			in = v.(*inRoute)
+		}
 	}
-	in := v.(*inRoute)
-	if r.now().UnixNano()-in.last.Load() > int64(Hold) {
+	if in == nil || now-in.last.Load() > int64(Hold) {
+		if q != nil {
+			q.record(e.AddrPort, msg, now)
+		}
 		return false
 	}
 	if err := r.backbone.SendRelay(*in.via.Load(), device.RelayToClient, e.AddrPort, msg); err != nil {
@@ -401,6 +418,15 @@ func (r *Relay) Divert(msg []byte, to conn.Endpoint) bool {
 	}
 	r.stats.diverted.Add(1)
 	return true
+}
+
+// Draining tells the relay that this gateway has begun to drain: from now
+// on it keeps copies of what it sends clients directly (recent.go). It is
+// safe to call more than once.
+func (r *Relay) Draining() {
+	if r.recent.Load() == nil {
+		r.recent.CompareAndSwap(nil, newRecentRing())
+	}
 }
 
 // OwnerChanged follows ownership: once this gateway owns a client it
@@ -452,7 +478,7 @@ func (r *Relay) Stats() map[string]uint64 {
 		"endpoints_started":  r.stats.started.Load(),
 		"drop_rate_endpoint": r.stats.rateEndpoint.Load(), "drop_rate_total": r.stats.rateTotal.Load(),
 		"drop_not_relaying": r.stats.notRelaying.Load(), "drop_inject": r.stats.injectFailed.Load(),
-		"drop_send": r.stats.sendFailed.Load(),
+		"drop_send": r.stats.sendFailed.Load(), "replayed": r.stats.replayed.Load(),
 	}
 }
 

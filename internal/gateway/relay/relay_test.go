@@ -342,3 +342,57 @@ func BenchmarkRelayDivert(b *testing.B) {
 		r.Divert(d, e)
 	}
 }
+
+// TestRelayReplaysWhatTheMoveDropped: a draining owner keeps copies of
+// what it sends clients directly; the first datagram relayed from a
+// client's endpoint sends that endpoint's copies of the last recentAge
+// through the relaying gateway (the load balancer dropped the originals
+// sent after the move), oldest first, and nothing of other endpoints.
+func TestRelayReplaysWhatTheMoveDropped(t *testing.T) {
+	r, f, c := newTestRelay(t)
+	d := transport(64)
+	otherEP := netip.MustParseAddrPort("203.0.113.1:1000")
+	r.Divert(d, ep(cliEP)) // not draining: nothing kept
+	r.Draining()
+	r.Draining()
+	old := transport(64)
+	old[8] = 1
+	r.Divert(old, ep(cliEP)) // too old by the time the client's datagram arrives
+	c.advance(recentAge)
+	for i := range 3 {
+		m := transport(64)
+		m[8] = byte(10 + i)
+		if r.Divert(m, ep(cliEP)) {
+			t.Fatal("diverted before anything was relayed here")
+		}
+		r.Divert(d, ep(otherEP))
+		c.advance(10 * time.Millisecond)
+	}
+	r.FromBackbone(other, device.RelayToOwner, cliEP, d)
+	if len(f.backbone) != 3 {
+		t.Fatalf("replayed %v, want the 3 recent datagrams to %v", f.backbone, cliEP)
+	}
+	for _, s := range f.backbone {
+		if s != (sent{other, device.RelayToClient, cliEP}) {
+			t.Fatalf("replayed %v", f.backbone)
+		}
+	}
+	// Relayed again soon after: no replay (the datagrams since were
+	// diverted).
+	r.FromBackbone(other, device.RelayToOwner, cliEP, d)
+	if len(f.backbone) != 3 || r.Stats()["replayed"] != 3 {
+		t.Fatalf("replayed again: %v", f.backbone)
+	}
+}
+
+// TestRelayRecentDoesNotAllocate: keeping copies while draining
+// allocates nothing per datagram.
+func TestRelayRecentDoesNotAllocate(t *testing.T) {
+	r, _, _ := newTestRelay(t)
+	r.Draining()
+	d := transport(1452)
+	e := ep(cliEP)
+	if n := testing.AllocsPerRun(1000, func() { r.Divert(d, e) }); n != 0 {
+		t.Fatalf("Divert while draining: %v allocs", n)
+	}
+}
