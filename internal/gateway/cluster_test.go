@@ -30,12 +30,33 @@ type region struct {
 	// echo is a UDP echo service at the region's .7 port 7, started
 	// by withEcho.
 	echo, echoReal netip.AddrPort
+	echoDelay      time.Duration // the echo service answers this late
 }
 
 // withEcho adds a UDP echo service to r.
 func (r *region) withEcho(t *testing.T) netip.AddrPort {
 	r.echo = netip.AddrPortFrom(r.prefix.Addr().Next().Next().Next().Next().Next().Next().Next(), 7)
-	r.echoReal = netip.MustParseAddrPort(udpEcho(t))
+	if r.echoDelay == 0 {
+		r.echoReal = netip.MustParseAddrPort(udpEcho(t))
+		return r.echo
+	}
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := pc.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			msg := append([]byte(nil), buf[:n]...)
+			time.AfterFunc(r.echoDelay, func() { pc.WriteToUDPAddrPort(msg, from) })
+		}
+	}()
+	r.echoReal = pc.LocalAddr().(*net.UDPAddr).AddrPort()
 	return r.echo
 }
 

@@ -13,26 +13,40 @@ import (
 	"github.com/anyguard/anyguard/internal/testwait"
 )
 
+// drainCase is how drainMove moves a flow.
+type drainCase struct {
+	noRelay bool          // the gateways run without the drain relay
+	noDrain bool          // a1 does not announce its drain (BeginDrain)
+	slow    time.Duration // alice's handshake responses are this late
+	// interval is alice's send period; echoDelay the echo service's
+	// answer delay. With inFlight, the flow moves just after alice sent
+	// a datagram to a1, so its echo comes back to a1 after the move and
+	// before her next datagram.
+	interval, echoDelay time.Duration
+	inFlight            bool
+}
+
 // drainMove drains a1 while alice's echoes run, and moves her flow to b2
 // the way a load balancer does (a1's datagrams to her are dropped from
-// then on); her handshake responses are late by slow, as on a loaded
+// then on); her handshake responses are late by c.slow, as on a loaded
 // machine, so the takeover takes a while. It returns the echoes sent and
 // lost from the move until b2 owns alice everywhere and 1 s more.
 // (Echoes of one ICMP socket per request were lost now and then without
 // any move; a UDP flow of numbered datagrams, as in
 // TestDrainLosesNothing, loses none.)
-func drainMove(t *testing.T, noRelay bool, slow time.Duration) (e *clusterEnv, sent, lost int64) {
+func drainMove(t *testing.T, c drainCase) (e *clusterEnv, sent, lost int64) {
 	t.Helper()
 	e, ra, rb := newClusterEnv(t)
-	e.noDrainRelay = noRelay
+	e.noDrainRelay = c.noRelay
 	startGateways(t, e, ra, rb)
+	rb.echoDelay = c.echoDelay
 	echo := rb.withEcho(t)
 	relay, client := aliceViaRelayOnA1(t, e, ra, rb)
 	relay.dropOld.Store(true)
 
-	// A numbered datagram every 5 ms to region B's UDP echo service, a
-	// reader taking the echoes: each crosses alice's session both ways,
-	// and the backbone from her gateway to region B and back.
+	// A numbered datagram every c.interval to region B's UDP echo
+	// service, a reader taking the echoes: each crosses alice's session
+	// both ways, and the backbone from her gateway to region B and back.
 	pc, err := client.DialUDPAddrPort(netip.AddrPort{}, echo)
 	if err != nil {
 		t.Fatal(err)
@@ -44,6 +58,9 @@ func drainMove(t *testing.T, noRelay bool, slow time.Duration) (e *clusterEnv, s
 	var nSent int64
 	var counting atomic.Bool
 	var moved atomic.Pointer[time.Time]
+	moveNow := make(chan struct{}) // closed after the first datagram sent once armed
+	moveAfter := moveNow
+	var armed atomic.Bool
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
@@ -62,7 +79,7 @@ func drainMove(t *testing.T, noRelay bool, slow time.Duration) (e *clusterEnv, s
 	}()
 	go func() {
 		defer wg.Done()
-		tick := time.NewTicker(5 * time.Millisecond)
+		tick := time.NewTicker(c.interval)
 		defer tick.Stop()
 		var b [4]byte
 		for seq := uint32(1); ; seq++ {
@@ -80,14 +97,25 @@ func drainMove(t *testing.T, noRelay bool, slow time.Duration) (e *clusterEnv, s
 				mu.Unlock()
 			}
 			pc.Write(b[:])
+			if armed.Load() && moveNow != nil {
+				close(moveNow)
+				moveNow = nil
+			}
 		}
 	}()
 	defer func() { cancel(); pc.Close(); wg.Wait() }()
 	time.Sleep(300 * time.Millisecond)
 	counting.Store(true)
 
-	relay.slowResponses(slow)
-	e.gws["a1"].BeginDrain()
+	relay.slowResponses(c.slow)
+	if !c.noDrain {
+		e.gws["a1"].BeginDrain()
+	}
+	armed.Store(true)
+	if c.inFlight {
+		<-moveAfter
+		time.Sleep(c.echoDelay / 4) // the capture relay has sent it on to a1
+	}
 	now := time.Now()
 	moved.Store(&now)
 	relay.move(clientEndpoint(e.gws["b2"]))
@@ -114,8 +142,8 @@ func drainMove(t *testing.T, noRelay bool, slow time.Duration) (e *clusterEnv, s
 	if lost > 0 {
 		t.Logf("lost echoes were sent from %v to %v after the move", first.Round(time.Millisecond), last.Round(time.Millisecond))
 	}
-	t.Logf("relay off %v: %d echoes after the move, %d lost; a1's datagrams dropped by the load balancer: %d",
-		noRelay, sent, lost, relay.dropped.Load())
+	t.Logf("%+v: %d echoes after the move, %d lost; a1's datagrams dropped by the load balancer: %d",
+		c, sent, lost, relay.dropped.Load())
 	return e, sent, lost
 }
 
@@ -130,34 +158,15 @@ func drainMove(t *testing.T, noRelay bool, slow time.Duration) (e *clusterEnv, s
 // tell.
 func TestDrainRelayLosesNothing(t *testing.T) {
 	const slow = 600 * time.Millisecond
+	flow := drainCase{slow: slow, interval: 5 * time.Millisecond}
 	t.Run("relay", func(t *testing.T) {
-		e, sent, lost := drainMove(t, false, slow)
-		a1, b2 := e.gws["a1"].Metrics().Relayed, e.gws["b2"].Metrics().Relayed
-		t.Logf("a1 relayed: %v", a1)
-		t.Logf("b2 relayed: %v", b2)
-		if sent < 20 {
-			t.Fatalf("only %d echoes: too few to tell", sent)
-		}
-		if lost != 0 {
-			t.Errorf("%d of %d echoes lost with the drain relay", lost, sent)
-		}
-		if b2["to_owner"] == 0 || b2["to_client"] == 0 || a1["injected"] == 0 || a1["diverted"] == 0 {
-			t.Errorf("the echoes did not cross the relay: a1 %v, b2 %v", a1, b2)
-		}
-		// No loop: the owner relays nothing on, the relaying gateway
-		// takes nothing back in, and b1 plays no part.
-		if a1["to_owner"] != 0 || a1["to_client"] != 0 || b2["injected"] != 0 || b2["diverted"] != 0 {
-			t.Errorf("datagrams relayed back: a1 %v, b2 %v", a1, b2)
-		}
-		if b1 := e.gws["b1"].Metrics().Relayed; b1["to_owner"]+b1["injected"]+b1["to_client"]+b1["diverted"] != 0 {
-			t.Errorf("b1 relayed: %v", b1)
-		}
-		if c := e.gws["b2"].Metrics().Claims; c["takeover_claimed"] != 1 {
-			t.Errorf("b2's claims: %v, want one takeover", c)
-		}
+		e, sent, lost := drainMove(t, flow)
+		checkRelayed(t, e, sent, lost)
 	})
 	t.Run("no relay", func(t *testing.T) {
-		e, sent, lost := drainMove(t, true, slow)
+		c := flow
+		c.noRelay = true
+		e, sent, lost := drainMove(t, c)
 		if lost == 0 {
 			t.Errorf("no echo of %d lost without the drain relay: the test cannot tell", sent)
 		}
@@ -165,6 +174,64 @@ func TestDrainRelayLosesNothing(t *testing.T) {
 			t.Errorf("b2 relayed with the relay off: %v", r)
 		}
 	})
+}
+
+// TestDrainRelayAnswersInFlight: the flow moves while an echo is on its
+// way back to a1 (the service answers after 20 ms, alice sends every
+// 50 ms): a1 sends the echo after the move, before alice's next datagram
+// shows that b2 relays her flow, so the load balancer drops it. A
+// draining a1 sends it again through b2 at that next datagram: nothing
+// is lost. Without the drain announced (no copies kept), that echo is
+// lost, which shows the test can tell.
+func TestDrainRelayAnswersInFlight(t *testing.T) {
+	flow := drainCase{slow: 300 * time.Millisecond, interval: 50 * time.Millisecond, echoDelay: 20 * time.Millisecond, inFlight: true}
+	t.Run("draining", func(t *testing.T) {
+		e, sent, lost := drainMove(t, flow)
+		checkRelayed(t, e, sent, lost)
+		if r := e.gws["a1"].Metrics().Relayed; r["replayed"] == 0 {
+			t.Errorf("a1 replayed nothing: %v", r)
+		}
+	})
+	t.Run("not announced", func(t *testing.T) {
+		c := flow
+		c.noDrain = true
+		e, sent, lost := drainMove(t, c)
+		if lost == 0 {
+			t.Errorf("no echo of %d lost without copies: the test cannot tell", sent)
+		}
+		if r := e.gws["a1"].Metrics().Relayed; r["replayed"] != 0 {
+			t.Errorf("a1 replayed without draining: %v", r)
+		}
+	})
+}
+
+// checkRelayed checks a move with the drain relay: nothing lost, the
+// echoes crossed the relay both ways, nothing was relayed back.
+func checkRelayed(t *testing.T, e *clusterEnv, sent, lost int64) {
+	t.Helper()
+	a1, b2 := e.gws["a1"].Metrics().Relayed, e.gws["b2"].Metrics().Relayed
+	t.Logf("a1 relayed: %v", a1)
+	t.Logf("b2 relayed: %v", b2)
+	if sent < 20 {
+		t.Fatalf("only %d echoes: too few to tell", sent)
+	}
+	if lost != 0 {
+		t.Errorf("%d of %d echoes lost with the drain relay", lost, sent)
+	}
+	if b2["to_owner"] == 0 || b2["to_client"] == 0 || a1["injected"] == 0 || a1["diverted"] == 0 {
+		t.Errorf("the echoes did not cross the relay: a1 %v, b2 %v", a1, b2)
+	}
+	// No loop: the owner relays nothing on, the relaying gateway takes
+	// nothing back in, and b1 plays no part.
+	if a1["to_owner"] != 0 || a1["to_client"] != 0 || b2["injected"] != 0 || b2["diverted"] != 0 {
+		t.Errorf("datagrams relayed back: a1 %v, b2 %v", a1, b2)
+	}
+	if b1 := e.gws["b1"].Metrics().Relayed; b1["to_owner"]+b1["injected"]+b1["to_client"]+b1["diverted"] != 0 {
+		t.Errorf("b1 relayed: %v", b1)
+	}
+	if c := e.gws["b2"].Metrics().Claims; c["takeover_claimed"] != 1 {
+		t.Errorf("b2's claims: %v, want one takeover", c)
+	}
 }
 
 // relayShaped is what a relayed client datagram looks like inside the
