@@ -46,8 +46,15 @@
 // this gateway's), which sends them from its client socket unchanged, so
 // they reach the client from the load balancer's address. When the owner
 // loses the client to the takeover's claim, it keeps the client's session
-// for Grace more while datagrams are relayed to it (HoldSession), so the
-// old session's stragglers still decrypt.
+// and its routes to the client for Grace more while datagrams are relayed
+// to it (HoldSession, applied by package membership), so the old
+// session's stragglers still decrypt, and packets on their way to it
+// still reach the client.
+//
+// While draining (Draining), the owner also keeps copies of what it sends
+// clients directly, and sends an endpoint's recent ones again through the
+// relaying gateway at its first relayed datagram: the load balancer
+// dropped those sent between the move and that datagram (recent.go).
 //
 // # Trust and bounds
 //
