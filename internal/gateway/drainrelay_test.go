@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -56,6 +57,7 @@ func drainMove(t *testing.T, c drainCase) (e *clusterEnv, sent, lost int64) {
 	var mu sync.Mutex
 	sentAt := map[uint32]time.Time{} // counted datagrams not echoed yet
 	var nSent int64
+	var rtts []time.Duration // of the echoes sent in the 500 ms after the move
 	var counting atomic.Bool
 	var moved atomic.Pointer[time.Time]
 	moveNow := make(chan struct{}) // closed after the first datagram sent once armed
@@ -72,7 +74,13 @@ func drainMove(t *testing.T, c drainCase) (e *clusterEnv, sent, lost int64) {
 			}
 			if n == 4 {
 				mu.Lock()
-				delete(sentAt, binary.BigEndian.Uint32(buf))
+				seq := binary.BigEndian.Uint32(buf)
+				if at, ok := sentAt[seq]; ok {
+					if m := moved.Load(); m != nil && at.After(*m) && at.Sub(*m) < 500*time.Millisecond {
+						rtts = append(rtts, time.Since(at))
+					}
+				}
+				delete(sentAt, seq)
 				mu.Unlock()
 			}
 		}
@@ -141,6 +149,11 @@ func drainMove(t *testing.T, c drainCase) (e *clusterEnv, sent, lost int64) {
 	}
 	if lost > 0 {
 		t.Logf("lost echoes were sent from %v to %v after the move", first.Round(time.Millisecond), last.Round(time.Millisecond))
+	}
+	slices.Sort(rtts)
+	if len(rtts) > 0 {
+		t.Logf("round trips of the %d echoes answered of those sent in the 500 ms after the move: median %v, max %v",
+			len(rtts), rtts[len(rtts)/2].Round(time.Millisecond), rtts[len(rtts)-1].Round(time.Millisecond))
 	}
 	t.Logf("%+v: %d echoes after the move, %d lost; a1's datagrams dropped by the load balancer: %d",
 		c, sent, lost, relay.dropped.Load())
