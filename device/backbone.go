@@ -33,6 +33,11 @@ type BackboneStats struct {
 	WrongDestination uint64 // wrong_destination: received outer destination is not our backbone address
 	Truncated        uint64 // truncated: received outer header or length inconsistent with the packet
 	Oversized        uint64 // oversized: too big for an outer IPv4 header or for the port's buffers
+
+	// Relayed client datagrams (see RelayKind): sent, received and handed
+	// to the relay handler, and dropped for a bad relay header, a
+	// datagram that is no transport message, or no handler (bad_relay).
+	RelayedOut, RelayedIn, BadRelay uint64
 }
 
 // BackbonePort is the tun.Device of the backbone WireGuard device. Every
@@ -57,6 +62,7 @@ type BackbonePort struct {
 	encapsulated, decapsulated                  atomic.Uint64
 	noVia, badVia, notIPIP, wrongDst, truncated atomic.Uint64
 	oversized                                   atomic.Uint64 // beyond the IPv4 length field; the port counts the rest
+	relayCounters
 }
 
 // NewBackbonePort returns a BackbonePort for the backbone address local,
@@ -111,7 +117,7 @@ func (b *BackbonePort) DeliverVia(bufs [][]byte, vias []netip.Addr, offset int) 
 		if pkt == nil {
 			continue // counted by the port as oversized
 		}
-		b.putHeader(pkt[:ipipHeaderLen], total, via.As4())
+		b.putHeaderProto(pkt[:ipipHeaderLen], total, via.As4(), ipipProto)
 		copy(pkt[ipipHeaderLen:], inner)
 		encapsulated++
 	}
@@ -127,10 +133,10 @@ func (b *BackbonePort) DeliverVia(bufs [][]byte, vias []netip.Addr, offset int) 
 	return err
 }
 
-// putHeader writes the outer IPv4 header of a packet of total bytes to dst.
-// The identification is zero, as RFC 6864 allows for atomic (DF, never
-// fragmented) datagrams.
-func (b *BackbonePort) putHeader(h []byte, total int, dst [4]byte) {
+// putHeaderProto writes the outer IPv4 header of a packet of total bytes
+// to dst, carrying protocol proto. The identification is zero, as RFC 6864
+// allows for atomic (DF, never fragmented) datagrams.
+func (b *BackbonePort) putHeaderProto(h []byte, total int, dst [4]byte, proto byte) {
 	_ = h[ipipHeaderLen-1]
 	h[0] = 0x45
 	h[1] = 0
@@ -138,10 +144,10 @@ func (b *BackbonePort) putHeader(h []byte, total int, dst [4]byte) {
 	h[4], h[5] = 0, 0
 	binary.BigEndian.PutUint16(h[6:8], ipv4FlagDF)
 	h[8] = ipipTTL
-	h[9] = ipipProto
+	h[9] = proto
 	copy(h[12:16], b.local4[:])
 	copy(h[16:20], dst[:])
-	sum := b.hdrSum + uint32(total) + uint32(binary.BigEndian.Uint16(dst[0:2])) + uint32(binary.BigEndian.Uint16(dst[2:4]))
+	sum := b.hdrSum - ipipProto + uint32(proto) + uint32(total) + uint32(binary.BigEndian.Uint16(dst[0:2])) + uint32(binary.BigEndian.Uint16(dst[2:4]))
 	sum = (sum & 0xffff) + sum>>16
 	sum = (sum & 0xffff) + sum>>16
 	binary.BigEndian.PutUint16(h[10:12], ^uint16(sum))
@@ -179,6 +185,9 @@ func (b *BackbonePort) decapsulate(bufs [][]byte, offset int) {
 		case dropWrongDestination:
 			wrongDst++
 			continue
+		case relayed:
+			b.receiveRelay(buf[offset:offset+total], hl)
+			continue
 		default:
 			truncated++
 			continue
@@ -211,6 +220,7 @@ const (
 	dropNotIPIP
 	dropWrongDestination
 	dropTruncated
+	relayed // not dropped: a relayed client datagram (receiveRelay)
 )
 
 // checkOuter validates the outer header of a received packet p and returns
@@ -232,10 +242,12 @@ func (b *BackbonePort) checkOuter(p []byte) (hl, total int, reason backboneDrop)
 		return 0, 0, dropNotIPIP
 	case err != nil, total == hl: // ErrLength, ErrTruncated, or no inner packet
 		return 0, 0, dropTruncated
-	case p[9] != ipipProto || binary.BigEndian.Uint16(p[6:8])&0x3fff != 0: // MF or a fragment offset
+	case (p[9] != ipipProto && p[9] != relayProto) || binary.BigEndian.Uint16(p[6:8])&0x3fff != 0: // MF or a fragment offset
 		return 0, 0, dropNotIPIP
 	case [4]byte(p[16:20]) != b.local4:
 		return 0, 0, dropWrongDestination
+	case p[9] == relayProto:
+		return hl, total, relayed
 	}
 	return hl, total, dropNone
 }
@@ -257,6 +269,9 @@ func (b *BackbonePort) Stats() BackboneStats {
 		WrongDestination: b.wrongDst.Load(),
 		Truncated:        b.truncated.Load(),
 		Oversized:        b.oversized.Load() + b.port.Oversized(),
+		RelayedOut:       b.relayedOut.Load(),
+		RelayedIn:        b.relayedIn.Load(),
+		BadRelay:         b.badRelay.Load(),
 	}
 }
 

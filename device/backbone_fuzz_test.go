@@ -17,8 +17,9 @@ const bbSeedDir = "testdata/fuzz/FuzzBackboneOuter"
 
 // refCheckOuter is checkOuter written out field by field from RFC 791, as
 // the fuzz target's oracle: a packet from the backbone is accepted only as
-// an unfragmented IPv4 packet carrying IP in IP (protocol 4) to local,
-// whose header and total lengths fit the bytes received.
+// an unfragmented IPv4 packet carrying IP in IP (protocol 4), or a relayed
+// client datagram (protocol 253: relayed), to local, whose header and total
+// lengths fit the bytes received.
 func refCheckOuter(p []byte, local netip.Addr) (hl, total int, reason backboneDrop) {
 	if len(p) < 20 {
 		return 0, 0, dropTruncated
@@ -33,11 +34,14 @@ func refCheckOuter(p []byte, local netip.Addr) (hl, total int, reason backboneDr
 	}
 	moreFragments := p[6]&0x20 != 0
 	fragOffset := int(p[6]&0x1f)<<8 | int(p[7])
-	if p[9] != 4 || moreFragments || fragOffset != 0 {
+	if (p[9] != 4 && p[9] != 253) || moreFragments || fragOffset != 0 {
 		return 0, 0, dropNotIPIP
 	}
 	if netip.AddrFrom4([4]byte{p[16], p[17], p[18], p[19]}) != local {
 		return 0, 0, dropWrongDestination
+	}
+	if p[9] == 253 {
+		return ihl * 4, total, relayed
 	}
 	return ihl * 4, total, dropNone
 }
@@ -55,9 +59,20 @@ func bbSeeds(t testing.TB) map[string][]byte {
 	if n, err := p.Read(bufs, sizes, bbHeadroom); n != 1 || err != nil {
 		t.Fatalf("Read = %d, %v", n, err)
 	}
-	good := bufs[0][bbHeadroom : bbHeadroom+sizes[0]]
+	good := append([]byte(nil), bufs[0][bbHeadroom:bbHeadroom+sizes[0]]...)
 	edit := func(f func(h []byte) []byte) []byte { return f(append([]byte(nil), good...)) }
+	if err := p.SendRelay(bbB, RelayToOwner, netip.MustParseAddrPort("198.51.100.7:51820"), msg(4, 48)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := p.Read(bufs, sizes, bbHeadroom); n != 1 || err != nil {
+		t.Fatalf("Read = %d, %v", n, err)
+	}
+	relay := append([]byte(nil), bufs[0][bbHeadroom:bbHeadroom+sizes[0]]...)
+	editRelay := func(f func(h []byte) []byte) []byte { return f(append([]byte(nil), relay...)) }
 	return map[string][]byte{
+		"relay":            relay,
+		"relay-bad-kind":   editRelay(func(h []byte) []byte { h[20] = 7; return h }),
+		"relay-no-message": editRelay(func(h []byte) []byte { h = h[:20+19]; binary.BigEndian.PutUint16(h[2:], uint16(len(h))); return h }),
 		"good": good,
 		"ip-options": edit(func(h []byte) []byte {
 			o := append(append(append([]byte(nil), h[:20]...), 1, 1, 1, 0), h[20:]...)
@@ -117,6 +132,13 @@ func FuzzBackboneOuter(f *testing.F) {
 	}
 	rec := &bbRecorder{}
 	port := NewBackbonePort("fuzz", 1440, bbB, rec.forward)
+	handled := 0
+	port.SetRelayHandler(func(from netip.Addr, kind RelayKind, ep netip.AddrPort, d []byte) {
+		if !from.Is4() || (kind != RelayToOwner && kind != RelayToClient) || Classify(d) != msgTransport || ep.Port() == 0 {
+			panic("relay handler called with an unchecked datagram")
+		}
+		handled++
+	})
 	f.Cleanup(func() { port.Close() })
 	f.Fuzz(func(t *testing.T, p []byte) {
 		hl, total, reason := port.checkOuter(p)
@@ -133,9 +155,13 @@ func FuzzBackboneOuter(f *testing.F) {
 		}
 		after := port.Stats()
 		counted := (after.Decapsulated - before.Decapsulated) + (after.NotIPIP - before.NotIPIP) +
-			(after.WrongDestination - before.WrongDestination) + (after.Truncated - before.Truncated)
+			(after.WrongDestination - before.WrongDestination) + (after.Truncated - before.Truncated) +
+			(after.RelayedIn - before.RelayedIn) + (after.BadRelay - before.BadRelay)
 		if counted != 1 {
 			t.Fatalf("one packet counted %d times: before %+v after %+v", counted, before, after)
+		}
+		if handled != int(after.RelayedIn) {
+			t.Fatalf("relay handler called %d times for %d relayed", handled, after.RelayedIn)
 		}
 		got, offsets := rec.snapshot()
 		if reason != dropNone {

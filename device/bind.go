@@ -32,6 +32,12 @@ type BindStats struct {
 	// ReleaseDrops counts held initiations that Release could not hand
 	// to the device (its queue was full).
 	ReleaseDrops uint64
+	// InjectDrops counts relayed transport datagrams that Inject could
+	// not hand to the device (its queue was full, or no transport).
+	InjectDrops uint64
+	// Diverted counts transport messages the device sent that the divert
+	// hook took (sent through another gateway instead of the socket).
+	Diverted uint64
 	// SentResponses and SentCookieReplies count the handshake answers the
 	// device sent through the bind.
 	SentResponses, SentCookieReplies uint64
@@ -52,8 +58,12 @@ type ClassifyingBind struct {
 	onResponse                                       atomic.Pointer[ResponseHook]
 	onReceivedResponse                               atomic.Pointer[ReceivedResponseHook]
 	onSentTransport                                  atomic.Pointer[SentTransportHook]
+	onRelay                                          atomic.Pointer[RelayHook]
+	divert                                           atomic.Pointer[DivertHook]
 
 	released                   chan releasedInitiation // for the device's extra receive function
+	injected, injectFree       chan *injectedTransport // filled and free slots for Inject
+	injectDrops, diverted      atomic.Uint64
 	releaseDrops               atomic.Uint64
 	sentResponses, sentCookies atomic.Uint64
 	mu                         sync.Mutex
@@ -155,7 +165,14 @@ func (b *ClassifyingBind) SetInitiationHook(fn InitiationHook) {
 
 // NewClassifyingBind wraps b.
 func NewClassifyingBind(b conn.Bind) *ClassifyingBind {
-	return &ClassifyingBind{Bind: b, released: make(chan releasedInitiation, releaseQueue)}
+	c := &ClassifyingBind{
+		Bind: b, released: make(chan releasedInitiation, releaseQueue),
+		injected: make(chan *injectedTransport, injectQueue), injectFree: make(chan *injectedTransport, injectQueue),
+	}
+	for range injectQueue {
+		c.injectFree <- new(injectedTransport) // its buffer is allocated at first use
+	}
+	return c
 }
 
 // Open implements conn.Bind, wrapping each receive function, and adds one
@@ -201,6 +218,9 @@ func (b *ClassifyingBind) Close() error {
 // transport message.
 func (b *ClassifyingBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	thook := b.onSentTransport.Load()
+	if dhook := b.divert.Load(); dhook != nil {
+		return b.sendDiverting(bufs, ep, *dhook, thook)
+	}
 	for _, p := range bufs {
 		switch {
 		case thook != nil && len(p) >= minSizeTransport && p[0] == msgTransport:
@@ -250,6 +270,8 @@ func (b *ClassifyingBind) receiveReleased(closed chan struct{}, packets [][]byte
 	var r releasedInitiation
 	select {
 	case r = <-b.released:
+	case t := <-b.injected:
+		return b.receiveInjected(t, packets, sizes, eps), nil
 	case <-closed:
 		return 0, net.ErrClosed
 	}
@@ -276,6 +298,7 @@ func (b *ClassifyingBind) classify(packets [][]byte, sizes []int, eps []conn.End
 	hook := b.onInitiation.Load()
 	thook := b.onTransport.Load()
 	rhook := b.onReceivedResponse.Load()
+	relay := b.onRelay.Load()
 	for i, size := range sizes {
 		switch Classify(packets[i][:size]) {
 		case msgInitiation:
@@ -294,6 +317,9 @@ func (b *ClassifyingBind) classify(packets [][]byte, sizes []int, eps []conn.End
 			data++
 			if thook != nil && i < len(eps) {
 				(*thook)(eps[i])
+			}
+			if relay != nil && i < len(eps) {
+				(*relay)(packets[i][:size], eps[i])
 			}
 		default:
 			junk++
@@ -354,8 +380,154 @@ func (b *ClassifyingBind) Stats() BindStats {
 		Transport:     b.transport.Load(),
 		Junk:          b.junk.Load(),
 		ReleaseDrops:  b.releaseDrops.Load(),
+		InjectDrops:   b.injectDrops.Load(),
+		Diverted:      b.diverted.Load(),
 
 		SentResponses:     b.sentResponses.Load(),
 		SentCookieReplies: b.sentCookies.Load(),
+	}
+}
+
+// RelayHook is called on the receive goroutine for every transport
+// message, with its bytes and sender, before the device sees it (which it
+// still does). It runs per packet: it must be cheap, must not block for
+// long, and must not retain msg.
+type RelayHook func(msg []byte, from conn.Endpoint)
+
+// SetRelayHook installs fn (nil removes it).
+func (b *ClassifyingBind) SetRelayHook(fn RelayHook) {
+	if fn == nil {
+		b.onRelay.Store(nil)
+		return
+	}
+	b.onRelay.Store(&fn)
+}
+
+// DivertHook is called for every transport message the device sends,
+// with its destination, before the socket sees it: it returns whether it
+// took the message (sent it another way), which the socket then does not
+// send. It runs per packet on the device's send goroutines: it must be
+// cheap, must not retain msg, and blocks the device's sending while it
+// blocks.
+type DivertHook func(msg []byte, to conn.Endpoint) (taken bool)
+
+// SetDivertHook installs fn (nil removes it).
+func (b *ClassifyingBind) SetDivertHook(fn DivertHook) {
+	if fn == nil {
+		b.divert.Store(nil)
+		return
+	}
+	b.divert.Store(&fn)
+}
+
+// sendDiverting is Send with a divert hook: transport messages the hook
+// takes are not sent; the others are, in order, in runs between them.
+func (b *ClassifyingBind) sendDiverting(bufs [][]byte, ep conn.Endpoint, divert DivertHook, thook *SentTransportHook) error {
+	var err error
+	start := 0 // first message not yet sent or taken
+	var taken uint64
+	for i, p := range bufs {
+		switch {
+		case len(p) >= minSizeTransport && p[0] == msgTransport:
+			if thook != nil {
+				(*thook)(binary.LittleEndian.Uint32(p[4:8]), ep)
+			}
+			if !divert(p, ep) {
+				continue
+			}
+			taken++
+			if start < i {
+				if e := b.Bind.Send(bufs[start:i], ep); e != nil && err == nil {
+					err = e
+				}
+			}
+			start = i + 1
+		case len(p) == sizeResponse && p[0] == msgResponse:
+			b.sentResponses.Add(1)
+			if hook := b.onResponse.Load(); hook != nil {
+				(*hook)(binary.LittleEndian.Uint32(p[8:12]))
+			}
+		case len(p) == sizeCookieReply && p[0] == msgCookieReply:
+			b.sentCookies.Add(1)
+		}
+	}
+	if taken != 0 {
+		b.diverted.Add(taken)
+	}
+	if start < len(bufs) {
+		if e := b.Bind.Send(bufs[start:], ep); e != nil && err == nil {
+			err = e
+		}
+	}
+	return err
+}
+
+// injectQueue bounds the relayed transport datagrams injected and not yet
+// read by the device; more are dropped and counted.
+const injectQueue = 256
+
+type injectedTransport struct {
+	buf  []byte // MaxRelayed bytes once used
+	n    int
+	from conn.Endpoint
+}
+
+// Inject hands the device a transport datagram that another gateway
+// received from a client and relayed here, as if it had arrived from
+// from (which the device then takes as the peer's endpoint, as for any
+// packet). Inject copies msg and does not block: when the device is
+// behind, or msg is no transport message, it drops it, counts it
+// (InjectDrops) and returns false. It does not run the relay hook: an
+// injected datagram is never relayed again.
+func (b *ClassifyingBind) Inject(msg []byte, from conn.Endpoint) bool {
+	if Classify(msg) != msgTransport || len(msg) > MaxRelayed {
+		b.injectDrops.Add(1)
+		return false
+	}
+	var t *injectedTransport
+	select {
+	case t = <-b.injectFree:
+	default:
+		b.injectDrops.Add(1)
+		return false
+	}
+	if t.buf == nil {
+		t.buf = make([]byte, MaxRelayed)
+	}
+	t.n = copy(t.buf, msg)
+	t.from = from
+	select {
+	case b.injected <- t:
+		return true
+	default: // cannot happen: at most injectQueue slots exist
+		t.from = nil
+		b.injectFree <- t
+		b.injectDrops.Add(1)
+		return false
+	}
+}
+
+// receiveInjected fills packets with t and the injected datagrams queued
+// behind it, returning their slots to the free list.
+func (b *ClassifyingBind) receiveInjected(t *injectedTransport, packets [][]byte, sizes []int, eps []conn.Endpoint) int {
+	n := 0
+	for {
+		if t.n <= len(packets[n]) {
+			sizes[n] = copy(packets[n], t.buf[:t.n])
+			eps[n] = t.from
+			n++
+		} else {
+			b.injectDrops.Add(1)
+		}
+		t.from = nil
+		b.injectFree <- t
+		if n == len(packets) {
+			return n
+		}
+		select {
+		case t = <-b.injected:
+		default:
+			return n
+		}
 	}
 }

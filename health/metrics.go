@@ -61,6 +61,15 @@ type Metrics struct {
 	// takeover's handshake was under way) and "takeover_claimed" (fast
 	// recovery). Nil when not clustered.
 	Claims map[string]uint64
+	// Relayed counts the drain relay's client datagrams by event:
+	// "to_owner" and "to_client" (relayed by this gateway for a moved
+	// client, each way), "injected" and "diverted" (as the gateway with
+	// the session: received through a relaying gateway, and sent back
+	// through it), "endpoints_started", and the drops "drop_rate_endpoint",
+	// "drop_rate_total" (the flood bounds), "drop_not_relaying" (a datagram
+	// for a client endpoint not relayed to its sender), "drop_inject" (the
+	// device was behind) and "drop_send". Nil when not clustered or off.
+	Relayed map[string]uint64
 	// Members counts gossip members by state ("alive", "dead",
 	// "left").
 	Members map[string]int
@@ -217,6 +226,7 @@ var (
 	descDrops       = counterDesc("anyguard_dropped_packets_total", "Packets dropped, by stage and reason.", "stage", "reason")
 	descOwned       = gaugeDesc("anyguard_owned_clients", "Clients this gateway owns (holds the session of).")
 	descOwnChanges  = counterDesc("anyguard_ownership_changes_total", "Client ownership changes seen, by reason.", "reason")
+	descRelayed     = counterDesc("anyguard_relayed_datagrams_total", "The drain relay's client datagrams by event (to_owner, to_client, injected, diverted, endpoints_started, drop_*).", "event")
 	descClaims      = counterDesc("anyguard_claims_total", "This gateway's client claims by stage (confirmed, unconfirmed, takeover_started, takeover_retried, takeover_claimed).", "stage")
 	descMembers     = gaugeDesc("anyguard_gossip_members", "Cluster members by state, this gateway included.", "state")
 	descGossip      = counterDesc("anyguard_gossip_events_total", "Ownership gossip by event (received, bad, applied, relayed, sent, send_error, repair_sent, push_pull, catch_up, decrypt_error, refused_clock, refused_version, refused_unknown_client, reconnect_try, reconnected, heal, left_released, forgotten).", "event")
@@ -301,6 +311,9 @@ func (c *collector) collect(e *exposition) {
 	}
 	for _, k := range sortedKeys(m.Claims) {
 		counter(descClaims, m.Claims[k], k)
+	}
+	for _, k := range sortedKeys(m.Relayed) {
+		counter(descRelayed, m.Relayed[k], k)
 	}
 	for _, k := range sortedKeys(m.Members) {
 		gauge(descMembers, float64(m.Members[k]), k)

@@ -57,6 +57,7 @@ var rules = map[string]struct {
 	"internal/gateway/recovery":  {may: []string{"cluster", "internal/config", "internal/gateway/probe", "internal/keys", "packet"}},
 	"internal/gateway/membership": {may: []string{"cluster", "device", "health", "internal/config", "internal/gateway/admission",
 		"internal/gateway/probe", "internal/keys", "router"}},
+	"internal/gateway/relay": {may: []string{"cluster", "device"}},
 	"internal/gateway/probe": {may: []string{"device", "internal/config", "internal/keys", "packet"}},
 	"internal/demo":          {may: []string{"internal/config", "internal/gateway", "internal/keys", "internal/lbsim", "internal/wgclient"}},
 	"internal/wgclient":      {may: []string{"internal/keys", "wgkey"}},

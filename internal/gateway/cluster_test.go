@@ -27,6 +27,37 @@ type region struct {
 	prefix  netip.Prefix
 	service netip.AddrPort
 	srv     *httptest.Server
+	// echo is a UDP echo service at the region's .7 port 7, started
+	// by withEcho.
+	echo, echoReal netip.AddrPort
+	echoDelay      time.Duration // the echo service answers this late
+}
+
+// withEcho adds a UDP echo service to r.
+func (r *region) withEcho(t *testing.T) netip.AddrPort {
+	r.echo = netip.AddrPortFrom(r.prefix.Addr().Next().Next().Next().Next().Next().Next().Next(), 7)
+	if r.echoDelay == 0 {
+		r.echoReal = netip.MustParseAddrPort(udpEcho(t))
+		return r.echo
+	}
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := pc.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			msg := append([]byte(nil), buf[:n]...)
+			time.AfterFunc(r.echoDelay, func() { pc.WriteToUDPAddrPort(msg, from) })
+		}
+	}()
+	r.echoReal = pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	return r.echo
 }
 
 func newRegion(t testing.TB, name string, second byte) *region {
@@ -44,6 +75,10 @@ func newRegion(t testing.TB, name string, second byte) *region {
 
 // dial maps the region's service address onto its loopback server.
 func (r *region) dial(ctx context.Context, network string, dst netip.AddrPort) (net.Conn, error) {
+	if network == "udp" && r.echo.IsValid() && dst == r.echo {
+		var d net.Dialer
+		return d.DialContext(ctx, network, r.echoReal.String())
+	}
 	if dst != r.service {
 		return nil, fmt.Errorf("no host at %s in region %s", dst, r.name)
 	}
@@ -58,6 +93,8 @@ type clusterEnv struct {
 	gws        map[string]*gateway.Gateway
 	// clusterConfig, when set, edits each gateway's cluster configuration.
 	clusterConfig func(name string, c *cluster.Config)
+	// noDrainRelay starts the gateways with the drain relay off.
+	noDrainRelay bool
 }
 
 func (e *clusterEnv) start(t testing.TB, name string, r *region, join []string, skew time.Duration) *gateway.Gateway {
@@ -82,7 +119,7 @@ func (e *clusterEnv) startWith(t testing.TB, name string, r *region, join []stri
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	opts := gateway.Options{NetstackDial: r.dial, ClusterClock: func() time.Time { return time.Now().Add(skew) }}
+	opts := gateway.Options{NetstackDial: r.dial, ClusterClock: func() time.Time { return time.Now().Add(skew) }, NoDrainRelay: e.noDrainRelay}
 	if e.clusterConfig != nil {
 		opts.ClusterConfig = func(c *cluster.Config) { e.clusterConfig(name, c) }
 	}
@@ -254,6 +291,12 @@ func newClusterEnv(t testing.TB) (*clusterEnv, *region, *region) {
 // startTwoRegions starts a1 in region A and b1, b2 in region B, joined.
 func startTwoRegions(t testing.TB) (*clusterEnv, *region, *region) {
 	e, ra, rb := newClusterEnv(t)
+	startGateways(t, e, ra, rb)
+	return e, ra, rb
+}
+
+// startGateways starts a1 in region A and b1, b2 in region B in e, joined.
+func startGateways(t testing.TB, e *clusterEnv, ra, rb *region) {
 	a1 := e.start(t, "a1", ra, nil, 0)
 	e.start(t, "b1", rb, []string{gossipAddr(a1)}, 0)
 	e.start(t, "b2", rb, []string{gossipAddr(a1)}, 0)
@@ -261,7 +304,6 @@ func startTwoRegions(t testing.TB) (*clusterEnv, *region, *region) {
 		_, ok := a1.Router().LookupHop(rb.service.Addr())
 		return len(a1.Cluster().Members()) == 3 && ok
 	})
-	return e, ra, rb
 }
 
 // servingGateway returns the name of the gateway a1 sends region B's

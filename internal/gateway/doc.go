@@ -26,6 +26,14 @@
 //     follow membership and ownership. It sees the router, the route table
 //     (Routes), the client index, admission's peer removal (Peers), the
 //     ownership metrics (Observer) and recovery (Owners).
+//   - relay: the drain relay, which carries a moved client's old session
+//     through the gateway its flow moved to until the takeover completes.
+//     It sees the backbone port (SendRelay), the client bind (Inject,
+//     and the wrapped socket to send from) and who owns an endpoint
+//     (Owners: recovery's foreign endpoints, the ownership table and
+//     membership's live members, joined by relayOwners). It follows
+//     ownership beside recovery (ownersFanout) and tells membership how
+//     long to keep a lost client's session (HoldSession).
 //   - probe: the internal peer that proves the data path with an echo.
 //
 // The gateway itself keeps only the glue: the client index (clientIndex),
@@ -48,6 +56,15 @@
 // router → the client Port, which the client device encrypts and sends;
 // or from another gateway: the backbone device decrypts →
 // membership.Part.fromBackbone → the router → the client Port.
+//
+// A moved client's datagrams of another gateway's session (the drain
+// relay): the client bind's relay hook (relay.Relay.FromClient) →
+// device.BackbonePort.SendRelay → the owner's backbone device decrypts →
+// BackbonePort.decapsulate → receiveRelay → relay.Relay.FromBackbone →
+// device.ClassifyingBind.Inject → the owner's client device decrypts as
+// above. The owner's answers: the client device's Send → the divert hook
+// (relay.Relay.Divert) → SendRelay → the relaying gateway's
+// FromBackbone → its client socket.
 //
 // # Locks
 //

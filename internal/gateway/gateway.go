@@ -22,6 +22,7 @@ import (
 	"github.com/anyguard/anyguard/internal/gateway/membership"
 	"github.com/anyguard/anyguard/internal/gateway/probe"
 	"github.com/anyguard/anyguard/internal/gateway/recovery"
+	"github.com/anyguard/anyguard/internal/gateway/relay"
 	"github.com/anyguard/anyguard/router"
 )
 
@@ -55,6 +56,11 @@ type Options struct {
 	// WireGuard servers sharing a key would. Claims after the client's own
 	// handshake still happen, so traffic is routed to it once it does.
 	NoFastRecovery bool
+	// NoDrainRelay turns the drain relay off (tests and bench failover
+	// compare against it): a gateway that receives a moved client's
+	// datagrams of another gateway's session drops them until its takeover
+	// completes. NoFastRecovery turns it off too.
+	NoDrainRelay bool
 }
 
 // egress is the local private network: a TUN or a netstack.
@@ -88,6 +94,7 @@ type Gateway struct {
 	admission *admission.Admission // adds clients to the device when they connect
 	members   *membership.Part     // nil when the gateway runs alone
 	recovery  *recovery.Recovery   // claims and fast recovery; nil alone
+	relay     *relay.Relay         // the drain relay; nil alone or off
 	sessions  sessionsRef          // recovery, for the packet goroutines and admission
 
 	started time.Time
@@ -286,7 +293,10 @@ func (g *Gateway) close(leave bool) {
 		g.members.Close(leave)
 	}
 	g.recovery.Close()
+	g.relay.Close()
 	if g.clients != nil {
+		g.clients.Bind().SetRelayHook(nil)
+		g.clients.Bind().SetDivertHook(nil)
 		g.clients.Bind().SetTransportHook(nil)
 		g.clients.Bind().SetReceivedResponseHook(nil)
 		g.clients.Bind().SetSentTransportHook(nil)

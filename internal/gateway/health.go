@@ -44,6 +44,9 @@ func (g *Gateway) DrainSteps() []health.Step {
 // route other regions' traffic for its prefixes to a gateway that is not,
 // while its own sessions keep flowing until the drain window ends.
 func (g *Gateway) BeginDrain() {
+	if g.relay != nil {
+		g.relay.Draining() // before the load balancer moves any flow
+	}
 	if g.members != nil {
 		g.members.SetState(cluster.StateDraining)
 	}

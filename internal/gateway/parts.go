@@ -11,6 +11,7 @@ import (
 	"github.com/anyguard/anyguard/internal/gateway/membership"
 	"github.com/anyguard/anyguard/internal/gateway/probe"
 	"github.com/anyguard/anyguard/internal/gateway/recovery"
+	"github.com/anyguard/anyguard/internal/gateway/relay"
 	"github.com/anyguard/anyguard/internal/keys"
 )
 
@@ -141,7 +142,7 @@ func (g *Gateway) joinCluster(cfg *config.Config, opts Options) (err error) {
 	if err != nil {
 		return err
 	}
-	rec := recovery.New(recovery.Config{
+	recov := recovery.New(recovery.Config{
 		Self:      cfg.Node.Name,
 		Addresses: cfg.Clients.Address,
 		Claimer:   m,
@@ -151,24 +152,89 @@ func (g *Gateway) joinCluster(cfg *config.Config, opts Options) (err error) {
 		Port:      g.port,
 		Logger:    g.logger,
 	})
+	bind := g.clients.Bind()
+	owners := &ownersFanout{recovery: recov}
+	if !opts.NoFastRecovery && !opts.NoDrainRelay {
+		owners.relay = relay.New(relay.Config{
+			Backbone: m.Backbone(),
+			Bind:     bind,
+			Sender:   bind.Bind,
+			Owners:   relayOwners{recovery: recov, members: m},
+			Self:     cfg.Node.Name,
+			Logger:   g.logger,
+		})
+	}
 	g.routes.setExtra(m.Routes) // before any cluster goroutine reroutes
-	if err := m.Join(rec, opts.ClusterClock, opts.ClusterConfig); err != nil {
+	if err := m.Join(owners, opts.ClusterClock, opts.ClusterConfig); err != nil {
 		m.Close(false)
 		g.routes.setExtra(nil)
 		return err
 	}
-	g.members, g.recovery = m, rec
-	rec.Start()
-	bind := g.clients.Bind()
+	g.members, g.recovery, g.relay = m, recov, owners.relay
+	recov.Start()
 	if !opts.NoFastRecovery {
 		// The takeover of moved flows; off, a moved client comes back by
 		// its own re-handshake, as to stock servers sharing a key.
-		bind.SetTransportHook(rec.OnTransport)
-		bind.SetReceivedResponseHook(rec.OnReceivedResponse)
-		bind.SetSentTransportHook(rec.OnSentTransport)
+		bind.SetTransportHook(recov.OnTransport)
+		bind.SetReceivedResponseHook(recov.OnReceivedResponse)
+		bind.SetSentTransportHook(recov.OnSentTransport)
 	}
-	g.sessions.p.Store(rec)
+	if rl := owners.relay; rl != nil {
+		// The drain relay: a moved client's old session is carried
+		// through the gateway that holds it until the takeover is done.
+		rl.Start()
+		m.Backbone().SetRelayHandler(rl.FromBackbone)
+		bind.SetRelayHook(rl.FromClient)
+		bind.SetDivertHook(rl.Divert)
+	}
+	g.sessions.p.Store(recov)
 	return nil
+}
+
+// ownersFanout is who follows client ownership (membership.Owners): fast
+// recovery, and the drain relay when it is on.
+type ownersFanout struct {
+	recovery *recovery.Recovery
+	relay    *relay.Relay // nil when off
+}
+
+// OwnerChanged implements membership.Owners.
+func (o *ownersFanout) OwnerChanged(old, rec cluster.Record) {
+	o.recovery.OwnerChanged(old, rec)
+	if o.relay != nil {
+		o.relay.OwnerChanged(old, rec)
+	}
+}
+
+// HoldSession implements membership.Owners.
+func (o *ownersFanout) HoldSession(old, rec cluster.Record) time.Duration {
+	if o.relay == nil {
+		return 0
+	}
+	return o.relay.HoldSession(old, rec)
+}
+
+// relayOwners tells the drain relay where a client endpoint's session is
+// (relay.Owners): the live gateway, not this one, that the cluster names as
+// the owner of the client whose recorded endpoint it is, when this gateway
+// holds no session with that client.
+type relayOwners struct {
+	recovery *recovery.Recovery
+	members  *membership.Part
+}
+
+// RelayVia implements relay.Owners.
+func (o relayOwners) RelayVia(ep netip.AddrPort) (netip.Addr, bool) {
+	client, ok := o.recovery.Foreign(ep)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	rec, ok := o.members.Owner(client)
+	if !ok || rec.Endpoint != ep {
+		return netip.Addr{}, true
+	}
+	via, _ := o.members.RelayVia(rec.Owner)
+	return via, true
 }
 
 // Cluster returns the gateway's cluster membership, or nil when it runs alone.

@@ -32,6 +32,11 @@ type captureRelay struct {
 	// client has sent a handshake response (answered a gateway's
 	// initiation) after it was set; responded says one was.
 	holdData, responded atomic.Bool
+	// dropOld, when set, drops what a gateway other than the flow's
+	// current one sends the client, as a load balancer does once it moved
+	// the flow; dropped counts those datagrams.
+	dropOld atomic.Bool
+	dropped atomic.Int64
 }
 
 // aliceViaRelayOnA1 starts alice's client behind a capture relay that
@@ -98,13 +103,17 @@ func newCaptureRelay(t *testing.T, to netip.AddrPort) *captureRelay {
 	go func() {
 		buf := make([]byte, 65536)
 		for {
-			n, _, err := back.ReadFromUDPAddrPort(buf)
+			n, from, err := back.ReadFromUDPAddrPort(buf)
 			if err != nil {
 				return
 			}
 			r.mu.Lock()
-			c := r.client
+			c, to := r.client, r.to
 			r.mu.Unlock()
+			if r.dropOld.Load() && netip.AddrPortFrom(from.Addr().Unmap(), from.Port()) != to {
+				r.dropped.Add(1)
+				continue
+			}
 			if c != nil {
 				front.WriteToUDP(buf[:n], c)
 			}

@@ -75,6 +75,9 @@ func (g *Gateway) Metrics() health.Metrics {
 	if g.members != nil {
 		g.members.Metrics(&m)
 		m.Claims = g.recovery.Stats()
+		if g.relay != nil {
+			m.Relayed = g.relay.Stats()
+		}
 	}
 	for _, c := range g.liveClients() {
 		switch {

@@ -114,11 +114,14 @@ type Observer interface {
 	ObserveConvergence(d time.Duration)
 }
 
-// Owners follows client ownership (fast recovery): OwnerChanged is called
-// for every change the cluster delivers, and with a zero old for every
-// record known when the Part joins. It must not block.
+// Owners follows client ownership (fast recovery and the drain relay):
+// OwnerChanged is called for every change the cluster delivers, and with a
+// zero old for every record known when the Part joins. HoldSession is
+// asked, when this gateway lost a client, how long to keep the client's
+// session before dropping it (0: at once). Neither may block.
 type Owners interface {
 	OwnerChanged(old, rec cluster.Record)
+	HoldSession(old, rec cluster.Record) time.Duration
 }
 
 // Config is what a Part works on.
@@ -311,6 +314,25 @@ func (cp *Part) Owner(client keys.Key) (cluster.Record, bool) { return cp.c.Owne
 // Claim implements recovery.Claimer.
 func (cp *Part) Claim(client keys.Key, endpoint netip.AddrPort, reason cluster.Reason) (cluster.Record, bool) {
 	return cp.c.Claim(client, endpoint, reason)
+}
+
+// Backbone returns the backbone port (the drain relay sends and receives
+// relayed client datagrams through it).
+func (cp *Part) Backbone() *device.BackbonePort { return cp.port }
+
+// RelayVia returns the backbone address of gateway name if it is another
+// live member (the drain relay relays to it), and whether it is.
+func (cp *Part) RelayVia(name string) (netip.Addr, bool) {
+	if name == "" || name == cp.self {
+		return netip.Addr{}, false
+	}
+	cp.mu.Lock()
+	m, ok := cp.members[name]
+	cp.mu.Unlock()
+	if !ok || !m.Alive || m.Status != "alive" || !m.Meta.BackboneAddr.IsValid() || m.Meta.BackboneAddr == cp.addr {
+		return netip.Addr{}, false
+	}
+	return m.Meta.BackboneAddr, true
 }
 
 // BackboneStatus is the backbone device's view of its peers.

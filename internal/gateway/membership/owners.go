@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/anyguard/anyguard/cluster"
+	"github.com/anyguard/anyguard/internal/config"
 	"github.com/anyguard/anyguard/internal/gateway/admission"
 	"github.com/anyguard/anyguard/internal/keys"
 	"github.com/anyguard/anyguard/router"
@@ -11,7 +12,9 @@ import (
 
 // onOwner follows one client's ownership: its routes point at the new
 // owner, and a gateway that lost the client drops its session at once so
-// that it sends the client nothing that would pull it back.
+// that it sends the client nothing that would pull it back; both after
+// Owners.HoldSession when the client's datagrams are being relayed to it
+// (the drain relay).
 func (cp *Part) onOwner(old, rec cluster.Record) {
 	if !cp.started.Load() {
 		return
@@ -29,7 +32,39 @@ func (cp *Part) onOwner(old, rec cluster.Record) {
 		}
 	}
 	cp.owners.OwnerChanged(old, rec)
-	// Route by the table's current record: deliveries may lag the table.
+	var hold time.Duration
+	if old.Owner == cp.self && rec.Owner != cp.self {
+		hold = cp.owners.HoldSession(old, rec)
+	}
+	if hold > 0 {
+		// The client's datagrams are relayed here (the drain relay): its
+		// old session is still in use, and packets for it that are on
+		// their way here (from the backbone, which split horizon would
+		// not send back into it, or the egress) still reach it through
+		// this gateway's session. Its routes and session follow the new
+		// owner a little later (both look at the table again then).
+		time.AfterFunc(hold, func() {
+			cp.routeClient(peer, rec)
+			cp.resets.push(rec.Client)
+		})
+		return
+	}
+	cp.routeClient(peer, rec)
+	if old.Owner == cp.self && rec.Owner != cp.self {
+		// Not inline: this may run on the device's own receive goroutine
+		// of that very peer, which removing the peer waits for.
+		cp.resets.push(rec.Client)
+	}
+}
+
+// routeClient points a client's routes at the owner the table names now
+// (deliveries may lag the table; rec stands in for a record it lacks).
+func (cp *Part) routeClient(peer config.Peer, rec cluster.Record) {
+	select {
+	case <-cp.stop:
+		return
+	default:
+	}
 	err := cp.table.Patch(func() []router.Route {
 		cur, ok := cp.c.Owner(rec.Client)
 		if !ok {
@@ -44,11 +79,6 @@ func (cp *Part) onOwner(old, rec cluster.Record) {
 	})
 	if err != nil {
 		cp.logger.Error("cannot route client", "client", peer.Name, "err", err)
-	}
-	if old.Owner == cp.self && rec.Owner != cp.self {
-		// Not inline: this may run on the device's own receive goroutine
-		// of that very peer, which removing the peer waits for.
-		cp.resets.push(rec.Client)
 	}
 }
 

@@ -107,3 +107,14 @@ func (r *Recovery) OnTransport(from conn.Endpoint) {
 	default:
 	}
 }
+
+// Foreign returns the client whose recorded endpoint ep is, when this
+// gateway holds no confirmed session with it (another gateway owns it, or
+// this one did before a restart): the drain relay's candidates.
+func (r *Recovery) Foreign(ep netip.AddrPort) (keys.Key, bool) {
+	v, ok := r.foreign.Load(ep)
+	if !ok {
+		return keys.Key{}, false
+	}
+	return v.(keys.Key), true
+}
