@@ -86,11 +86,7 @@ type TransportHook func(from conn.Endpoint)
 
 // SetTransportHook installs fn (nil removes it).
 func (b *ClassifyingBind) SetTransportHook(fn TransportHook) {
-	if fn == nil {
-		b.onTransport.Store(nil)
-		return
-	}
-	b.onTransport.Store(&fn)
+	b.onTransport.Store(hookPtr(fn, fn == nil))
 }
 
 // ResponseHook is called for every handshake response the device sends
@@ -104,11 +100,7 @@ type ResponseHook func(receiver uint32)
 
 // SetResponseHook installs fn (nil removes it).
 func (b *ClassifyingBind) SetResponseHook(fn ResponseHook) {
-	if fn == nil {
-		b.onResponse.Store(nil)
-		return
-	}
-	b.onResponse.Store(&fn)
+	b.onResponse.Store(hookPtr(fn, fn == nil))
 }
 
 // ReceivedResponseHook is called on the receive goroutine for every
@@ -120,11 +112,7 @@ type ReceivedResponseHook func(sender uint32, from conn.Endpoint)
 
 // SetReceivedResponseHook installs fn (nil removes it).
 func (b *ClassifyingBind) SetReceivedResponseHook(fn ReceivedResponseHook) {
-	if fn == nil {
-		b.onReceivedResponse.Store(nil)
-		return
-	}
-	b.onReceivedResponse.Store(&fn)
+	b.onReceivedResponse.Store(hookPtr(fn, fn == nil))
 }
 
 // SentTransportHook is called for every transport (data or keepalive)
@@ -139,11 +127,7 @@ type SentTransportHook func(receiver uint32, to conn.Endpoint)
 
 // SetSentTransportHook installs fn (nil removes it).
 func (b *ClassifyingBind) SetSentTransportHook(fn SentTransportHook) {
-	if fn == nil {
-		b.onSentTransport.Store(nil)
-		return
-	}
-	b.onSentTransport.Store(&fn)
+	b.onSentTransport.Store(hookPtr(fn, fn == nil))
 }
 
 // InitiationHook is called on the receive goroutine for every datagram
@@ -156,11 +140,17 @@ type InitiationHook func(msg []byte, from conn.Endpoint) (hold bool)
 
 // SetInitiationHook installs fn (nil removes it).
 func (b *ClassifyingBind) SetInitiationHook(fn InitiationHook) {
-	if fn == nil {
-		b.onInitiation.Store(nil)
-		return
+	b.onInitiation.Store(hookPtr(fn, fn == nil))
+}
+
+// hookPtr is what a hook setter stores: fn's address, or nil (no hook)
+// when fn is nil (a generic func value cannot be compared with nil, so
+// the caller says).
+func hookPtr[F any](fn F, isNil bool) *F {
+	if isNil {
+		return nil
 	}
-	b.onInitiation.Store(&fn)
+	return &fn
 }
 
 // NewClassifyingBind wraps b.
@@ -396,11 +386,7 @@ type RelayHook func(msg []byte, from conn.Endpoint)
 
 // SetRelayHook installs fn (nil removes it).
 func (b *ClassifyingBind) SetRelayHook(fn RelayHook) {
-	if fn == nil {
-		b.onRelay.Store(nil)
-		return
-	}
-	b.onRelay.Store(&fn)
+	b.onRelay.Store(hookPtr(fn, fn == nil))
 }
 
 // DivertHook is called for every transport message the device sends,
@@ -413,11 +399,7 @@ type DivertHook func(msg []byte, to conn.Endpoint) (taken bool)
 
 // SetDivertHook installs fn (nil removes it).
 func (b *ClassifyingBind) SetDivertHook(fn DivertHook) {
-	if fn == nil {
-		b.divert.Store(nil)
-		return
-	}
-	b.divert.Store(&fn)
+	b.divert.Store(hookPtr(fn, fn == nil))
 }
 
 // sendDiverting is Send with a divert hook: transport messages the hook
