@@ -73,7 +73,7 @@ func bbSeeds(t testing.TB) map[string][]byte {
 		"relay":            relay,
 		"relay-bad-kind":   editRelay(func(h []byte) []byte { h[20] = 7; return h }),
 		"relay-no-message": editRelay(func(h []byte) []byte { h = h[:20+19]; binary.BigEndian.PutUint16(h[2:], uint16(len(h))); return h }),
-		"good": good,
+		"good":             good,
 		"ip-options": edit(func(h []byte) []byte {
 			o := append(append(append([]byte(nil), h[:20]...), 1, 1, 1, 0), h[20:]...)
 			o[0] = 0x46
