@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,6 +37,7 @@ func cmdBenchFailover(ctx context.Context, args []string, stdout, stderr io.Writ
 	traffic := fs.Duration("interval", 100*time.Millisecond, "each client's echo period, and the private side's request to each client")
 	limit := fs.Duration("limit", 60*time.Second, "a client not answered this long after its flow moved counts as not back")
 	drain := fs.Duration("drain-window", 0, "the gateways' drain window (0: the load balancer's worst-case detection + 2 s)")
+	modes := fs.String("modes", "fast,stock", "modes to run: fast (fast recovery on), stock (off), or both")
 	svg := fs.String("svg", "", "write the outage CDF and recovery timeline as SVG to `file`")
 	out := addReportFlags(fs, "failover")
 	if err := parseFlags(fs, args); err != nil {
@@ -79,6 +81,11 @@ func cmdBenchFailover(ctx context.Context, args []string, stdout, stderr io.Writ
 		Interval: *traffic, Limit: *limit, DrainWindow: *drain, Progress: stderr,
 	}
 	var err error
+	ms, err := listFlag("modes", *modes, []string{"fast", "stock"})
+	if err != nil {
+		return err
+	}
+	opts.OnlyFast, opts.OnlyStock = !slices.Contains(ms, "stock"), !slices.Contains(ms, "fast")
 	if opts.Scenarios, err = listFlag("scenarios", *scenarios, failover.Scenarios); err != nil {
 		return err
 	}
