@@ -19,6 +19,8 @@ func TestBenchFailoverBadFlags(t *testing.T) {
 		{[]string{"--per-region", "1"}, "per-region: 1 is outside 2…4"},
 		{[]string{"--scenarios", "meteor"}, `--scenarios: unknown "meteor"`},
 		{[]string{"--scenarios", ","}, "--scenarios: empty"},
+		{[]string{"--modes", "turbo"}, `--modes: unknown "turbo"`},
+		{[]string{"--modes", ","}, "--modes: empty"},
 		{[]string{"--lb", "elb"}, `--lb "elb": want fast or nlb`},
 		{[]string{"--health-check", "icmp"}, `health_protocol: "icmp" is not http or tcp`},
 		{[]string{"--hc-interval", "1ms"}, "interval: 1ms is outside 10ms…10m"},
