@@ -21,6 +21,7 @@ func TestBenchFailoverBadFlags(t *testing.T) {
 		{[]string{"--scenarios", ","}, "--scenarios: empty"},
 		{[]string{"--modes", "turbo"}, `--modes: unknown "turbo"`},
 		{[]string{"--modes", ","}, "--modes: empty"},
+		{[]string{"--connect-timeout", "-1s"}, "--connect-timeout -1s: want 0 or more"},
 		{[]string{"--lb", "elb"}, `--lb "elb": want fast or nlb`},
 		{[]string{"--health-check", "icmp"}, `health_protocol: "icmp" is not http or tcp`},
 		{[]string{"--hc-interval", "1ms"}, "interval: 1ms is outside 10ms…10m"},
