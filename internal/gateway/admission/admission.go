@@ -68,6 +68,10 @@ import (
 // bursts of 5: wireguard-go's limiter). Real clients retry with the
 // cookie after 5 s. Out of load none of this costs anything.
 //
+// The data-path probe's initiations (probe.go) skip all of this: a
+// gateway whose probe waits behind a herd turns unready, and the load
+// balancer moves yet more flows onto the others.
+//
 // The device itself must never be under load: it would demand cookies of
 // its own (another secret), a client's retry with one would fail the
 // gateway's check and get the gateway's cookie, and so on: nobody gets
@@ -170,6 +174,12 @@ type Sessions interface {
 // Config is what an Admission works on.
 type Config struct {
 	PrivateKey keys.Key // the client device's
+	// ProbeEndpoint returns the data-path probe's own address and port
+	// (its socket on loopback), or the zero value before it has one. An
+	// initiation from there skips the queue and the cookie demand; the
+	// worker releases it only if it is the Reserved key's. Nil: none.
+	// Called on receive goroutines; must be cheap.
+	ProbeEndpoint func() netip.AddrPort
 	// IdleTimeout: zero means DefaultIdleTimeout.
 	IdleTimeout time.Duration
 	// Reserved is a device peer admission never removes nor counts as a
@@ -186,17 +196,22 @@ type Config struct {
 // Admission is the just-in-time peer manager: the bind's initiation
 // hook, the worker that admits clients and the idle sweep.
 type Admission struct {
-	logger   *slog.Logger
-	reader   *handshake.InitiationReader
-	idle     time.Duration
-	queue    chan heldInitiation
-	index    Index
-	dev      Device
-	bind     Bind
-	reply    Sender
-	sessions Sessions
-	reserved keys.Key
-	fast     *fastPath // live clients' endpoints (fast.go)
+	logger *slog.Logger
+	reader *handshake.InitiationReader
+	idle   time.Duration
+	queue  chan heldInitiation
+	// probeEndpoint, probeHeld and probeLast: the probe's way past the
+	// queue (probe.go).
+	probeEndpoint func() netip.AddrPort
+	probeHeld     chan heldInitiation
+	probeLast     atomic.Int64 // unix ns of the last probe initiation held
+	index         Index
+	dev           Device
+	bind          Bind
+	reply         Sender
+	sessions      Sessions
+	reserved      keys.Key
+	fast          *fastPath // live clients' endpoints (fast.go)
 
 	// mu serialises changes of the device's client peers with the index
 	// they follow: the worker's additions, the sweep, reload, takeovers
@@ -214,6 +229,7 @@ type Admission struct {
 	replays, unreadable, overload   atomic.Uint64
 	cookiesSent, rateLimited        atomic.Uint64
 	acceptedUnread                  atomic.Uint64 // released without a read (fast.go)
+	probeReleased                   atomic.Uint64 // released past the queue (probe.go)
 
 	cookies        wgdevice.CookieChecker // mac2 and cookie replies under load
 	limiter        ratelimiter.Ratelimiter
@@ -253,19 +269,21 @@ func New(cfg Config) *Admission {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	a := &Admission{
-		logger:   logger,
-		reader:   handshake.NewInitiationReader(cfg.PrivateKey),
-		idle:     idle,
-		queue:    make(chan heldInitiation, queueLen),
-		index:    cfg.Index,
-		dev:      cfg.Device,
-		bind:     cfg.Bind,
-		reply:    cfg.Reply,
-		sessions: cfg.Sessions,
-		reserved: cfg.Reserved,
-		fast:     newFastPath(),
-		seen:     make(map[keys.Key]*clientSeen),
-		stop:     make(chan struct{}),
+		logger:        logger,
+		reader:        handshake.NewInitiationReader(cfg.PrivateKey),
+		idle:          idle,
+		queue:         make(chan heldInitiation, queueLen),
+		probeHeld:     make(chan heldInitiation, 1),
+		probeEndpoint: cfg.ProbeEndpoint,
+		index:         cfg.Index,
+		dev:           cfg.Device,
+		bind:          cfg.Bind,
+		reply:         cfg.Reply,
+		sessions:      cfg.Sessions,
+		reserved:      cfg.Reserved,
+		fast:          newFastPath(),
+		seen:          make(map[keys.Key]*clientSeen),
+		stop:          make(chan struct{}),
 	}
 	a.cookies.Init(wgdevice.NoisePublicKey(cfg.PrivateKey.Public()))
 	return a
@@ -306,8 +324,13 @@ func (a *Admission) Close() {
 // copy for the worker and holds the datagram back (the device never sees
 // an initiation the worker did not release), dropping it when the queue is
 // full. Under load it first demands a cookie (see the top of this file).
+// The probe's initiations take their own way (probe.go).
 func (a *Admission) onInitiation(msg []byte, from conn.Endpoint) bool {
-	if a.underLoad(time.Now()) {
+	now := time.Now()
+	if a.holdProbe(msg, from, now) {
+		return true
+	}
+	if a.underLoad(now) {
 		if !a.reader.CheckMAC1(msg) {
 			a.unreadable.Add(1)
 			return true

@@ -184,6 +184,9 @@ type Stats struct {
 	// were released without a read (fast.go); they are in
 	// Initiations["accepted"] too.
 	AcceptedUnread uint64
+	// ProbeReleased counts the probe's initiations released past the
+	// queue (probe.go); they are in Initiations["accepted"] too.
+	ProbeReleased uint64
 }
 
 func (a *Admission) probeLive() int {
@@ -201,6 +204,7 @@ func (a *Admission) Stats() Stats {
 		Live:           a.dev.PeerCount() - a.probeLive(),
 		Added:          a.added.Load(),
 		AcceptedUnread: a.acceptedUnread.Load(),
+		ProbeReleased:  a.probeReleased.Load(),
 		Removed: map[string]uint64{
 			string(RemovedIdle): a.removedIdle.Load(), string(RemovedReload): a.removedReload.Load(), string(RemovedMoved): a.removedMoved.Load(),
 		},

@@ -12,9 +12,21 @@ func (a *Admission) work() {
 	defer a.wg.Done()
 	var in handshake.Initiation
 	for {
+		// The probe's initiation first: it waits for one queued
+		// initiation at most, not for the queue (probe.go).
 		select {
 		case <-a.stop:
 			return
+		case p := <-a.probeHeld:
+			a.handleProbe(&p, &in)
+			continue
+		default:
+		}
+		select {
+		case <-a.stop:
+			return
+		case p := <-a.probeHeld:
+			a.handleProbe(&p, &in)
 		case h := <-a.queue:
 			a.handle(&h, &in)
 		}
