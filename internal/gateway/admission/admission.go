@@ -54,21 +54,19 @@ import (
 // The work is off the receive goroutine because adding a peer configures
 // the device, which waits on a lock that closing the device's socket holds
 // while it waits for the receive goroutines; and so that a flood of
-// initiations costs the worker's core, not the data path. Initiations
-// wait newest first, and one that waited too long to be answered before
-// its client's retry is dropped unread (queue.go).
+// initiations costs the worker's core, not the data path. When the worker
+// is behind (queueLen full), initiations are dropped: the client retries.
 //
 // Under load the worker's X25519s are what a flood would spend, so the
 // receive goroutine applies WireGuard's DoS defence itself, before
 // anything is queued, as wireguard-go does before its own (which never
-// sees load here: the worker feeds it at its own pace). While
-// underLoadQueue initiations wait, and for a second after, an initiation
-// with a bad mac1 is dropped; one without a valid mac2 gets a cookie reply
-// (bound to its source address, so a spoofed source never gets one back)
-// and is dropped; one with a valid mac2 is rate-limited per source IP
-// (20/s, bursts of 5: wireguard-go's limiter) and served before first
-// tries. Real clients retry with the cookie after 5 s. Out of load none
-// of this costs anything.
+// sees load here: the worker feeds it at its own pace). While the queue
+// is an eighth full, and for a second after, an initiation with a bad mac1
+// is dropped; one without a valid mac2 gets a cookie reply (bound to its
+// source address, so a spoofed source never gets one back) and is
+// dropped; one with a valid mac2 is rate-limited per source IP (20/s,
+// bursts of 5: wireguard-go's limiter). Real clients retry with the
+// cookie after 5 s. Out of load none of this costs anything.
 //
 // The data-path probe's initiations (probe.go) skip all of this: a
 // gateway whose probe waits behind a herd turns unready, and the load
@@ -95,11 +93,10 @@ import (
 // responder records at the first data packet.
 const DefaultIdleTimeout = 210 * time.Second
 
-// queueLen bounds the initiations waiting for the worker, in each of
-// its two stacks (queue.go).
+// queueLen bounds the initiations waiting for the worker.
 const queueLen = 1024
 
-// Under load: queueLen/8 initiations wait, or did within underLoadAfter
+// Under load: the queue is queueLen/8 full, or was within underLoadAfter
 // (wireguard-go's QueueHandshakeSize/8 and UnderLoadAfterTime).
 const (
 	underLoadQueue = queueLen / 8
@@ -202,10 +199,7 @@ type Admission struct {
 	logger *slog.Logger
 	reader *handshake.InitiationReader
 	idle   time.Duration
-	// first and retry hold the initiations for the worker (queue.go);
-	// wake tells it there are some.
-	first, retry *stack
-	wake         chan struct{}
+	queue  chan heldInitiation
 	// probeEndpoint, probeHeld and probeLast: the probe's way past the
 	// queue (probe.go).
 	probeEndpoint func() netip.AddrPort
@@ -236,7 +230,6 @@ type Admission struct {
 	cookiesSent, rateLimited        atomic.Uint64
 	acceptedUnread                  atomic.Uint64 // released without a read (fast.go)
 	probeReleased                   atomic.Uint64 // released past the queue (probe.go)
-	stale                           atomic.Uint64 // waited past maxWait, dropped unread (queue.go)
 
 	cookies        wgdevice.CookieChecker // mac2 and cookie replies under load
 	limiter        ratelimiter.Ratelimiter
@@ -263,7 +256,6 @@ type clientSeen struct {
 type heldInitiation struct {
 	msg  [148]byte
 	from conn.Endpoint
-	at   int64 // arrival, unix ns
 }
 
 // New makes an Admission; Start puts it to work.
@@ -280,9 +272,7 @@ func New(cfg Config) *Admission {
 		logger:        logger,
 		reader:        handshake.NewInitiationReader(cfg.PrivateKey),
 		idle:          idle,
-		first:         newStack(queueLen),
-		retry:         newStack(queueLen),
-		wake:          make(chan struct{}, 1),
+		queue:         make(chan heldInitiation, queueLen),
 		probeHeld:     make(chan heldInitiation, 1),
 		probeEndpoint: cfg.ProbeEndpoint,
 		index:         cfg.Index,
@@ -332,15 +322,14 @@ func (a *Admission) Close() {
 
 // onInitiation runs on the client socket's receive goroutine: it queues a
 // copy for the worker and holds the datagram back (the device never sees
-// an initiation the worker did not release). Under load it first demands
-// a cookie (see the top of this file); a retry that carries one goes to
-// the retry stack. The probe's initiations take their own way (probe.go).
+// an initiation the worker did not release), dropping it when the queue is
+// full. Under load it first demands a cookie (see the top of this file).
+// The probe's initiations take their own way (probe.go).
 func (a *Admission) onInitiation(msg []byte, from conn.Endpoint) bool {
 	now := time.Now()
 	if a.holdProbe(msg, from, now) {
 		return true
 	}
-	st := a.first
 	if a.underLoad(now) {
 		if !a.reader.CheckMAC1(msg) {
 			a.unreadable.Add(1)
@@ -355,20 +344,14 @@ func (a *Admission) onInitiation(msg []byte, from conn.Endpoint) bool {
 			a.rateLimited.Add(1)
 			return true
 		}
-		st = a.retry
 	}
-	h := heldInitiation{from: from, at: now.UnixNano()}
+	var h heldInitiation
 	copy(h.msg[:], msg)
-	stale, full := st.push(&h, now.UnixNano()-int64(maxWait))
-	if stale > 0 {
-		a.stale.Add(uint64(stale))
-	}
-	if full {
-		a.overload.Add(1) // the oldest gave way
-	}
+	h.from = from
 	select {
-	case a.wake <- struct{}{}:
+	case a.queue <- h:
 	default:
+		a.overload.Add(1)
 	}
 	return true
 }
@@ -382,7 +365,7 @@ func (a *Admission) ForceUnderLoad(d time.Duration) {
 // underLoad reports whether the worker is (or was within underLoadAfter)
 // so far behind that initiations must carry a cookie.
 func (a *Admission) underLoad(now time.Time) bool {
-	if a.first.len()+a.retry.len() >= underLoadQueue {
+	if len(a.queue) >= underLoadQueue {
 		a.underLoadUntil.Store(now.Add(underLoadAfter).UnixNano())
 		return true
 	}

@@ -92,12 +92,11 @@ func BenchmarkJITInitiation(b *testing.B) {
 	a.wg.Wait()
 	a.stop = make(chan struct{}) // for Close
 
-	var h0 heldInitiation
 	b.Run("hook", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if a.onInitiation(msg, from) {
-				a.first.pop(&h0, 0)
+				<-a.queue
 			}
 		}
 	})

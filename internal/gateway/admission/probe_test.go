@@ -110,15 +110,12 @@ func TestHookNoAllocs(t *testing.T) {
 		&conn.StdNetEndpoint{AddrPort: probeEP},
 	} {
 		var queued, held int
-		var h heldInitiation
 		allocs := testing.AllocsPerRun(1000, func() {
 			a.probeLast.Store(0) // never within probeGap of the last
 			a.onInitiation(msg, from)
 			select {
-			case <-a.wake:
-				if ok, _ := a.first.pop(&h, 0); ok {
-					queued++
-				}
+			case <-a.queue:
+				queued++
 			case <-a.probeHeld:
 				held++
 			default:

@@ -11,45 +11,26 @@ import (
 func (a *Admission) work() {
 	defer a.wg.Done()
 	var in handshake.Initiation
-	var h heldInitiation
 	for {
+		// The probe's initiation first: it waits for one queued
+		// initiation at most, not for the queue (probe.go).
 		select {
 		case <-a.stop:
 			return
-		case h = <-a.probeHeld:
-			a.handleProbe(&h, &in)
+		case p := <-a.probeHeld:
+			a.handleProbe(&p, &in)
 			continue
-		case <-a.wake:
+		default:
 		}
-		for a.next(&h) {
+		select {
+		case <-a.stop:
+			return
+		case p := <-a.probeHeld:
+			a.handleProbe(&p, &in)
+		case h := <-a.queue:
 			a.handle(&h, &in)
-			// The probe waits for one initiation at most, not for the
-			// queue (probe.go).
-			select {
-			case <-a.stop:
-				return
-			case p := <-a.probeHeld:
-				a.handleProbe(&p, &in)
-			default:
-			}
 		}
 	}
-}
-
-// next takes the initiation to serve next: the newest retry, else the
-// newest first try, dropping those that waited longer than maxWait.
-func (a *Admission) next(h *heldInitiation) bool {
-	cutoff := time.Now().UnixNano() - int64(maxWait)
-	for _, st := range [2]*stack{a.retry, a.first} {
-		ok, stale := st.pop(h, cutoff)
-		if stale > 0 {
-			a.stale.Add(uint64(stale))
-		}
-		if ok {
-			return true
-		}
-	}
-	return false
 }
 
 // handle decides one held initiation: release it to the device (adding
