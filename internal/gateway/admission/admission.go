@@ -56,6 +56,9 @@ import (
 // while it waits for the receive goroutines; and so that a flood of
 // initiations costs the worker's core, not the data path. When the worker
 // is behind (queueLen full), initiations are dropped: the client retries.
+// One that waited longer than maxWait is dropped unread when the worker
+// comes to it: its client has sent a new one, or will have before the
+// device's answer reaches it.
 //
 // Under load the worker's X25519s are what a flood would spend, so the
 // receive goroutine applies WireGuard's DoS defence itself, before
@@ -95,6 +98,20 @@ const DefaultIdleTimeout = 210 * time.Second
 
 // queueLen bounds the initiations waiting for the worker.
 const queueLen = 1024
+
+// maxWait is how long an initiation may wait for the worker. A client
+// that gets no answer sends a new initiation RekeyTimeout (5 s) after
+// the last, with a new ephemeral key and sender index, and ignores a
+// response to the old one: an initiation that waited this long, plus the
+// device's queue and the way back, is answered too late. On a working
+// CPU the queue is cleared in well under a second and nothing waits this
+// long; on one starved by a herd (many gateways' worth of clients on few
+// cores), first in, first out would otherwise spend every X25519 on
+// initiations whose clients have moved on, and nobody would get in.
+// Served in order, an initiation younger than this is never skipped: a
+// newest-first order served fresh ones faster but starved the rest until
+// their clients' retry, and idled the gateway in a handshake storm.
+const maxWait = 3 * time.Second
 
 // Under load: the queue is queueLen/8 full, or was within underLoadAfter
 // (wireguard-go's QueueHandshakeSize/8 and UnderLoadAfterTime).
@@ -230,6 +247,7 @@ type Admission struct {
 	cookiesSent, rateLimited        atomic.Uint64
 	acceptedUnread                  atomic.Uint64 // released without a read (fast.go)
 	probeReleased                   atomic.Uint64 // released past the queue (probe.go)
+	stale                           atomic.Uint64 // waited past maxWait, dropped unread
 
 	cookies        wgdevice.CookieChecker // mac2 and cookie replies under load
 	limiter        ratelimiter.Ratelimiter
@@ -256,6 +274,7 @@ type clientSeen struct {
 type heldInitiation struct {
 	msg  [148]byte
 	from conn.Endpoint
+	at   int64 // arrival, unix ns
 }
 
 // New makes an Admission; Start puts it to work.
@@ -345,9 +364,8 @@ func (a *Admission) onInitiation(msg []byte, from conn.Endpoint) bool {
 			return true
 		}
 	}
-	var h heldInitiation
+	h := heldInitiation{from: from, at: now.UnixNano()}
 	copy(h.msg[:], msg)
-	h.from = from
 	select {
 	case a.queue <- h:
 	default:

@@ -212,6 +212,7 @@ func (a *Admission) Stats() Stats {
 			"accepted": a.accepted.Load(), "unknown_key": a.unknown.Load(), "not_authentic": a.notAuthentic.Load(),
 			"replay": a.replays.Load(), "unreadable": a.unreadable.Load(), "overload": a.overload.Load(),
 			"cookie_sent": a.cookiesSent.Load(), "rate_limited": a.rateLimited.Load(),
+			"stale": a.stale.Load(),
 		},
 	}
 }

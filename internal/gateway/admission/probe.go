@@ -59,7 +59,7 @@ func (a *Admission) holdProbe(msg []byte, from conn.Endpoint, now time.Time) boo
 		a.unreadable.Add(1)
 		return true
 	}
-	h := heldInitiation{from: from}
+	h := heldInitiation{from: from, at: now.UnixNano()}
 	copy(h.msg[:], msg)
 	select {
 	case a.probeHeld <- h:

@@ -28,9 +28,22 @@ func (a *Admission) work() {
 		case p := <-a.probeHeld:
 			a.handleProbe(&p, &in)
 		case h := <-a.queue:
+			if a.tooOld(&h, time.Now()) {
+				continue
+			}
 			a.handle(&h, &in)
 		}
 	}
+}
+
+// tooOld reports (and counts) whether h waited longer than maxWait: its
+// client has moved on to a new initiation.
+func (a *Admission) tooOld(h *heldInitiation, now time.Time) bool {
+	if now.UnixNano()-h.at <= int64(maxWait) {
+		return false
+	}
+	a.stale.Add(1)
+	return true
 }
 
 // handle decides one held initiation: release it to the device (adding
