@@ -236,6 +236,7 @@ func (h *harness) survivorCounters() map[string]uint64 {
 			out["init_"+k] += v
 		}
 		out["init_accepted_unread"] += st.AcceptedUnread
+		out["worker_device_load_waits"] += st.DeviceLoadWaits
 		b := g.g.Clients().BindStats()
 		out["device_cookie_replies_sent"] += b.SentCookieReplies
 		out["device_responses_sent"] += b.SentResponses

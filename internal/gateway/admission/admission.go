@@ -153,6 +153,10 @@ type Device interface {
 	PeerKeys() []keys.Key
 	PeerCount() int
 	Status() ([]device.PeerStatus, error)
+	// UnderLoad: the device demands cookies of its own (its handshake
+	// queue is deep); what is released then gets the device's cookie,
+	// which the gateway's own check refuses on the client's retry.
+	UnderLoad() bool
 }
 
 // Bind is the client device's socket as admission uses it
@@ -248,6 +252,7 @@ type Admission struct {
 	acceptedUnread                  atomic.Uint64 // released without a read (fast.go)
 	probeReleased                   atomic.Uint64 // released past the queue (probe.go)
 	stale                           atomic.Uint64 // waited past maxWait, dropped unread
+	deviceBusy                      atomic.Uint64 // worker's polls of a device under load
 
 	cookies        wgdevice.CookieChecker // mac2 and cookie replies under load
 	limiter        ratelimiter.Ratelimiter

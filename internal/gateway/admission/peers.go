@@ -187,6 +187,9 @@ type Stats struct {
 	// ProbeReleased counts the probe's initiations released past the
 	// queue (probe.go); they are in Initiations["accepted"] too.
 	ProbeReleased uint64
+	// DeviceLoadWaits counts the worker's 10 ms waits for the device to
+	// leave its own under-load state (worker.go).
+	DeviceLoadWaits uint64
 }
 
 func (a *Admission) probeLive() int {
@@ -200,11 +203,12 @@ func (a *Admission) probeLive() int {
 // counters.
 func (a *Admission) Stats() Stats {
 	return Stats{
-		Configured:     a.index.Len(),
-		Live:           a.dev.PeerCount() - a.probeLive(),
-		Added:          a.added.Load(),
-		AcceptedUnread: a.acceptedUnread.Load(),
-		ProbeReleased:  a.probeReleased.Load(),
+		Configured:      a.index.Len(),
+		Live:            a.dev.PeerCount() - a.probeLive(),
+		Added:           a.added.Load(),
+		AcceptedUnread:  a.acceptedUnread.Load(),
+		ProbeReleased:   a.probeReleased.Load(),
+		DeviceLoadWaits: a.deviceBusy.Load(),
 		Removed: map[string]uint64{
 			string(RemovedIdle): a.removedIdle.Load(), string(RemovedReload): a.removedReload.Load(), string(RemovedMoved): a.removedMoved.Load(),
 		},
