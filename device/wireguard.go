@@ -363,6 +363,11 @@ func (w *WireGuard) ListenPort() uint16 {
 	return 0
 }
 
+// UnderLoad reports whether wireguard-go's handshake queue is (or was
+// within the last second) deep enough that the device demands cookies of
+// its own (QueueHandshakeSize/8 messages waiting).
+func (w *WireGuard) UnderLoad() bool { return w.dev.IsUnderLoad() }
+
 // BindStats returns the counters of the device's classifying bind.
 func (w *WireGuard) BindStats() BindStats { return w.bind.Stats() }
 

@@ -35,7 +35,7 @@ type Metrics struct {
 	PeersRemoved map[string]uint64
 	// Initiations counts handshake initiations by what the gateway did
 	// with them ("accepted", "unknown_key", "not_authentic", "replay",
-	// "unreadable", "overload", "cookie_sent", "rate_limited").
+	// "unreadable", "overload", "cookie_sent", "rate_limited", "stale").
 	Initiations map[string]uint64
 	// HandshakeMessages counts WireGuard handshake messages received on
 	// the client socket by type ("initiation", "response", "cookie_reply").
@@ -218,7 +218,7 @@ var (
 	descConfigured  = gaugeDesc("anyguard_clients_configured", "Clients in the configured client set.")
 	descPeersAdded  = counterDesc("anyguard_peers_added_total", "Clients added to the client device when they connected.")
 	descPeersRemove = counterDesc("anyguard_peers_removed_total", "Client peers removed from the client device, by reason (idle, reload, moved).", "reason")
-	descInitiations = counterDesc("anyguard_initiations_total", "Handshake initiations on the client socket by outcome (accepted, unknown_key, not_authentic, replay, unreadable, overload, cookie_sent, rate_limited).", "result")
+	descInitiations = counterDesc("anyguard_initiations_total", "Handshake initiations on the client socket by outcome (accepted, unknown_key, not_authentic, replay, unreadable, overload, cookie_sent, rate_limited, stale).", "result")
 	descHandshakes  = counterDesc("anyguard_handshake_messages_received_total", "WireGuard handshake messages received on the client socket, by type.", "type")
 	descJunk        = counterDesc("anyguard_junk_datagrams_total", "Datagrams on the client socket that are no WireGuard message; dropped.")
 	descPackets     = counterDesc("anyguard_packets_total", "IP packets by path (client, backbone, egress) and direction (rx into the router, tx out of it).", "path", "direction")

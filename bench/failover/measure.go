@@ -85,6 +85,13 @@ type Result struct {
 	// gateways still running at the end that it was not meant to lose.
 	FailingChecks   map[string]int `json:"failing_checks,omitempty"`
 	LBCheckFailures int            `json:"lb_check_failures"`
+	// SurvivorCounters sums, over the gateways running at the end, how
+	// their client sockets handled handshakes since they started:
+	// admission's initiations by result ("init_" + result), the device's
+	// own cookie replies and handshake responses sent, initiations the
+	// device's queue refused, and the probe's rounds. They say why
+	// clients waited (a cookie or a drop costs a 5 s retry).
+	SurvivorCounters map[string]uint64 `json:"survivor_counters,omitempty"`
 	// RecoveredS: per moved client, seconds from the event until both
 	// directions were answered after its last move (sorted; the
 	// timeline). OutagesMs: per move, the worse direction (sorted; the
@@ -217,6 +224,29 @@ func (h *harness) measure(res *Result, ev event, t0, cutoff, end int64, s *sampl
 			res.LBCheckFailures += int(t.failed.Load())
 		}
 	}
+	res.SurvivorCounters = h.survivorCounters()
+}
+
+// survivorCounters: see Result.SurvivorCounters.
+func (h *harness) survivorCounters() map[string]uint64 {
+	out := map[string]uint64{}
+	for _, g := range h.running() {
+		st := g.g.PeerStats()
+		for k, v := range st.Initiations {
+			out["init_"+k] += v
+		}
+		out["init_accepted_unread"] += st.AcceptedUnread
+		out["worker_device_load_waits"] += st.DeviceLoadWaits
+		b := g.g.Clients().BindStats()
+		out["device_cookie_replies_sent"] += b.SentCookieReplies
+		out["device_responses_sent"] += b.SentResponses
+		out["device_release_drops"] += b.ReleaseDrops
+		out["responses_received"] += b.Responses
+		ok, failed := g.g.ProbeCounts()
+		out["probe_ok"] += ok
+		out["probe_failed"] += failed
+	}
+	return out
 }
 
 // recovery returns, for a flow that moved at t, the time from t until the

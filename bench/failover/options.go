@@ -45,6 +45,8 @@ type Options struct {
 	// ConnectTimeout bounds the start of each deployment: every client's
 	// traffic answered both ways [60s + 10 ms per client].
 	ConnectTimeout time.Duration
+	// OnlyFast and OnlyStock run one mode only (neither: both).
+	OnlyFast, OnlyStock bool
 	// RebalanceFraction of the flows the rebalance moves [0.1].
 	RebalanceFraction float64
 	Logger            *slog.Logger // the gateways' logs; nil: discarded

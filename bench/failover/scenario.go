@@ -37,6 +37,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	for _, sc := range opts.Scenarios {
 		for _, fast := range []bool{true, false} {
+			if (fast && opts.OnlyStock) || (!fast && opts.OnlyFast) {
+				continue
+			}
 			res, err := runOne(ctx, opts, ks, sc, fast)
 			if ctx.Err() != nil {
 				return rep, ctx.Err()

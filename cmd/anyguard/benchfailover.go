@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,6 +37,8 @@ func cmdBenchFailover(ctx context.Context, args []string, stdout, stderr io.Writ
 	traffic := fs.Duration("interval", 100*time.Millisecond, "each client's echo period, and the private side's request to each client")
 	limit := fs.Duration("limit", 60*time.Second, "a client not answered this long after its flow moved counts as not back")
 	drain := fs.Duration("drain-window", 0, "the gateways' drain window (0: the load balancer's worst-case detection + 2 s)")
+	connect := fs.Duration("connect-timeout", 0, "how long every client may take to have traffic answered both ways at the start of each deployment (0: 60 s + 10 ms per client)")
+	modes := fs.String("modes", "fast,stock", "modes to run: fast (fast recovery on), stock (off), or both")
 	svg := fs.String("svg", "", "write the outage CDF and recovery timeline as SVG to `file`")
 	out := addReportFlags(fs, "failover")
 	if err := parseFlags(fs, args); err != nil {
@@ -76,9 +79,17 @@ func cmdBenchFailover(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	opts := failover.Options{
 		Clients: *clients, Regions: *regions, PerRegion: *perRegion, Params: p,
-		Interval: *traffic, Limit: *limit, DrainWindow: *drain, Progress: stderr,
+		Interval: *traffic, Limit: *limit, DrainWindow: *drain, ConnectTimeout: *connect, Progress: stderr,
+	}
+	if *connect < 0 {
+		return usagef("--connect-timeout %s: want 0 or more", *connect)
 	}
 	var err error
+	ms, err := listFlag("modes", *modes, []string{"fast", "stock"})
+	if err != nil {
+		return err
+	}
+	opts.OnlyFast, opts.OnlyStock = !slices.Contains(ms, "stock"), !slices.Contains(ms, "fast")
 	if opts.Scenarios, err = listFlag("scenarios", *scenarios, failover.Scenarios); err != nil {
 		return err
 	}

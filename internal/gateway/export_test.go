@@ -25,3 +25,11 @@ func (g *Gateway) BackboneSessionsForTest() int {
 // UnderLoadForTest puts the client socket's initiation check under load
 // for d, as a handshake flood would: initiations need a cookie.
 func (g *Gateway) UnderLoadForTest(d time.Duration) { g.admission.ForceUnderLoad(d) }
+
+// ProbeRehandshakeForTest makes the data-path probe start its next round
+// with a new handshake.
+func (g *Gateway) ProbeRehandshakeForTest() { g.probe.Rehandshake() }
+
+// RaceEnabledForTest reports whether the race detector is on (tests
+// that load the machine scale down).
+const RaceEnabledForTest = raceEnabled

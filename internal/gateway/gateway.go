@@ -179,12 +179,14 @@ func New(cfg *config.Config, opts Options) (_ *Gateway, err error) {
 		PrivateKey:  cfg.Clients.PrivateKey,
 		IdleTimeout: opts.IdleTimeout,
 		Reserved:    g.probe.PublicKey(),
-		Index:       &g.index,
-		Device:      g.clients,
-		Bind:        bind,
-		Reply:       bind.Bind,
-		Sessions:    &g.sessions,
-		Logger:      logger,
+		// The probe's handshakes skip the queue (admission/probe.go).
+		ProbeEndpoint: g.probe.Endpoint,
+		Index:         &g.index,
+		Device:        g.clients,
+		Bind:          bind,
+		Reply:         bind.Bind,
+		Sessions:      &g.sessions,
+		Logger:        logger,
 	})
 	g.admission.Start()
 	if err := g.probe.Start(cfg.Clients.PrivateKey.Public(), g.clients.ListenPort(), cfg.Clients.MTU); err != nil {

@@ -100,6 +100,10 @@ func (g *Gateway) checkEgress(context.Context) error {
 // which the client device carries besides the configured clients.
 func (g *Gateway) IsProbePeer(k keys.Key) bool { return g.probe.IsProbe(k) }
 
+// ProbeCounts returns the data-path probe's rounds that succeeded and
+// failed since start.
+func (g *Gateway) ProbeCounts() (ok, failed uint64) { return g.probe.Counts() }
+
 // HealthOptions are the non-configuration parts of ServeHealth.
 type HealthOptions struct {
 	Version  string

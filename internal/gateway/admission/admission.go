@@ -56,6 +56,9 @@ import (
 // while it waits for the receive goroutines; and so that a flood of
 // initiations costs the worker's core, not the data path. When the worker
 // is behind (queueLen full), initiations are dropped: the client retries.
+// One that waited longer than maxWait is dropped unread when the worker
+// comes to it: its client has sent a new one, or will have before the
+// device's answer reaches it.
 //
 // Under load the worker's X25519s are what a flood would spend, so the
 // receive goroutine applies WireGuard's DoS defence itself, before
@@ -67,6 +70,10 @@ import (
 // dropped; one with a valid mac2 is rate-limited per source IP (20/s,
 // bursts of 5: wireguard-go's limiter). Real clients retry with the
 // cookie after 5 s. Out of load none of this costs anything.
+//
+// The data-path probe's initiations (probe.go) skip all of this: a
+// gateway whose probe waits behind a herd turns unready, and the load
+// balancer moves yet more flows onto the others.
 //
 // The device itself must never be under load: it would demand cookies of
 // its own (another secret), a client's retry with one would fail the
@@ -91,6 +98,20 @@ const DefaultIdleTimeout = 210 * time.Second
 
 // queueLen bounds the initiations waiting for the worker.
 const queueLen = 1024
+
+// maxWait is how long an initiation may wait for the worker. A client
+// that gets no answer sends a new initiation RekeyTimeout (5 s) after
+// the last, with a new ephemeral key and sender index, and ignores a
+// response to the old one: an initiation that waited this long, plus the
+// device's queue and the way back, is answered too late. On a working
+// CPU the queue is cleared in well under a second and nothing waits this
+// long; on one starved by a herd (many gateways' worth of clients on few
+// cores), first in, first out would otherwise spend every X25519 on
+// initiations whose clients have moved on, and nobody would get in.
+// Served in order, an initiation younger than this is never skipped: a
+// newest-first order served fresh ones faster but starved the rest until
+// their clients' retry, and idled the gateway in a handshake storm.
+const maxWait = 3 * time.Second
 
 // Under load: the queue is queueLen/8 full, or was within underLoadAfter
 // (wireguard-go's QueueHandshakeSize/8 and UnderLoadAfterTime).
@@ -132,6 +153,10 @@ type Device interface {
 	PeerKeys() []keys.Key
 	PeerCount() int
 	Status() ([]device.PeerStatus, error)
+	// UnderLoad: the device demands cookies of its own (its handshake
+	// queue is deep); what is released then gets the device's cookie,
+	// which the gateway's own check refuses on the client's retry.
+	UnderLoad() bool
 }
 
 // Bind is the client device's socket as admission uses it
@@ -170,6 +195,12 @@ type Sessions interface {
 // Config is what an Admission works on.
 type Config struct {
 	PrivateKey keys.Key // the client device's
+	// ProbeEndpoint returns the data-path probe's own address and port
+	// (its socket on loopback), or the zero value before it has one. An
+	// initiation from there skips the queue and the cookie demand; the
+	// worker releases it only if it is the Reserved key's. Nil: none.
+	// Called on receive goroutines; must be cheap.
+	ProbeEndpoint func() netip.AddrPort
 	// IdleTimeout: zero means DefaultIdleTimeout.
 	IdleTimeout time.Duration
 	// Reserved is a device peer admission never removes nor counts as a
@@ -186,17 +217,22 @@ type Config struct {
 // Admission is the just-in-time peer manager: the bind's initiation
 // hook, the worker that admits clients and the idle sweep.
 type Admission struct {
-	logger   *slog.Logger
-	reader   *handshake.InitiationReader
-	idle     time.Duration
-	queue    chan heldInitiation
-	index    Index
-	dev      Device
-	bind     Bind
-	reply    Sender
-	sessions Sessions
-	reserved keys.Key
-	fast     *fastPath // live clients' endpoints (fast.go)
+	logger *slog.Logger
+	reader *handshake.InitiationReader
+	idle   time.Duration
+	queue  chan heldInitiation
+	// probeEndpoint, probeHeld and probeLast: the probe's way past the
+	// queue (probe.go).
+	probeEndpoint func() netip.AddrPort
+	probeHeld     chan heldInitiation
+	probeLast     atomic.Int64 // unix ns of the last probe initiation held
+	index         Index
+	dev           Device
+	bind          Bind
+	reply         Sender
+	sessions      Sessions
+	reserved      keys.Key
+	fast          *fastPath // live clients' endpoints (fast.go)
 
 	// mu serialises changes of the device's client peers with the index
 	// they follow: the worker's additions, the sweep, reload, takeovers
@@ -214,6 +250,9 @@ type Admission struct {
 	replays, unreadable, overload   atomic.Uint64
 	cookiesSent, rateLimited        atomic.Uint64
 	acceptedUnread                  atomic.Uint64 // released without a read (fast.go)
+	probeReleased                   atomic.Uint64 // released past the queue (probe.go)
+	stale                           atomic.Uint64 // waited past maxWait, dropped unread
+	deviceBusy                      atomic.Uint64 // worker's polls of a device under load
 
 	cookies        wgdevice.CookieChecker // mac2 and cookie replies under load
 	limiter        ratelimiter.Ratelimiter
@@ -240,6 +279,7 @@ type clientSeen struct {
 type heldInitiation struct {
 	msg  [148]byte
 	from conn.Endpoint
+	at   int64 // arrival, unix ns
 }
 
 // New makes an Admission; Start puts it to work.
@@ -253,19 +293,21 @@ func New(cfg Config) *Admission {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	a := &Admission{
-		logger:   logger,
-		reader:   handshake.NewInitiationReader(cfg.PrivateKey),
-		idle:     idle,
-		queue:    make(chan heldInitiation, queueLen),
-		index:    cfg.Index,
-		dev:      cfg.Device,
-		bind:     cfg.Bind,
-		reply:    cfg.Reply,
-		sessions: cfg.Sessions,
-		reserved: cfg.Reserved,
-		fast:     newFastPath(),
-		seen:     make(map[keys.Key]*clientSeen),
-		stop:     make(chan struct{}),
+		logger:        logger,
+		reader:        handshake.NewInitiationReader(cfg.PrivateKey),
+		idle:          idle,
+		queue:         make(chan heldInitiation, queueLen),
+		probeHeld:     make(chan heldInitiation, 1),
+		probeEndpoint: cfg.ProbeEndpoint,
+		index:         cfg.Index,
+		dev:           cfg.Device,
+		bind:          cfg.Bind,
+		reply:         cfg.Reply,
+		sessions:      cfg.Sessions,
+		reserved:      cfg.Reserved,
+		fast:          newFastPath(),
+		seen:          make(map[keys.Key]*clientSeen),
+		stop:          make(chan struct{}),
 	}
 	a.cookies.Init(wgdevice.NoisePublicKey(cfg.PrivateKey.Public()))
 	return a
@@ -306,8 +348,13 @@ func (a *Admission) Close() {
 // copy for the worker and holds the datagram back (the device never sees
 // an initiation the worker did not release), dropping it when the queue is
 // full. Under load it first demands a cookie (see the top of this file).
+// The probe's initiations take their own way (probe.go).
 func (a *Admission) onInitiation(msg []byte, from conn.Endpoint) bool {
-	if a.underLoad(time.Now()) {
+	now := time.Now()
+	if a.holdProbe(msg, from, now) {
+		return true
+	}
+	if a.underLoad(now) {
 		if !a.reader.CheckMAC1(msg) {
 			a.unreadable.Add(1)
 			return true
@@ -322,9 +369,8 @@ func (a *Admission) onInitiation(msg []byte, from conn.Endpoint) bool {
 			return true
 		}
 	}
-	var h heldInitiation
+	h := heldInitiation{from: from, at: now.UnixNano()}
 	copy(h.msg[:], msg)
-	h.from = from
 	select {
 	case a.queue <- h:
 	default:

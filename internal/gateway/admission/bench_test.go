@@ -34,8 +34,19 @@ func captureInitiation(tb testing.TB, client, gw keys.Key) []byte {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer c.Close()
-	go c.Ping(context.Background(), netip.MustParseAddr("10.99.0.1"), 1, time.Second)
+	// The ping makes the client handshake; it ends (unanswered) before
+	// the client closes.
+	ctx, cancel := context.WithCancel(context.Background())
+	pinged := make(chan struct{})
+	go func() {
+		defer close(pinged)
+		c.Ping(ctx, netip.MustParseAddr("10.99.0.1"), 1, time.Second)
+	}()
+	defer func() {
+		cancel()
+		<-pinged
+		c.Close()
+	}()
 	sock.SetReadDeadline(time.Now().Add(5 * time.Second))
 	buf := make([]byte, 2048)
 	for {

@@ -184,6 +184,12 @@ type Stats struct {
 	// were released without a read (fast.go); they are in
 	// Initiations["accepted"] too.
 	AcceptedUnread uint64
+	// ProbeReleased counts the probe's initiations released past the
+	// queue (probe.go); they are in Initiations["accepted"] too.
+	ProbeReleased uint64
+	// DeviceLoadWaits counts the worker's 10 ms waits for the device to
+	// leave its own under-load state (worker.go).
+	DeviceLoadWaits uint64
 }
 
 func (a *Admission) probeLive() int {
@@ -197,10 +203,12 @@ func (a *Admission) probeLive() int {
 // counters.
 func (a *Admission) Stats() Stats {
 	return Stats{
-		Configured:     a.index.Len(),
-		Live:           a.dev.PeerCount() - a.probeLive(),
-		Added:          a.added.Load(),
-		AcceptedUnread: a.acceptedUnread.Load(),
+		Configured:      a.index.Len(),
+		Live:            a.dev.PeerCount() - a.probeLive(),
+		Added:           a.added.Load(),
+		AcceptedUnread:  a.acceptedUnread.Load(),
+		ProbeReleased:   a.probeReleased.Load(),
+		DeviceLoadWaits: a.deviceBusy.Load(),
 		Removed: map[string]uint64{
 			string(RemovedIdle): a.removedIdle.Load(), string(RemovedReload): a.removedReload.Load(), string(RemovedMoved): a.removedMoved.Load(),
 		},
@@ -208,6 +216,7 @@ func (a *Admission) Stats() Stats {
 			"accepted": a.accepted.Load(), "unknown_key": a.unknown.Load(), "not_authentic": a.notAuthentic.Load(),
 			"replay": a.replays.Load(), "unreadable": a.unreadable.Load(), "overload": a.overload.Load(),
 			"cookie_sent": a.cookiesSent.Load(), "rate_limited": a.rateLimited.Load(),
+			"stale": a.stale.Load(),
 		},
 	}
 }

@@ -12,13 +12,62 @@ func (a *Admission) work() {
 	defer a.wg.Done()
 	var in handshake.Initiation
 	for {
+		// The probe's initiation first: it waits for one queued
+		// initiation at most, not for the queue (probe.go).
 		select {
 		case <-a.stop:
 			return
+		case p := <-a.probeHeld:
+			a.handleProbe(&p, &in)
+			continue
+		default:
+		}
+		select {
+		case <-a.stop:
+			return
+		case p := <-a.probeHeld:
+			a.handleProbe(&p, &in)
 		case h := <-a.queue:
+			if !a.deviceReady() {
+				return
+			}
+			if a.tooOld(&h, time.Now()) {
+				continue
+			}
 			a.handle(&h, &in)
 		}
 	}
+}
+
+// deviceReady waits while the device is under load (clients' responses
+// to its own initiations, takeovers among them, fill its queue too): an
+// initiation released then would get the device's cookie, and its
+// client's retry would carry a mac2 that the gateway's check refuses.
+// It reports false when the Admission stops.
+func (a *Admission) deviceReady() bool {
+	for a.dev.UnderLoad() {
+		a.deviceBusy.Add(1)
+		select {
+		case <-a.stop:
+			return false
+		case <-time.After(deviceLoadPoll):
+		}
+	}
+	return true
+}
+
+// deviceLoadPoll is how often the worker looks whether the device is
+// still under load.
+const deviceLoadPoll = 10 * time.Millisecond
+
+// tooOld reports (and counts) whether h waited longer than maxWait: its
+// client has moved on to a new initiation.
+func (a *Admission) tooOld(h *heldInitiation, now time.Time) bool {
+	if now.UnixNano()-h.at <= int64(maxWait) {
+		return false
+	}
+	a.stale.Add(1)
+	return true
 }
 
 // handle decides one held initiation: release it to the device (adding

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,8 +99,11 @@ type Probe struct {
 	timeout  time.Duration
 	id       uint16
 
-	port *device.Port
-	dev  *wgdevice.Device
+	port     *device.Port
+	dev      *wgdevice.Device
+	loopback netip.Addr // of the target's family
+	// localPort is the probe socket's UDP port, once up.
+	localPort atomic.Uint32
 
 	seq     atomic.Uint32
 	replies chan uint16
@@ -159,6 +164,7 @@ func (p *Probe) Start(gateway keys.Key, listenPort uint16, mtu int) error {
 	if p.dst.Is6() {
 		loop = netip.IPv6Loopback()
 	}
+	p.loopback = loop
 	uapi := fmt.Sprintf("private_key=%s\nlisten_port=0\npublic_key=%s\nendpoint=%s\nallowed_ip=%s\n",
 		p.key.Hex(), gateway.Hex(), netip.AddrPortFrom(loop, listenPort), netip.PrefixFrom(p.dst, p.dst.BitLen()))
 	if err := p.dev.IpcSet(uapi); err != nil {
@@ -169,6 +175,7 @@ func (p *Probe) Start(gateway keys.Key, listenPort uint16, mtu int) error {
 		p.dev.Close()
 		return fmt.Errorf("probe peer: %w", err)
 	}
+	p.learnPort()
 	p.wg.Add(1)
 	go p.loop()
 	return nil
@@ -228,9 +235,16 @@ func (p *Probe) round() {
 	// of clients handshaking at once) would throw away a working session
 	// and need a handshake just when handshakes are scarcest.
 	if failed >= probeFailures {
-		if err := p.dev.Down(); err == nil {
-			p.dev.Up()
-		}
+		p.Rehandshake()
+	}
+}
+
+// Rehandshake drops the probe's session, so that its next echo starts
+// with a new handshake.
+func (p *Probe) Rehandshake() {
+	if err := p.dev.Down(); err == nil {
+		p.dev.Up()
+		p.learnPort()
 	}
 }
 
@@ -240,11 +254,19 @@ func (p *Probe) round() {
 // its flows and push the herd onto the next gateway.
 const probeFailures = 2
 
+// probeLateRounds: a reply to the echo of this round or of the rounds
+// before it, up to this many in all, completes a round.
+const probeLateRounds = 4
+
 func (p *Probe) await(seq uint16, start time.Time, deadline, resend <-chan time.Time, send func() error) error {
 	for {
 		select {
 		case got := <-p.replies:
-			if got == seq {
+			// A late reply to one of the last rounds' echoes proves the
+			// data path as well: slow under a herd is not broken, and a
+			// gateway that turned unready for it would have the load
+			// balancer move yet more flows onto the others.
+			if seq-got < probeLateRounds {
 				return nil
 			}
 		case <-resend:
@@ -319,6 +341,37 @@ func (p *Probe) Close() {
 	if p.port != nil {
 		p.port.Close()
 	}
+}
+
+// learnPort records the UDP port the probe's device listens on (and
+// sends from): wireguard-go picked it.
+func (p *Probe) learnPort() {
+	uapi, err := p.dev.IpcGet()
+	if err != nil {
+		return
+	}
+	for line := range strings.Lines(uapi) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "listen_port="); ok {
+			if n, err := strconv.ParseUint(v, 10, 16); err == nil {
+				p.localPort.Store(uint32(n))
+			}
+			return
+		}
+	}
+}
+
+// Endpoint is the address and port the probe's handshakes and packets
+// come from (its socket on loopback), or the zero value before Start.
+// Any goroutine; cheap (the client socket's initiation hook asks).
+func (p *Probe) Endpoint() netip.AddrPort {
+	if p == nil {
+		return netip.AddrPort{}
+	}
+	port := p.localPort.Load()
+	if port == 0 {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(p.loopback, uint16(port))
 }
 
 // PublicKey is the probe peer's public key.
