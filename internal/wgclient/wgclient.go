@@ -6,6 +6,7 @@ package wgclient
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -161,4 +162,47 @@ func (c *Client) ListenPort() uint16 {
 		}
 	}
 	return 0
+}
+
+// CaptureInitiation returns the first handshake initiation that a client
+// with key client sends to a gateway with public key gw: a real one, from
+// wireguard-go, caught on a loopback socket that never answers.
+func CaptureInitiation(client, gw keys.Key) ([]byte, error) {
+	sock, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, err
+	}
+	defer sock.Close()
+	c, err := New(Config{
+		PrivateKey: client, Address: netip.MustParseAddr("10.99.0.2"), Peer: gw,
+		Endpoint:   sock.LocalAddr().(*net.UDPAddr).AddrPort(),
+		AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.99.0.0/16")},
+	})
+	if err != nil {
+		return nil, err
+	}
+	// The ping makes the client handshake; it ends (unanswered) before
+	// the client closes.
+	ctx, cancel := context.WithCancel(context.Background())
+	pinged := make(chan struct{})
+	go func() {
+		defer close(pinged)
+		c.Ping(ctx, netip.MustParseAddr("10.99.0.1"), 1, time.Second)
+	}()
+	defer func() {
+		cancel()
+		<-pinged
+		c.Close()
+	}()
+	sock.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 2048)
+	for {
+		n, err := sock.Read(buf)
+		if err != nil {
+			return nil, fmt.Errorf("no handshake initiation from the client: %w", err)
+		}
+		if n == 148 && buf[0] == 1 && buf[1] == 0 && buf[2] == 0 && buf[3] == 0 {
+			return append([]byte(nil), buf[:n]...), nil
+		}
+	}
 }
