@@ -212,19 +212,27 @@ func (b *ClassifyingBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 		return b.sendDiverting(bufs, ep, *dhook, thook)
 	}
 	for _, p := range bufs {
-		switch {
-		case thook != nil && len(p) >= minSizeTransport && p[0] == msgTransport:
+		if thook != nil && len(p) >= minSizeTransport && p[0] == msgTransport {
 			(*thook)(binary.LittleEndian.Uint32(p[4:8]), ep)
-		case len(p) == sizeResponse && p[0] == msgResponse:
-			b.sentResponses.Add(1)
-			if hook := b.onResponse.Load(); hook != nil {
-				(*hook)(binary.LittleEndian.Uint32(p[8:12]))
-			}
-		case len(p) == sizeCookieReply && p[0] == msgCookieReply:
-			b.sentCookies.Add(1)
+		} else {
+			b.sentHandshake(p)
 		}
 	}
 	return b.Bind.Send(bufs, ep)
+}
+
+// sentHandshake counts p if it is a handshake response or cookie reply
+// the device sends, and tells the response hook of a response.
+func (b *ClassifyingBind) sentHandshake(p []byte) {
+	switch {
+	case len(p) == sizeResponse && p[0] == msgResponse:
+		b.sentResponses.Add(1)
+		if hook := b.onResponse.Load(); hook != nil {
+			(*hook)(binary.LittleEndian.Uint32(p[8:12]))
+		}
+	case len(p) == sizeCookieReply && p[0] == msgCookieReply:
+		b.sentCookies.Add(1)
+	}
 }
 
 // Answered returns how many handshake responses and cookie replies the
@@ -424,13 +432,8 @@ func (b *ClassifyingBind) sendDiverting(bufs [][]byte, ep conn.Endpoint, divert 
 				}
 			}
 			start = i + 1
-		case len(p) == sizeResponse && p[0] == msgResponse:
-			b.sentResponses.Add(1)
-			if hook := b.onResponse.Load(); hook != nil {
-				(*hook)(binary.LittleEndian.Uint32(p[8:12]))
-			}
-		case len(p) == sizeCookieReply && p[0] == msgCookieReply:
-			b.sentCookies.Add(1)
+		default:
+			b.sentHandshake(p)
 		}
 	}
 	if taken != 0 {
