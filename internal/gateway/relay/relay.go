@@ -248,12 +248,7 @@ func (r *Relay) FromClient(msg []byte, from conn.Endpoint) {
 	if now > o.until.Load() {
 		return
 	}
-	if !o.up.allow(now, PerEndpoint) {
-		r.stats.rateEndpoint.Add(1)
-		return
-	}
-	if !r.up.allow(now, Total) {
-		r.stats.rateTotal.Add(1)
+	if !r.allow(now, &o.up, &r.up) {
 		return
 	}
 	if err := r.backbone.SendRelay(o.via, device.RelayToOwner, ep, msg); err != nil {
@@ -365,12 +360,7 @@ func (r *Relay) toClient(from netip.Addr, ep netip.AddrPort, datagram []byte, no
 		r.stats.notRelaying.Add(1)
 		return
 	}
-	if !o.down.allow(now, PerEndpoint) {
-		r.stats.rateEndpoint.Add(1)
-		return
-	}
-	if !r.down.allow(now, Total) {
-		r.stats.rateTotal.Add(1)
+	if !r.allow(now, &o.down, &r.down) {
 		return
 	}
 	b := r.sends.Get().(*[1][]byte)
@@ -480,6 +470,21 @@ func (r *Relay) Stats() map[string]uint64 {
 		"drop_not_relaying": r.stats.notRelaying.Load(), "drop_inject": r.stats.injectFailed.Load(),
 		"drop_send": r.stats.sendFailed.Load(), "replayed": r.stats.replayed.Load(),
 	}
+}
+
+// allow reports whether one more datagram fits both the endpoint's
+// window and the total's (each direction has its own pair), counting the
+// drop against the bound that refused it.
+func (r *Relay) allow(now int64, endpoint, total *rateWindow) bool {
+	if !endpoint.allow(now, PerEndpoint) {
+		r.stats.rateEndpoint.Add(1)
+		return false
+	}
+	if !total.allow(now, Total) {
+		r.stats.rateTotal.Add(1)
+		return false
+	}
+	return true
 }
 
 // rateWindow counts datagrams per rateSlot. Concurrent callers at a
