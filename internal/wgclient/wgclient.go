@@ -201,6 +201,8 @@ func CaptureInitiation(client, gw keys.Key) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("no handshake initiation from the client: %w", err)
 		}
+		// An initiation: type 1, 148 bytes (device.Classify's rule; the
+		// import rules keep this package off device).
 		if n == 148 && buf[0] == 1 && buf[1] == 0 && buf[2] == 0 && buf[3] == 0 {
 			return append([]byte(nil), buf[:n]...), nil
 		}
